@@ -1,0 +1,102 @@
+//! Command-line interface: one file per subcommand. `main` parses, runs and
+//! maps errors to exit codes (2 bad input/configuration, 1 run-time failure).
+
+mod check;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use percept::config::{Overrides, Plan};
+use percept::error::{EXIT_BAD_INPUT, EXIT_RUNTIME};
+
+/// Streaming video perception pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "percept", version, about)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline until end of stream or Ctrl-C.
+    Run(run::RunArgs),
+    /// Validate a pipeline (parse, wiring, files, GStreamer elements) without running it.
+    Check(check::CheckArgs),
+}
+
+/// Pipeline file and the command-line replacements shared by `run` and `check`.
+#[derive(Debug, Args)]
+struct PipelineArgs {
+    /// Pipeline file (TOML).
+    pipeline: PathBuf,
+    /// Replace the sources' locations, one per source in order: a file path, a URI or /dev/videoN.
+    #[arg(short, long = "input", value_name = "PATH_OR_URI")]
+    inputs: Vec<String>,
+    /// Write JSON Lines here instead (`-` for standard output).
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<String>,
+}
+
+impl PipelineArgs {
+    fn load(&self) -> Result<Plan, percept::Error> {
+        let overrides = Overrides {
+            inputs: self.inputs.clone(),
+            output: self.output.clone(),
+        };
+        Ok(Plan::load(&self.pipeline, &overrides)?)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::check(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err) as u8)
+        }
+    }
+}
+
+/// The exit code of an error chain: the library error's own, else run-time failure.
+fn exit_code(err: &anyhow::Error) -> i32 {
+    err.chain()
+        .find_map(|e| {
+            e.downcast_ref::<percept::Error>()
+                .map(percept::Error::exit_code)
+        })
+        .or_else(|| {
+            err.chain().find_map(|e| {
+                e.downcast_ref::<percept::config::ConfigError>()
+                    .map(|_| EXIT_BAD_INPUT)
+            })
+        })
+        .unwrap_or(EXIT_RUNTIME)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_thread_names(true)
+        .init();
+}

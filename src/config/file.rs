@@ -1,0 +1,171 @@
+//! The pipeline file as written by the user (TOML, `version = 1`).
+//!
+//! These types mirror the file one to one: unknown fields are rejected and the
+//! fields that later validation can complain about keep their byte span, so
+//! every error can name its line. [`super::plan`] turns them into a validated
+//! [`super::Plan`].
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+/// The whole pipeline file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Format version; only `1` exists.
+    pub version: Spanned<u32>,
+    /// A human name shown in summaries.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Sources, in order (`[[source]]`).
+    #[serde(rename = "source", default)]
+    pub sources: Vec<SourceSpec>,
+    /// Stages, in processing order (`[[stage]]`).
+    #[serde(rename = "stage", default)]
+    pub stages: Vec<StageSpec>,
+    /// Sinks (`[[sink]]`); every frame record goes to each of them.
+    #[serde(rename = "sink", default)]
+    pub sinks: Vec<SinkSpec>,
+}
+
+/// Where frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A recording on disk, any container/codec GStreamer decodes.
+    File,
+    /// A URI: `rtsp://`, `http(s)://`, `file://`.
+    Uri,
+    /// A V4L2 camera device.
+    V4l2,
+    /// GStreamer's `videotestsrc`.
+    Test,
+    /// A raw `gst-launch-1.0` fragment that ends in raw video.
+    Gst,
+}
+
+/// How a source hands frames over when downstream is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Every decoded frame is delivered; the decoder waits (recordings).
+    Lossless,
+    /// Only the newest frame is kept (cameras, paced recordings).
+    Latest,
+}
+
+/// One `[[source]]` table. Which optional fields apply depends on `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub id: Spanned<String>,
+    pub kind: Spanned<SourceKind>,
+    /// File path (`file`), URI (`uri`) or device (`v4l2`). `${VAR}` and `~` expand.
+    pub location: Option<Spanned<String>>,
+    /// `videotestsrc` pattern name (`test`).
+    pub pattern: Option<Spanned<String>>,
+    /// A `gst-launch-1.0` fragment producing raw video (`gst`).
+    pub launch: Option<Spanned<String>>,
+    /// Frame count at which the source ends (any kind).
+    pub max_frames: Option<Spanned<u64>>,
+    /// Output width/height in pixels; the source scales when set.
+    pub width: Option<Spanned<u32>>,
+    pub height: Option<Spanned<u32>>,
+    /// Frames per second of a `test` source.
+    pub framerate: Option<Spanned<u32>>,
+    /// Make a `test` source behave like a live camera.
+    pub live: Option<Spanned<bool>>,
+    /// Pace a recording at its native frame rate, like a camera.
+    pub realtime: Option<Spanned<bool>>,
+    /// `lossless` or `latest`; default: lossless for recordings, latest for live.
+    pub delivery: Option<Spanned<Delivery>>,
+    /// Pixel format frames are delivered in (GStreamer name): RGB, BGR, RGBA, BGRA, GRAY8, I420, NV12.
+    pub format: Option<Spanned<String>>,
+}
+
+/// One `[[stage]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    pub id: Spanned<String>,
+    pub kind: Spanned<StageKind>,
+    /// Source ids whose frames this stage works on; others pass through. Default: all.
+    pub streams: Option<Spanned<Vec<String>>>,
+    /// The stage's input edge.
+    pub queue: Option<QueueSpec>,
+    /// `delay`: milliseconds the stage spends on each frame.
+    pub delay_ms: Option<Spanned<f64>>,
+}
+
+/// The built-in stage kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    /// Per-channel mean/min/max of the frame's pixels.
+    ImageStats,
+    /// Sleeps a fixed time per frame: stands in for a slow model.
+    Delay,
+}
+
+/// One `[[sink]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    pub kind: Spanned<SinkKind>,
+    /// Output path (`-` for standard output).
+    pub path: Option<Spanned<String>>,
+    /// The sink's input edge.
+    pub queue: Option<QueueSpec>,
+}
+
+/// The built-in sink kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// One JSON object per frame and line.
+    Jsonl,
+}
+
+/// A bounded edge into a stage or sink.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    pub capacity: Option<Spanned<usize>>,
+    pub policy: Option<Spanned<EdgePolicy>>,
+}
+
+/// What a full edge does with a new item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgePolicy {
+    /// The sender waits (back-pressure). Default for recordings.
+    Block,
+    /// The oldest queued item is dropped and counted. Default for live sources.
+    DropOldest,
+}
+
+/// The names the pipeline file uses for each enum value.
+macro_rules! file_names {
+    ($($ty:ident { $($variant:ident => $name:literal),+ $(,)? })+) => {$(
+        impl $ty {
+            /// The value's name in a pipeline file.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $name),+ }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+
+file_names! {
+    SourceKind { File => "file", Uri => "uri", V4l2 => "v4l2", Test => "test", Gst => "gst" }
+    Delivery { Lossless => "lossless", Latest => "latest" }
+    StageKind { ImageStats => "image_stats", Delay => "delay" }
+    SinkKind { Jsonl => "jsonl" }
+    EdgePolicy { Block => "block", DropOldest => "drop_oldest" }
+}

@@ -1,0 +1,752 @@
+//! Validation: a [`PipelineFile`] plus command-line [`Overrides`] become a [`Plan`].
+//!
+//! Relative paths inside a pipeline file are relative to the file's folder;
+//! paths given on the command line are relative to the working directory.
+//! `${VAR}` and a leading `~` expand in locations and paths. `${PERCEPT_MEDIA}`
+//! falls back to the set-up script's media cache when unset.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gstreamer_video as gst_video;
+use serde_spanned::Spanned;
+
+use super::file::{
+    Delivery, EdgePolicy, PipelineFile, QueueSpec, SinkKind, SinkSpec, SourceKind, SourceSpec,
+    StageKind, StageSpec,
+};
+use super::{ConfigError, line_col};
+
+/// The only pipeline-file version this build reads.
+pub const PIPELINE_VERSION: u32 = 1;
+/// Default capacity of an edge.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4;
+/// Pixel formats a source can deliver.
+pub const SUPPORTED_FORMATS: [&str; 7] = ["RGB", "BGR", "RGBA", "BGRA", "GRAY8", "I420", "NV12"];
+
+/// Command-line replacements applied while resolving.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// Replaces the sources' locations, one per source, in order.
+    pub inputs: Vec<String>,
+    /// Replaces the JSON Lines destination (`-` = stdout).
+    pub output: Option<String>,
+}
+
+/// A validated pipeline, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub path: PathBuf,
+    pub name: String,
+    pub sources: Vec<SourcePlan>,
+    pub stages: Vec<StagePlan>,
+    pub sinks: Vec<SinkPlan>,
+}
+
+/// What a source reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceInput {
+    File(PathBuf),
+    Uri(String),
+    V4l2(PathBuf),
+    Test {
+        pattern: String,
+        framerate: u32,
+        width: u32,
+        height: u32,
+    },
+    Gst(String),
+}
+
+/// A resolved source.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    pub id: String,
+    pub input: SourceInput,
+    pub format: gst_video::VideoFormat,
+    /// Scale to this size when set.
+    pub size: Option<(u32, u32)>,
+    pub max_frames: Option<u64>,
+    /// Produces frames in real time whether or not anyone reads them.
+    pub live: bool,
+    /// A recording paced at its native rate.
+    pub realtime: bool,
+    pub delivery: Delivery,
+}
+
+/// A bounded edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgePlan {
+    pub capacity: usize,
+    pub policy: EdgePolicy,
+}
+
+/// A resolved stage.
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    pub id: String,
+    pub kind: StageKind,
+    /// Streams the stage works on; `None` = all.
+    pub streams: Option<Vec<String>>,
+    pub input: EdgePlan,
+    /// `delay` only.
+    pub delay: Duration,
+}
+
+/// Where a sink writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputPath {
+    Stdout,
+    File(PathBuf),
+}
+
+impl fmt::Display for OutputPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputPath::Stdout => f.write_str("standard output"),
+            OutputPath::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A resolved sink.
+#[derive(Debug, Clone)]
+pub struct SinkPlan {
+    pub kind: SinkKind,
+    pub output: OutputPath,
+    pub input: EdgePlan,
+}
+
+impl SourcePlan {
+    /// A short human description of the input.
+    pub fn describe(&self) -> String {
+        match &self.input {
+            SourceInput::File(p) => format!("file {}", p.display()),
+            SourceInput::Uri(u) => format!("uri {u}"),
+            SourceInput::V4l2(d) => format!("v4l2 {}", d.display()),
+            SourceInput::Test {
+                pattern,
+                framerate,
+                width,
+                height,
+            } => format!("test pattern {pattern} {width}x{height} @ {framerate} fps"),
+            SourceInput::Gst(l) => format!("gst `{l}`"),
+        }
+    }
+}
+
+impl Plan {
+    /// Reads, parses and validates a pipeline file.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Plan, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Plan::from_str(&text, path, overrides)
+    }
+
+    /// Parses and validates pipeline text; `path` names it in errors and anchors relative paths.
+    pub fn from_str(text: &str, path: &Path, overrides: &Overrides) -> Result<Plan, ConfigError> {
+        let file: PipelineFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = line_col(text, e.span().map_or(0, |s| s.start));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
+        Resolver {
+            text,
+            path,
+            base: path.parent().unwrap_or(Path::new(".")),
+        }
+        .resolve(file, overrides)
+    }
+}
+
+struct Resolver<'a> {
+    text: &'a str,
+    path: &'a Path,
+    base: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn invalid(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: line_col(self.text, span.start).0,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn plan_error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::Plan {
+            path: self.path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&self, file: PipelineFile, overrides: &Overrides) -> Result<Plan, ConfigError> {
+        if *file.version.get_ref() != PIPELINE_VERSION {
+            return Err(self.invalid(
+                file.version.span(),
+                "version",
+                format!(
+                    "unsupported version {} (this build reads version {PIPELINE_VERSION})",
+                    file.version.get_ref()
+                ),
+            ));
+        }
+        if file.sources.is_empty() {
+            return Err(self.plan_error("no [[source]]: a pipeline needs at least one source"));
+        }
+        if !overrides.inputs.is_empty() && overrides.inputs.len() != file.sources.len() {
+            return Err(self.plan_error(format!(
+                "{} --input given but the pipeline has {} source(s): give one per source",
+                overrides.inputs.len(),
+                file.sources.len()
+            )));
+        }
+
+        let mut ids = HashSet::new();
+        let mut sources = Vec::with_capacity(file.sources.len());
+        for (i, spec) in file.sources.iter().enumerate() {
+            let field = format!("source[{i}]");
+            self.check_id(&spec.id, &field, &mut ids)?;
+            sources.push(self.source(spec, &field, overrides.inputs.get(i).map(String::as_str))?);
+        }
+        let any_live = sources.iter().any(|s| s.live || s.realtime);
+        let default_policy = if any_live {
+            EdgePolicy::DropOldest
+        } else {
+            EdgePolicy::Block
+        };
+
+        let mut stages = Vec::with_capacity(file.stages.len());
+        for (i, spec) in file.stages.iter().enumerate() {
+            let field = format!("stage[{i}]");
+            self.check_id(&spec.id, &field, &mut ids)?;
+            stages.push(self.stage(spec, &field, &sources, default_policy)?);
+        }
+
+        let mut sinks = Vec::with_capacity(file.sinks.len().max(1));
+        for (i, spec) in file.sinks.iter().enumerate() {
+            sinks.push(self.sink(spec, &format!("sink[{i}]"), default_policy, overrides)?);
+        }
+        if let Some(out) = &overrides.output
+            && !sinks.iter().any(|s| s.kind == SinkKind::Jsonl)
+        {
+            sinks.push(SinkPlan {
+                kind: SinkKind::Jsonl,
+                output: output_path(out, Path::new(".")),
+                input: EdgePlan {
+                    capacity: DEFAULT_QUEUE_CAPACITY,
+                    policy: default_policy,
+                },
+            });
+        }
+        if sinks.is_empty() {
+            return Err(self.plan_error("no [[sink]]: add one or pass --output"));
+        }
+
+        Ok(Plan {
+            path: self.path.to_path_buf(),
+            name: file.name.clone().unwrap_or_else(|| {
+                self.path
+                    .file_stem()
+                    .map_or_else(|| "pipeline".into(), |s| s.to_string_lossy().into_owned())
+            }),
+            sources,
+            stages,
+            sinks,
+        })
+    }
+
+    fn check_id(
+        &self,
+        id: &Spanned<String>,
+        field: &str,
+        seen: &mut HashSet<String>,
+    ) -> Result<(), ConfigError> {
+        let name = id.get_ref();
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(self.invalid(
+                id.span(),
+                format!("{field}.id"),
+                format!("`{name}` is not a valid id: use letters, digits, `_` and `-`"),
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(self.invalid(
+                id.span(),
+                format!("{field}.id"),
+                format!("duplicate id `{name}`: source and stage ids must be unique"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rejects a field that the source's kind does not use.
+    fn only_for<T>(
+        &self,
+        value: &Option<Spanned<T>>,
+        field: &str,
+        name: &str,
+        kind: SourceKind,
+        allowed: &[SourceKind],
+    ) -> Result<(), ConfigError> {
+        match value {
+            Some(v) if !allowed.contains(&kind) => Err(self.invalid(
+                v.span(),
+                format!("{field}.{name}"),
+                format!(
+                    "not used by kind = \"{}\" (only by {})",
+                    kind.as_str(),
+                    allowed
+                        .iter()
+                        .map(|k| format!("\"{}\"", k.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn source(
+        &self,
+        spec: &SourceSpec,
+        field: &str,
+        input_override: Option<&str>,
+    ) -> Result<SourcePlan, ConfigError> {
+        use SourceKind::*;
+        let declared = *spec.kind.get_ref();
+        self.only_for(
+            &spec.location,
+            field,
+            "location",
+            declared,
+            &[File, Uri, V4l2],
+        )?;
+        self.only_for(&spec.pattern, field, "pattern", declared, &[Test])?;
+        self.only_for(&spec.framerate, field, "framerate", declared, &[Test])?;
+        self.only_for(&spec.launch, field, "launch", declared, &[Gst])?;
+        self.only_for(&spec.live, field, "live", declared, &[Test, Uri, Gst])?;
+        self.only_for(&spec.realtime, field, "realtime", declared, &[File, Uri])?;
+
+        let input = match input_override {
+            Some(raw) => self.input_from_cli(raw, field)?,
+            None => self.input_from_file(spec, field)?,
+        };
+
+        let size = match (&spec.width, &spec.height) {
+            (None, None) => None,
+            (Some(w), Some(h)) => {
+                for (v, n) in [(w, "width"), (h, "height")] {
+                    if *v.get_ref() == 0 {
+                        return Err(self.invalid(
+                            v.span(),
+                            format!("{field}.{n}"),
+                            "must be at least 1",
+                        ));
+                    }
+                }
+                Some((*w.get_ref(), *h.get_ref()))
+            }
+            (Some(v), None) | (None, Some(v)) => {
+                return Err(self.invalid(
+                    v.span(),
+                    format!("{field}.width"),
+                    "set both `width` and `height`, or neither",
+                ));
+            }
+        };
+        let input = match input {
+            SourceInput::Test {
+                pattern, framerate, ..
+            } => {
+                let (width, height) = size.unwrap_or((320, 240));
+                SourceInput::Test {
+                    pattern,
+                    framerate,
+                    width,
+                    height,
+                }
+            }
+            other => other,
+        };
+
+        let format = match &spec.format {
+            None => gst_video::VideoFormat::Rgb,
+            Some(f) => {
+                let name = f.get_ref().to_ascii_uppercase();
+                if !SUPPORTED_FORMATS.contains(&name.as_str()) {
+                    return Err(self.invalid(
+                        f.span(),
+                        format!("{field}.format"),
+                        format!(
+                            "unsupported pixel format `{}` (one of {})",
+                            f.get_ref(),
+                            SUPPORTED_FORMATS.join(", ")
+                        ),
+                    ));
+                }
+                format_from_name(&name)
+            }
+        };
+
+        if let Some(m) = &spec.max_frames
+            && *m.get_ref() == 0
+        {
+            return Err(self.invalid(
+                m.span(),
+                format!("{field}.max_frames"),
+                "must be at least 1",
+            ));
+        }
+
+        let live = match &input {
+            SourceInput::V4l2(_) => true,
+            SourceInput::Uri(u) => spec
+                .live
+                .as_ref()
+                .map_or_else(|| is_live_scheme(u), |l| *l.get_ref()),
+            SourceInput::File(_) => false,
+            _ => spec.live.as_ref().is_some_and(|l| *l.get_ref()),
+        };
+        let realtime = !live && spec.realtime.as_ref().is_some_and(|r| *r.get_ref());
+        let delivery = spec.delivery.as_ref().map_or(
+            if live || realtime {
+                Delivery::Latest
+            } else {
+                Delivery::Lossless
+            },
+            |d| *d.get_ref(),
+        );
+
+        Ok(SourcePlan {
+            id: spec.id.get_ref().clone(),
+            input,
+            format,
+            size,
+            max_frames: spec.max_frames.as_ref().map(|m| *m.get_ref()),
+            live,
+            realtime,
+            delivery,
+        })
+    }
+
+    fn input_from_file(&self, spec: &SourceSpec, field: &str) -> Result<SourceInput, ConfigError> {
+        let kind = *spec.kind.get_ref();
+        let required = |v: &Option<Spanned<String>>,
+                        name: &str|
+         -> Result<(String, Range<usize>), ConfigError> {
+            match v {
+                Some(s) => Ok((s.get_ref().clone(), s.span())),
+                None => Err(self.invalid(
+                    spec.kind.span(),
+                    format!("{field}.{name}"),
+                    format!("kind = \"{}\" needs `{name}`", kind.as_str()),
+                )),
+            }
+        };
+        Ok(match kind {
+            SourceKind::File => {
+                let (raw, span) = required(&spec.location, "location")?;
+                let loc_field = format!("{field}.location");
+                let expanded =
+                    expand(&raw).map_err(|m| self.invalid(span.clone(), &loc_field, m))?;
+                let path = self.base.join(expanded);
+                if !path.is_file() {
+                    return Err(self.invalid(
+                        span,
+                        loc_field,
+                        format!("file not found: {}", path.display()),
+                    ));
+                }
+                SourceInput::File(path)
+            }
+            SourceKind::Uri => {
+                let (raw, span) = required(&spec.location, "location")?;
+                let uri = expand(&raw)
+                    .map_err(|m| self.invalid(span.clone(), format!("{field}.location"), m))?;
+                if !uri.contains("://") {
+                    return Err(self.invalid(
+                        span,
+                        format!("{field}.location"),
+                        format!("`{uri}` is not a URI (scheme://...)"),
+                    ));
+                }
+                SourceInput::Uri(uri)
+            }
+            SourceKind::V4l2 => {
+                let (raw, span) = required(&spec.location, "location")?;
+                let dev =
+                    expand(&raw).map_err(|m| self.invalid(span, format!("{field}.location"), m))?;
+                SourceInput::V4l2(PathBuf::from(dev))
+            }
+            SourceKind::Test => {
+                let pattern = spec
+                    .pattern
+                    .as_ref()
+                    .map_or_else(|| "smpte".to_string(), |p| p.get_ref().clone());
+                if !pattern
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                {
+                    let span = spec
+                        .pattern
+                        .as_ref()
+                        .map_or(spec.kind.span(), Spanned::span);
+                    return Err(self.invalid(
+                        span,
+                        format!("{field}.pattern"),
+                        format!("`{pattern}` is not a videotestsrc pattern name"),
+                    ));
+                }
+                let framerate = match &spec.framerate {
+                    Some(f) if *f.get_ref() == 0 => {
+                        return Err(self.invalid(
+                            f.span(),
+                            format!("{field}.framerate"),
+                            "must be at least 1",
+                        ));
+                    }
+                    Some(f) => *f.get_ref(),
+                    None => 30,
+                };
+                SourceInput::Test {
+                    pattern,
+                    framerate,
+                    width: 0,
+                    height: 0,
+                }
+            }
+            SourceKind::Gst => {
+                let (launch, span) = required(&spec.launch, "launch")?;
+                if launch.trim().is_empty() {
+                    return Err(self.invalid(
+                        span,
+                        format!("{field}.launch"),
+                        "empty launch fragment",
+                    ));
+                }
+                SourceInput::Gst(launch)
+            }
+        })
+    }
+
+    /// `--input`: a URI, a V4L2 device or a file path (relative to the working directory).
+    fn input_from_cli(&self, raw: &str, field: &str) -> Result<SourceInput, ConfigError> {
+        let bad = |message: String| ConfigError::Plan {
+            path: self.path.to_path_buf(),
+            message: format!("--input for {field}: {message}"),
+        };
+        if raw.contains("://") {
+            return Ok(SourceInput::Uri(raw.to_string()));
+        }
+        let expanded = expand(raw).map_err(bad)?;
+        if expanded.starts_with("/dev/video") {
+            return Ok(SourceInput::V4l2(PathBuf::from(expanded)));
+        }
+        let path = std::path::absolute(&expanded).map_err(|e| bad(format!("{expanded}: {e}")))?;
+        if !path.is_file() {
+            return Err(bad(format!("file not found: {}", path.display())));
+        }
+        Ok(SourceInput::File(path))
+    }
+
+    fn edge(
+        &self,
+        queue: &Option<QueueSpec>,
+        field: &str,
+        default_policy: EdgePolicy,
+    ) -> Result<EdgePlan, ConfigError> {
+        let Some(q) = queue else {
+            return Ok(EdgePlan {
+                capacity: DEFAULT_QUEUE_CAPACITY,
+                policy: default_policy,
+            });
+        };
+        let capacity = match &q.capacity {
+            Some(c) if *c.get_ref() == 0 => {
+                return Err(self.invalid(
+                    c.span(),
+                    format!("{field}.queue.capacity"),
+                    "must be at least 1 (edges are bounded)",
+                ));
+            }
+            Some(c) => *c.get_ref(),
+            None => DEFAULT_QUEUE_CAPACITY,
+        };
+        Ok(EdgePlan {
+            capacity,
+            policy: q.policy.as_ref().map_or(default_policy, |p| *p.get_ref()),
+        })
+    }
+
+    fn stage(
+        &self,
+        spec: &StageSpec,
+        field: &str,
+        sources: &[SourcePlan],
+        default_policy: EdgePolicy,
+    ) -> Result<StagePlan, ConfigError> {
+        let kind = *spec.kind.get_ref();
+        let streams = match &spec.streams {
+            None => None,
+            Some(list) => {
+                for name in list.get_ref() {
+                    if !sources.iter().any(|s| &s.id == name) {
+                        return Err(self.invalid(
+                            list.span(),
+                            format!("{field}.streams"),
+                            format!(
+                                "no source has id `{name}` (sources: {})",
+                                sources
+                                    .iter()
+                                    .map(|s| s.id.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Some(list.get_ref().clone())
+            }
+        };
+        let delay = match (kind, &spec.delay_ms) {
+            (StageKind::Delay, None) => {
+                return Err(self.invalid(
+                    spec.kind.span(),
+                    format!("{field}.delay_ms"),
+                    "kind = \"delay\" needs `delay_ms`",
+                ));
+            }
+            (StageKind::Delay, Some(d)) => {
+                let ms = *d.get_ref();
+                if !(0.0..=60_000.0).contains(&ms) {
+                    return Err(self.invalid(
+                        d.span(),
+                        format!("{field}.delay_ms"),
+                        "must be between 0 and 60000",
+                    ));
+                }
+                Duration::from_secs_f64(ms / 1e3)
+            }
+            (_, Some(d)) => {
+                return Err(self.invalid(
+                    d.span(),
+                    format!("{field}.delay_ms"),
+                    "only used by kind = \"delay\"",
+                ));
+            }
+            (_, None) => Duration::ZERO,
+        };
+        Ok(StagePlan {
+            id: spec.id.get_ref().clone(),
+            kind,
+            streams,
+            input: self.edge(&spec.queue, field, default_policy)?,
+            delay,
+        })
+    }
+
+    fn sink(
+        &self,
+        spec: &SinkSpec,
+        field: &str,
+        default_policy: EdgePolicy,
+        overrides: &Overrides,
+    ) -> Result<SinkPlan, ConfigError> {
+        let kind = *spec.kind.get_ref();
+        let output = match (&overrides.output, &spec.path) {
+            (Some(out), _) if kind == SinkKind::Jsonl => output_path(out, Path::new(".")),
+            (_, Some(p)) => {
+                let expanded = expand(p.get_ref())
+                    .map_err(|m| self.invalid(p.span(), format!("{field}.path"), m))?;
+                output_path(&expanded, self.base)
+            }
+            (_, None) => {
+                return Err(self.invalid(
+                    spec.kind.span(),
+                    format!("{field}.path"),
+                    "a jsonl sink needs `path` (`-` for standard output)",
+                ));
+            }
+        };
+        Ok(SinkPlan {
+            kind,
+            output,
+            input: self.edge(&spec.queue, field, default_policy)?,
+        })
+    }
+}
+
+fn output_path(raw: &str, base: &Path) -> OutputPath {
+    if raw == "-" {
+        OutputPath::Stdout
+    } else {
+        OutputPath::File(base.join(raw))
+    }
+}
+
+/// The GStreamer format of a name in [`SUPPORTED_FORMATS`] (no GStreamer init needed).
+fn format_from_name(name: &str) -> gst_video::VideoFormat {
+    use gst_video::VideoFormat as F;
+    match name {
+        "BGR" => F::Bgr,
+        "RGBA" => F::Rgba,
+        "BGRA" => F::Bgra,
+        "GRAY8" => F::Gray8,
+        "I420" => F::I420,
+        "NV12" => F::Nv12,
+        _ => F::Rgb,
+    }
+}
+
+fn is_live_scheme(uri: &str) -> bool {
+    let scheme = uri.split("://").next().unwrap_or("").to_ascii_lowercase();
+    matches!(
+        scheme.as_str(),
+        "rtsp" | "rtsps" | "rtspt" | "rtmp" | "udp" | "rtp" | "srt"
+    )
+}
+
+/// The media cache the set-up script fills (`$PERCEPT_CACHE/media`, default `~/.cache/percept/media`).
+pub fn default_media_dir() -> Option<PathBuf> {
+    if let Ok(cache) = std::env::var("PERCEPT_CACHE") {
+        return Some(PathBuf::from(cache).join("media"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/percept/media"))
+}
+
+/// Expands `${VAR}`, `$VAR` and a leading `~`.
+fn expand(raw: &str) -> Result<String, String> {
+    let lookup = |var: &str| -> Result<Option<String>, String> {
+        match std::env::var(var) {
+            Ok(v) => Ok(Some(v)),
+            Err(_) if var == "PERCEPT_MEDIA" => {
+                Ok(default_media_dir().map(|p| p.to_string_lossy().into_owned()))
+            }
+            Err(_) => Err(format!("environment variable `{var}` is not set")),
+        }
+    };
+    shellexpand::full_with_context(raw, || std::env::var("HOME").ok(), lookup)
+        .map(|s| s.into_owned())
+        .map_err(|e| e.cause)
+}

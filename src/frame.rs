@@ -1,0 +1,110 @@
+//! Frames and the result record that travels with each frame.
+//!
+//! A [`Frame`] keeps the decoder's `gst::Buffer` (reference counted, never
+//! copied) and its video layout. Pixels are read through
+//! [`Frame::pixels`], which maps the buffer read-only and honours row
+//! strides. The [`Record`] collects each stage's results; the sink writes it
+//! once, after the last stage.
+
+use std::sync::Arc;
+
+use gstreamer as gst;
+use gstreamer_video as gst_video;
+use serde::Serialize;
+
+/// Which clock a frame's `capture_ns` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureClock {
+    /// The time the frame entered percept (recordings, or no usable clock).
+    Arrival,
+    /// The pipeline clock's capture time of a live source (base time + running time).
+    Pipeline,
+}
+
+/// What is known about a frame besides its pixels.
+#[derive(Debug, Clone)]
+pub struct FrameMeta {
+    /// The source id.
+    pub stream: Arc<str>,
+    /// Per-stream sequence number of delivered frames, from 0.
+    pub seq: u64,
+    /// Media time (PTS) in ns, when the stream has one.
+    pub pts_ns: Option<u64>,
+    /// Frame duration in ns, when known.
+    pub duration_ns: Option<u64>,
+    /// Monotonic capture time in ns (see [`crate::clock`]).
+    pub capture_ns: u64,
+    pub capture_clock: CaptureClock,
+    /// Wall-clock capture time in ns since the Unix epoch.
+    pub capture_wall_ns: u64,
+}
+
+/// A decoded frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub meta: FrameMeta,
+    pub buffer: gst::Buffer,
+    /// Layout of `buffer`: format, size, strides. Shared while caps do not change.
+    pub info: Arc<gst_video::VideoInfo>,
+}
+
+impl Frame {
+    pub fn width(&self) -> u32 {
+        self.info.width()
+    }
+
+    pub fn height(&self) -> u32 {
+        self.info.height()
+    }
+
+    pub fn format(&self) -> gst_video::VideoFormat {
+        self.info.format()
+    }
+
+    /// Maps the pixels read-only. Walk rows with `plane_stride()`, never `width * bpp`.
+    pub fn pixels(
+        &self,
+    ) -> Result<gst_video::VideoFrameRef<&gst::BufferRef>, gst::glib::BoolError> {
+        gst_video::VideoFrameRef::from_buffer_ref_readable(self.buffer.as_ref(), &self.info)
+    }
+}
+
+/// Per-channel statistics of a frame (the `image_stats` stage).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ImageStats {
+    /// Channels counted, in the frame's channel order (e.g. R, G, B).
+    pub channels: u8,
+    pub mean: [f64; 4],
+    pub min: [u8; 4],
+    pub max: [u8; 4],
+}
+
+/// Why a stage did not produce its result for a frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skip {
+    pub stage: Arc<str>,
+    pub reason: &'static str,
+}
+
+/// A stage's failure on one frame: the frame still goes out, marked failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub stage: Arc<str>,
+    pub error: String,
+}
+
+/// The results that travel with a frame; each stage fills its part.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub image_stats: Option<ImageStats>,
+    pub skipped: Vec<Skip>,
+    pub failed: Vec<Failure>,
+}
+
+/// The unit that moves along the edges: a frame and its growing record.
+#[derive(Debug)]
+pub struct Work {
+    pub frame: Frame,
+    pub record: Record,
+}

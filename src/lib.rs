@@ -1,0 +1,25 @@
+//! percept: a streaming video perception pipeline.
+//!
+//! ```text
+//!  sources (GStreamer → appsink)     one thread per source; frames keep their gst::Buffer
+//!       │  Work { frame, record }
+//!       ▼
+//!  stage → stage → …                 one named thread each, bounded edges (block | drop_oldest)
+//!       ▼
+//!  sinks                             JSON Lines; the record of a frame is written once, at the end
+//! ```
+//!
+//! A pipeline file ([`config`]) resolves into a [`config::Plan`];
+//! [`runtime::run`] builds the threads and edges and returns a summary.
+//! See `ARCHITECTURE.md` for one line per module.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod stage;
+
+pub use error::Error;

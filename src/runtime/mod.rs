@@ -1,0 +1,352 @@
+//! The runtime: one named thread per source, stage and sink, joined by
+//! bounded edges ([`edge`]), with counters and latency histograms ([`stats`]).
+//!
+//! ```text
+//! src:<id> ─┐
+//! src:<id> ─┴─▶ [edge] stage:<a> ─▶ [edge] stage:<b> ─▶ [edge] sink:<kind> (one per sink)
+//! ```
+//! End of stream closes the edges in order, so every stage drains before the
+//! sinks flush. A stop request (Ctrl-C) ends the sources only; what is in
+//! flight still reaches the sinks. A failure anywhere halts the sources and
+//! drains the rest the same way, so output already produced is kept.
+
+pub mod edge;
+pub mod stats;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+
+use crate::clock;
+use crate::config::{Plan, SourceInput, StagePlan};
+use crate::error::Error;
+use crate::frame::{Failure, Work};
+use crate::sink::{JsonlSink, Sink};
+use crate::source::{Source, SourceStats};
+use crate::stage::{self, Stage};
+use edge::{EdgeRx, Outputs};
+use stats::{Latency, RunStats, SinkStats, StageStats, Summary};
+
+/// How often the monitor thread wakes to draw progress.
+const MONITOR_TICK: Duration = Duration::from_millis(100);
+
+/// How a run is driven from outside.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Set to stop the sources (Ctrl-C); the run drains and ends cleanly.
+    pub stop: Arc<AtomicBool>,
+    /// Print a stats snapshot this often.
+    pub stats_every: Option<Duration>,
+    /// Draw a progress bar for file sources (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// The end of a run: its summary, and the error that ended it, if any.
+/// Output produced before an error is kept and counted in the summary.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub summary: Summary,
+    pub error: Option<Error>,
+}
+
+/// Initialises GStreamer once per process.
+pub fn init_gstreamer() -> Result<(), Error> {
+    gst::init().map_err(Error::GstInit)
+}
+
+/// Runs a plan to completion. Errors before the first frame (a pipeline that
+/// cannot be built, an output that cannot be opened) return `Err`.
+pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
+    init_gstreamer()?;
+    let sources = plan
+        .sources
+        .iter()
+        .map(Source::build)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sinks: Vec<(String, Box<dyn Sink>, &crate::config::SinkPlan)> = Vec::new();
+    for (i, s) in plan.sinks.iter().enumerate() {
+        let name = if plan.sinks.len() == 1 {
+            "jsonl".to_string()
+        } else {
+            format!("jsonl{i}")
+        };
+        let sink = JsonlSink::create(&s.output).map_err(|source| Error::Sink {
+            sink: name.clone(),
+            path: s.output.to_string().into(),
+            source,
+        })?;
+        sinks.push((name, Box::new(sink), s));
+    }
+
+    let halt = Arc::new(AtomicBool::new(false));
+    let mut stats = RunStats::default();
+    let mut threads: Vec<(String, JoinHandle<Result<(), Error>>)> = Vec::new();
+    let started = Instant::now();
+
+    // Sinks first, so every producer has somewhere to send.
+    let mut sink_edges = Vec::new();
+    for (name, sink, sink_plan) in sinks {
+        let (tx, rx) = edge::edge(&name, sink_plan.input);
+        stats.edges.push(tx.stats().clone());
+        let sink_stats = Arc::new(SinkStats {
+            name: name.clone(),
+            written: AtomicU64::new(0),
+            latency: Latency::default(),
+        });
+        stats.sinks.push(sink_stats.clone());
+        let path = sink_plan.output.to_string();
+        let halt = halt.clone();
+        threads.push(spawn(format!("sink:{name}"), move || {
+            let result = sink_loop(sink, &rx, &sink_stats).map_err(|source| Error::Sink {
+                sink: sink_stats.name.clone(),
+                path: path.into(),
+                source,
+            });
+            if result.is_err() {
+                halt.store(true, Ordering::Relaxed);
+            }
+            result
+        })?);
+        sink_edges.push(tx);
+    }
+
+    // Stages from last to first, each sending into the one after it.
+    let mut downstream = Outputs::new(sink_edges);
+    for stage_plan in plan.stages.iter().rev() {
+        let (tx, rx) = edge::edge(&stage_plan.id, stage_plan.input);
+        stats.edges.push(tx.stats().clone());
+        let stage_stats = Arc::new(StageStats {
+            id: stage_plan.id.clone(),
+            processed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            latency: Latency::default(),
+        });
+        stats.stages.insert(0, stage_stats.clone());
+        let worker = StageWorker::new(stage_plan, stage::build(stage_plan), stage_stats);
+        let out = std::mem::replace(&mut downstream, Outputs::new(vec![tx]));
+        let halt = halt.clone();
+        threads.push(spawn(format!("stage:{}", stage_plan.id), move || {
+            let result = worker.run(&rx, &out);
+            if result.is_err() {
+                halt.store(true, Ordering::Relaxed);
+            }
+            result
+        })?);
+    }
+
+    for source in sources {
+        let id = source_id(plan, stats.sources.len());
+        let source_stats = Arc::new(SourceStats::default());
+        stats.sources.push((id.clone(), source_stats.clone()));
+        let out = downstream.clone();
+        let stop = options.stop.clone();
+        let halt = halt.clone();
+        threads.push(spawn(format!("src:{id}"), move || {
+            let should_stop = || stop.load(Ordering::Relaxed) || halt.load(Ordering::Relaxed);
+            let result = source
+                .run(&out, &should_stop, &source_stats)
+                .map_err(Error::from);
+            if result.is_err() {
+                halt.store(true, Ordering::Relaxed);
+            }
+            result
+        })?);
+    }
+    drop(downstream);
+
+    let stats = Arc::new(stats);
+    let done = Arc::new(AtomicBool::new(false));
+    let monitor = start_monitor(plan, options, stats.clone(), done.clone(), started)?;
+
+    // Join producers before consumers so the first error reported is the cause.
+    let mut error = None;
+    for (name, handle) in threads.into_iter().rev() {
+        let result = handle.join().unwrap_or_else(|_| Err(Error::Panic(name)));
+        if let Err(e) = result {
+            tracing::debug!("{e}");
+            error.get_or_insert(e);
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    if let Some(m) = monitor {
+        let _ = m.join();
+    }
+    let stopped = options.stop.load(Ordering::Relaxed);
+    Ok(RunOutcome {
+        summary: stats.summary(&plan.name, started.elapsed(), stopped),
+        error,
+    })
+}
+
+fn source_id(plan: &Plan, index: usize) -> String {
+    plan.sources
+        .get(index)
+        .map_or_else(|| format!("source{index}"), |s| s.id.clone())
+}
+
+fn spawn(
+    name: String,
+    f: impl FnOnce() -> Result<(), Error> + Send + 'static,
+) -> Result<(String, JoinHandle<Result<(), Error>>), Error> {
+    let handle = thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|e| Error::Stage {
+            stage: name.clone(),
+            action: "spawn its thread",
+            message: e.to_string(),
+        })?;
+    Ok((name, handle))
+}
+
+/// Writes until the edge closes; flushes whenever the queue runs empty.
+fn sink_loop(mut sink: Box<dyn Sink>, rx: &EdgeRx, stats: &SinkStats) -> std::io::Result<()> {
+    loop {
+        let work = match rx.try_recv() {
+            Ok(work) => work,
+            Err(true) => break,
+            Err(false) => {
+                sink.flush()?;
+                match rx.recv() {
+                    Some(work) => work,
+                    None => break,
+                }
+            }
+        };
+        let emit_ns = clock::monotonic_ns();
+        sink.write(&work, emit_ns)?;
+        stats.written.fetch_add(1, Ordering::Relaxed);
+        stats
+            .latency
+            .record_ns(emit_ns.saturating_sub(work.frame.meta.capture_ns));
+    }
+    sink.flush()
+}
+
+/// A stage on its thread: filter by stream, time, record failures, forward.
+struct StageWorker {
+    id: Arc<str>,
+    streams: Option<Vec<String>>,
+    stage: Box<dyn Stage>,
+    stats: Arc<StageStats>,
+}
+
+impl StageWorker {
+    fn new(plan: &StagePlan, stage: Box<dyn Stage>, stats: Arc<StageStats>) -> StageWorker {
+        StageWorker {
+            id: Arc::from(plan.id.as_str()),
+            streams: plan.streams.clone(),
+            stage,
+            stats,
+        }
+    }
+
+    fn applies_to(&self, work: &Work) -> bool {
+        self.streams
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|id| **id == *work.frame.meta.stream))
+    }
+
+    fn run(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
+        let stage_error = |action, e: stage::StageError| Error::Stage {
+            stage: self.id.to_string(),
+            action,
+            message: e.0,
+        };
+        self.stage.start().map_err(|e| stage_error("start", e))?;
+        while let Some(mut work) = rx.recv() {
+            if self.applies_to(&work) {
+                let t0 = clock::monotonic_ns();
+                let result = self.stage.process(&work.frame, &mut work.record);
+                self.stats.latency.record_ns(clock::monotonic_ns() - t0);
+                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = result {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(stage = %self.id, seq = work.frame.meta.seq, "{e}");
+                    work.record.failed.push(Failure {
+                        stage: self.id.clone(),
+                        error: e.0,
+                    });
+                }
+            }
+            if out.send(work).is_err() {
+                break;
+            }
+        }
+        self.stage.stop().map_err(|e| stage_error("stop", e))
+    }
+}
+
+/// Progress bar and periodic stats, on a thread of their own.
+fn start_monitor(
+    plan: &Plan,
+    options: &RunOptions,
+    stats: Arc<RunStats>,
+    done: Arc<AtomicBool>,
+    started: Instant,
+) -> Result<Option<JoinHandle<()>>, Error> {
+    let has_file = plan
+        .sources
+        .iter()
+        .any(|s| matches!(s.input, SourceInput::File(_)));
+    let bar = (options.progress && has_file && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} s media  {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let every = options.stats_every;
+    if bar.is_none() && every.is_none() {
+        return Ok(None);
+    }
+    let name = plan.name.clone();
+    let handle = thread::Builder::new()
+        .name("monitor".into())
+        .spawn(move || {
+            let mut next_stats = every.map(|e| Instant::now() + e);
+            while !done.load(Ordering::Relaxed) {
+                thread::sleep(MONITOR_TICK);
+                if let Some(bar) = &bar {
+                    let (pos, len) = stats.sources.iter().fold((0, 0), |(p, l), (_, s)| {
+                        (
+                            p.max(s.position_ns.load(Ordering::Relaxed)),
+                            l.max(s.duration_ns.load(Ordering::Relaxed)),
+                        )
+                    });
+                    bar.set_length(len / 1_000_000_000);
+                    bar.set_position(pos / 1_000_000_000);
+                    let frames: u64 = stats
+                        .sinks
+                        .first()
+                        .map_or(0, |s| s.written.load(Ordering::Relaxed));
+                    bar.set_message(format!("{frames} frames"));
+                }
+                if let (Some(at), Some(every)) = (next_stats, every)
+                    && Instant::now() >= at
+                {
+                    let snapshot = stats.summary(&name, started.elapsed(), false);
+                    match &bar {
+                        Some(bar) => bar.suspend(|| eprintln!("{snapshot}")),
+                        None => eprintln!("{snapshot}"),
+                    }
+                    next_stats = Some(at + every);
+                }
+            }
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+        })
+        .map_err(|e| Error::Stage {
+            stage: "monitor".into(),
+            action: "spawn its thread",
+            message: e.to_string(),
+        })?;
+    Ok(Some(handle))
+}

@@ -1,0 +1,270 @@
+//! Run statistics: latency histograms, counters, and the summary printed at
+//! the end of a run (and every `--stats-every` seconds).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::edge::EdgeStats;
+use crate::source::SourceStats;
+
+/// Lowest latency told apart: 1 µs. Highest recorded: 10 minutes.
+const HIST_LOW_NS: u64 = 1_000;
+const HIST_HIGH_NS: u64 = 600_000_000_000;
+const HIST_SIGFIG: u8 = 3;
+
+/// A latency histogram shared between the thread that records and the monitor.
+/// The lock is held only to record one value or to read quantiles.
+#[derive(Debug)]
+pub struct Latency(Mutex<Histogram<u64>>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        // The bounds are constants within hdrhistogram's limits.
+        #[allow(clippy::expect_used)]
+        let h = Histogram::new_with_bounds(HIST_LOW_NS, HIST_HIGH_NS, HIST_SIGFIG)
+            .expect("valid histogram bounds");
+        Latency(Mutex::new(h))
+    }
+}
+
+impl Latency {
+    pub fn record_ns(&self, ns: u64) {
+        let mut h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        h.saturating_record(ns.clamp(HIST_LOW_NS, HIST_HIGH_NS));
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        let h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            count: h.len(),
+            p50_ms: h.value_at_quantile(0.5) as f64 / 1e6,
+            p99_ms: h.value_at_quantile(0.99) as f64 / 1e6,
+            max_ms: h.max() as f64 / 1e6,
+        }
+    }
+}
+
+/// Quantiles of a latency histogram, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl fmt::Display for LatencySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            self.p50_ms, self.p99_ms, self.max_ms
+        )
+    }
+}
+
+/// Counters of one stage.
+#[derive(Debug)]
+pub struct StageStats {
+    pub id: String,
+    pub processed: AtomicU64,
+    pub failed: AtomicU64,
+    pub latency: Latency,
+}
+
+/// Counters of one sink.
+#[derive(Debug)]
+pub struct SinkStats {
+    pub name: String,
+    pub written: AtomicU64,
+    /// Capture to output, per frame.
+    pub latency: Latency,
+}
+
+/// Everything the monitor and the summary read while a run goes on.
+#[derive(Debug, Default)]
+pub struct RunStats {
+    pub sources: Vec<(String, Arc<SourceStats>)>,
+    pub stages: Vec<Arc<StageStats>>,
+    pub sinks: Vec<Arc<SinkStats>>,
+    pub edges: Vec<Arc<EdgeStats>>,
+}
+
+/// A snapshot of a run, printed and optionally written as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub pipeline: String,
+    pub elapsed_s: f64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub fps: f64,
+    pub stopped: bool,
+    pub sources: Vec<SourceSummary>,
+    pub stages: Vec<StageSummary>,
+    pub sinks: Vec<SinkSummary>,
+    /// Drop and skip counts as `(where, reason, count)`.
+    pub drops: Vec<DropCount>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceSummary {
+    pub id: String,
+    pub frames: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageSummary {
+    pub id: String,
+    pub processed: u64,
+    pub failed: u64,
+    pub queue_capacity: usize,
+    pub max_queue_depth: usize,
+    pub latency: LatencySummary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkSummary {
+    pub name: String,
+    pub written: u64,
+    /// Capture to output.
+    pub latency: LatencySummary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DropCount {
+    #[serde(rename = "where")]
+    pub at: String,
+    pub reason: &'static str,
+    pub count: u64,
+}
+
+impl RunStats {
+    pub fn summary(&self, pipeline: &str, elapsed: Duration, stopped: bool) -> Summary {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let sources: Vec<SourceSummary> = self
+            .sources
+            .iter()
+            .map(|(id, s)| SourceSummary {
+                id: id.clone(),
+                frames: load(&s.frames),
+            })
+            .collect();
+        let edge_of = |name: &str| self.edges.iter().find(|e| e.name == name);
+        let stages = self
+            .stages
+            .iter()
+            .map(|s| {
+                let edge = edge_of(&s.id);
+                StageSummary {
+                    id: s.id.clone(),
+                    processed: load(&s.processed),
+                    failed: load(&s.failed),
+                    queue_capacity: edge.map_or(0, |e| e.plan.capacity),
+                    max_queue_depth: edge.map_or(0, |e| e.max_depth.load(Ordering::Relaxed)),
+                    latency: s.latency.summary(),
+                }
+            })
+            .collect();
+        let sinks: Vec<SinkSummary> = self
+            .sinks
+            .iter()
+            .map(|s| SinkSummary {
+                name: s.name.clone(),
+                written: load(&s.written),
+                latency: s.latency.summary(),
+            })
+            .collect();
+        let mut drops = Vec::new();
+        for (id, s) in &self.sources {
+            let n = load(&s.dropped_latest);
+            if n > 0 {
+                drops.push(DropCount {
+                    at: format!("source {id}"),
+                    reason: "latest",
+                    count: n,
+                });
+            }
+        }
+        for e in &self.edges {
+            let n = load(&e.dropped_full);
+            if n > 0 {
+                drops.push(DropCount {
+                    at: format!("edge into {}", e.name),
+                    reason: "queue_full",
+                    count: n,
+                });
+            }
+        }
+        let frames_in = sources.iter().map(|s| s.frames).sum();
+        let frames_out = sinks.first().map_or(0, |s| s.written);
+        let secs = elapsed.as_secs_f64();
+        Summary {
+            pipeline: pipeline.to_string(),
+            elapsed_s: secs,
+            frames_in,
+            frames_out,
+            fps: if secs > 0.0 {
+                frames_out as f64 / secs
+            } else {
+                0.0
+            },
+            stopped,
+            sources,
+            stages,
+            sinks,
+            drops,
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dropped: u64 = self.drops.iter().map(|d| d.count).sum();
+        writeln!(
+            f,
+            "percept: {}{}: {} frames in, {} out, {} dropped in {:.2} s ({:.1} fps)",
+            self.pipeline,
+            if self.stopped { " (stopped)" } else { "" },
+            self.frames_in,
+            self.frames_out,
+            dropped,
+            self.elapsed_s,
+            self.fps
+        )?;
+        for s in &self.sources {
+            writeln!(f, "  source {:<14} {} frames", s.id, s.frames)?;
+        }
+        for s in &self.stages {
+            writeln!(
+                f,
+                "  stage  {:<14} {} frames, {} failed, queue max {}/{}, {}",
+                s.id, s.processed, s.failed, s.max_queue_depth, s.queue_capacity, s.latency
+            )?;
+        }
+        for s in &self.sinks {
+            writeln!(
+                f,
+                "  sink   {:<14} {} records, capture to output {}",
+                s.name, s.written, s.latency
+            )?;
+        }
+        if self.drops.is_empty() {
+            write!(f, "  drops: none")
+        } else {
+            let list: Vec<String> = self
+                .drops
+                .iter()
+                .map(|d| format!("{} {} at {}", d.count, d.reason, d.at))
+                .collect();
+            write!(f, "  drops: {}", list.join(", "))
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! GStreamer sources: a pipeline per source ending in `appsink`, pulled on the
+//! source's own thread into [`Frame`]s.
+//!
+//! Every source kind becomes one `gst-launch` description with a fixed tail,
+//! `videoconvert ! [videoscale !] capsfilter ! appsink`, so frames arrive in
+//! the format the pipeline file asks for. Locations are set as element
+//! properties, never spliced into the description, so no quoting can break.
+//!
+//! Delivery: `lossless` lets the appsink queue fill and back-pressure the
+//! decoder; `latest` keeps one buffer and drops older ones inside GStreamer
+//! (counted from buffer offset gaps when the source numbers its buffers).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+use crate::clock;
+use crate::config::{Delivery, SourceInput, SourcePlan};
+use crate::frame::{CaptureClock, Frame, FrameMeta, Record, Work};
+use crate::runtime::edge::Outputs;
+
+const SINK_NAME: &str = "percept_sink";
+const SRC_NAME: &str = "percept_src";
+/// How long one pull waits before the loop looks at the bus and the stop flag.
+const PULL_TIMEOUT_MS: u64 = 50;
+/// A file that ends this much before its declared duration is reported as truncated
+/// (or three frame periods, whichever is longer).
+const TRUNCATION_TOLERANCE_NS: u64 = 1_000_000_000;
+
+/// A source that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source `{id}`: cannot build GStreamer pipeline `{launch}`")]
+    Build {
+        id: String,
+        launch: String,
+        #[source]
+        error: gst::glib::Error,
+    },
+    #[error("source `{id}`: GStreamer element {element}: {message}{}", debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Stream {
+        id: String,
+        element: String,
+        message: String,
+        debug: Option<String>,
+        bad_input: bool,
+    },
+    #[error("source `{id}`: the pipeline did not start ({message})")]
+    Start { id: String, message: String },
+    #[error("source `{id}`: frame with unusable caps `{caps}`")]
+    Caps { id: String, caps: String },
+    #[error(
+        "source `{id}` ({location}): stream ended at {ended_s:.2} s but declares {declared_s:.2} s: the file is truncated or damaged"
+    )]
+    Truncated {
+        id: String,
+        location: String,
+        ended_s: f64,
+        declared_s: f64,
+    },
+}
+
+impl SourceError {
+    /// Whether the input itself is at fault (exit code 2) rather than the run.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            SourceError::Build { .. } | SourceError::Truncated { .. } => true,
+            SourceError::Stream { bad_input, .. } => *bad_input,
+            _ => false,
+        }
+    }
+}
+
+/// Live counters of one source, read by the monitor and the summary.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Frames delivered into percept.
+    pub frames: AtomicU64,
+    /// Frames GStreamer dropped because a newer one arrived (`latest` delivery).
+    pub dropped_latest: AtomicU64,
+    /// Last PTS delivered, ns.
+    pub position_ns: AtomicU64,
+    /// Declared duration, ns (0 = unknown).
+    pub duration_ns: AtomicU64,
+}
+
+/// A source whose GStreamer pipeline is built but not started.
+pub struct Source {
+    plan: SourcePlan,
+    stream: Arc<str>,
+    launch: String,
+    pipeline: gst::Pipeline,
+    appsink: gst_app::AppSink,
+}
+
+/// The GStreamer description a source plan runs.
+pub fn launch_description(plan: &SourcePlan) -> String {
+    let head = match &plan.input {
+        SourceInput::File(_) => format!("filesrc name={SRC_NAME} ! decodebin"),
+        SourceInput::Uri(_) => format!("uridecodebin name={SRC_NAME}"),
+        SourceInput::V4l2(_) => format!("v4l2src name={SRC_NAME}"),
+        SourceInput::Test {
+            pattern,
+            framerate,
+            width,
+            height,
+        } => format!(
+            "videotestsrc name={SRC_NAME} pattern={pattern} is-live={} ! video/x-raw,width={width},height={height},framerate={framerate}/1",
+            plan.live
+        ),
+        SourceInput::Gst(fragment) => fragment.clone(),
+    };
+    let scale = match (&plan.input, plan.size) {
+        (SourceInput::Test { .. }, _) | (_, None) => "",
+        (_, Some(_)) => "videoscale ! ",
+    };
+    format!("{head} ! videoconvert ! {scale}appsink name={SINK_NAME}")
+}
+
+impl Source {
+    /// Builds the pipeline (in the NULL state). Fails on missing elements or bad properties.
+    pub fn build(plan: &SourcePlan) -> Result<Source, SourceError> {
+        let launch = launch_description(plan);
+        let build_err = |error| SourceError::Build {
+            id: plan.id.clone(),
+            launch: launch.clone(),
+            error,
+        };
+        let mut context = gst::ParseContext::new();
+        let element =
+            gst::parse::launch_full(&launch, Some(&mut context), gst::ParseFlags::FATAL_ERRORS)
+                .map_err(build_err)?;
+        let pipeline = element.downcast::<gst::Pipeline>().map_err(|_| {
+            build_err(gst::glib::Error::new(
+                gst::CoreError::Failed,
+                "description is not a pipeline",
+            ))
+        })?;
+        let appsink = pipeline
+            .by_name(SINK_NAME)
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| {
+                build_err(gst::glib::Error::new(
+                    gst::CoreError::Failed,
+                    "no appsink in the pipeline",
+                ))
+            })?;
+
+        if let Some(src) = pipeline.by_name(SRC_NAME) {
+            match &plan.input {
+                SourceInput::File(path) => {
+                    src.set_property("location", path.to_string_lossy().as_ref())
+                }
+                SourceInput::Uri(uri) => src.set_property("uri", uri.as_str()),
+                SourceInput::V4l2(dev) => {
+                    src.set_property("device", dev.to_string_lossy().as_ref())
+                }
+                _ => {}
+            }
+        }
+
+        let mut caps = gst::Caps::builder("video/x-raw").field("format", plan.format.to_str());
+        if let Some((w, h)) = plan.size {
+            caps = caps.field("width", w as i32).field("height", h as i32);
+        }
+        appsink.set_caps(Some(&caps.build()));
+        let latest = plan.delivery == Delivery::Latest;
+        appsink.set_max_buffers(if latest { 1 } else { 2 });
+        appsink.set_drop(latest);
+        appsink.set_sync(plan.realtime);
+        appsink.set_enable_last_sample(false);
+
+        Ok(Source {
+            plan: plan.clone(),
+            stream: Arc::from(plan.id.as_str()),
+            launch,
+            pipeline,
+            appsink,
+        })
+    }
+
+    /// The GStreamer description this source runs.
+    pub fn launch(&self) -> &str {
+        &self.launch
+    }
+
+    /// Runs until end of stream, `max_frames`, the stop flag, a closed output or an error.
+    pub fn run(
+        self,
+        out: &Outputs,
+        should_stop: &dyn Fn() -> bool,
+        stats: &SourceStats,
+    ) -> Result<(), SourceError> {
+        let result = self.pump(out, should_stop, stats);
+        // Stopping a pipeline cannot fail in a way we could act on.
+        let _ = self.pipeline.set_state(gst::State::Null);
+        result
+    }
+
+    fn pump(
+        &self,
+        out: &Outputs,
+        should_stop: &dyn Fn() -> bool,
+        stats: &SourceStats,
+    ) -> Result<(), SourceError> {
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| self.start_error("pipeline has no bus"))?;
+        if let Err(e) = self.pipeline.set_state(gst::State::Playing) {
+            // The bus usually holds the real reason.
+            self.check_bus(&bus)?;
+            return Err(self.start_error(&e.to_string()));
+        }
+
+        let mut seq: u64 = 0;
+        let mut info: Option<(gst::Caps, Arc<gst_video::VideoInfo>)> = None;
+        let mut last_offset: Option<u64> = None;
+        let mut last_end_ns: Option<u64> = None;
+        let mut frame_period_ns: u64 = 0;
+        let timeout = gst::ClockTime::from_mseconds(PULL_TIMEOUT_MS);
+
+        loop {
+            self.check_bus(&bus)?;
+            if should_stop() {
+                tracing::info!(source = %self.stream, "stop requested");
+                return Ok(());
+            }
+            let Some(sample) = self.appsink.try_pull_sample(timeout) else {
+                if self.appsink.is_eos() {
+                    self.check_bus(&bus)?;
+                    return self.check_complete(last_end_ns, frame_period_ns, stats);
+                }
+                continue;
+            };
+            let arrival_ns = clock::monotonic_ns();
+            let (Some(buffer), Some(caps)) = (sample.buffer_owned(), sample.caps()) else {
+                continue;
+            };
+            let layout = match &info {
+                Some((c, layout)) if c.as_ptr() == caps.as_ptr() => layout.clone(),
+                _ => {
+                    let layout =
+                        gst_video::VideoInfo::from_caps(caps).map_err(|_| SourceError::Caps {
+                            id: self.plan.id.clone(),
+                            caps: caps.to_string(),
+                        })?;
+                    let layout = Arc::new(layout);
+                    info = Some((caps.to_owned(), layout.clone()));
+                    if stats.duration_ns.load(Ordering::Relaxed) == 0
+                        && let Some(d) = self.appsink.query_duration::<gst::ClockTime>()
+                    {
+                        stats.duration_ns.store(d.nseconds(), Ordering::Relaxed);
+                    }
+                    layout
+                }
+            };
+
+            let pts_ns = buffer.pts().map(|t| t.nseconds());
+            let duration_ns = buffer.duration().map(|t| t.nseconds());
+            if let Some(d) = duration_ns {
+                frame_period_ns = d;
+            }
+            if let Some(p) = pts_ns {
+                last_end_ns = Some(p + duration_ns.unwrap_or(0));
+                stats.position_ns.store(p, Ordering::Relaxed);
+            }
+            if self.plan.delivery == Delivery::Latest {
+                let offset = buffer.offset();
+                if offset != gst::format::Buffers::OFFSET_NONE {
+                    if let Some(prev) = last_offset
+                        && offset > prev + 1
+                    {
+                        stats
+                            .dropped_latest
+                            .fetch_add(offset - prev - 1, Ordering::Relaxed);
+                    }
+                    last_offset = Some(offset);
+                }
+            }
+            let (capture_ns, capture_clock) = self.capture_time(&sample, pts_ns, arrival_ns);
+
+            let work = Work {
+                frame: Frame {
+                    meta: FrameMeta {
+                        stream: self.stream.clone(),
+                        seq,
+                        pts_ns,
+                        duration_ns,
+                        capture_ns,
+                        capture_clock,
+                        capture_wall_ns: clock::wall_ns_of(capture_ns),
+                    },
+                    buffer,
+                    info: layout,
+                },
+                record: Record::default(),
+            };
+            stats.frames.fetch_add(1, Ordering::Relaxed);
+            if out.send(work).is_err() {
+                tracing::debug!(source = %self.stream, "downstream closed");
+                return Ok(());
+            }
+            seq += 1;
+            if self.plan.max_frames.is_some_and(|m| seq >= m) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// For a live source on the (monotonic) system clock: base time + running time.
+    fn capture_time(
+        &self,
+        sample: &gst::Sample,
+        pts_ns: Option<u64>,
+        arrival_ns: u64,
+    ) -> (u64, CaptureClock) {
+        if !self.plan.live {
+            return (arrival_ns, CaptureClock::Arrival);
+        }
+        let running = sample
+            .segment()
+            .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+            .zip(pts_ns)
+            .and_then(|(seg, pts)| seg.to_running_time(gst::ClockTime::from_nseconds(pts)));
+        let monotonic_clock = self
+            .pipeline
+            .clock()
+            .is_some_and(|c| c.is::<gst::SystemClock>());
+        match (running, self.pipeline.base_time()) {
+            (Some(running), Some(base)) if monotonic_clock => {
+                let capture = base.nseconds() + running.nseconds();
+                // Trust it only when it is in the recent past.
+                if capture <= arrival_ns && arrival_ns - capture < 5_000_000_000 {
+                    return (capture, CaptureClock::Pipeline);
+                }
+                (arrival_ns, CaptureClock::Arrival)
+            }
+            _ => (arrival_ns, CaptureClock::Arrival),
+        }
+    }
+
+    /// After end of stream: a file that stopped well short of its declared duration is truncated.
+    fn check_complete(
+        &self,
+        last_end_ns: Option<u64>,
+        frame_period_ns: u64,
+        stats: &SourceStats,
+    ) -> Result<(), SourceError> {
+        let SourceInput::File(path) = &self.plan.input else {
+            return Ok(());
+        };
+        let declared = stats.duration_ns.load(Ordering::Relaxed);
+        let Some(ended) = last_end_ns else {
+            return Ok(());
+        };
+        let tolerance = TRUNCATION_TOLERANCE_NS.max(3 * frame_period_ns);
+        if declared > 0 && ended + tolerance < declared {
+            return Err(SourceError::Truncated {
+                id: self.plan.id.clone(),
+                location: path.display().to_string(),
+                ended_s: ended as f64 / 1e9,
+                declared_s: declared as f64 / 1e9,
+            });
+        }
+        Ok(())
+    }
+
+    fn start_error(&self, message: &str) -> SourceError {
+        SourceError::Start {
+            id: self.plan.id.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Turns a pending bus error into a typed error; logs warnings.
+    fn check_bus(&self, bus: &gst::Bus) -> Result<(), SourceError> {
+        while let Some(msg) =
+            bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning])
+        {
+            match msg.view() {
+                gst::MessageView::Error(err) => {
+                    let error = err.error();
+                    let bad_input = error.is::<gst::StreamError>()
+                        || matches!(
+                            error.kind::<gst::ResourceError>(),
+                            Some(
+                                gst::ResourceError::NotFound
+                                    | gst::ResourceError::OpenRead
+                                    | gst::ResourceError::Read
+                            )
+                        )
+                        || matches!(
+                            error.kind::<gst::CoreError>(),
+                            Some(gst::CoreError::MissingPlugin)
+                        );
+                    return Err(SourceError::Stream {
+                        id: self.plan.id.clone(),
+                        element: msg
+                            .src()
+                            .map_or_else(|| "?".into(), |s| s.path_string().to_string()),
+                        message: error.message().to_string(),
+                        debug: err.debug().map(|d| d.to_string()),
+                        bad_input,
+                    });
+                }
+                gst::MessageView::Warning(w) => {
+                    tracing::warn!(
+                        source = %self.stream,
+                        element = %msg.src().map_or_else(|| "?".into(), |s| s.path_string().to_string()),
+                        "{}",
+                        w.error()
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! `image_stats`: per-channel mean, min and max of a frame's pixels.
+//!
+//! Works on packed 8-bit formats (RGB, BGR, RGBA, BGRA, GRAY8) and on the
+//! luma plane of planar YUV (I420, NV12). Rows are walked by their stride,
+//! so the padding GStreamer adds at the end of each row is never counted.
+
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+
+use super::{Stage, StageError};
+use crate::frame::{Frame, ImageStats, Record};
+
+pub struct ImageStatsStage;
+
+impl Stage for ImageStatsStage {
+    fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
+        record.image_stats = Some(image_stats_from_frame(frame)?);
+        Ok(())
+    }
+}
+
+/// Computes [`ImageStats`] of a frame, honouring row strides.
+pub fn image_stats_from_frame(frame: &Frame) -> Result<ImageStats, StageError> {
+    let pixels = frame
+        .pixels()
+        .map_err(|e| StageError(format!("cannot map frame {}: {e}", frame.meta.seq)))?;
+    let channels: usize = match frame.format() {
+        gst_video::VideoFormat::Rgb | gst_video::VideoFormat::Bgr => 3,
+        gst_video::VideoFormat::Rgba | gst_video::VideoFormat::Bgra => 4,
+        // GRAY8, and plane 0 (luma) of I420 / NV12.
+        _ => 1,
+    };
+    let stride = pixels.plane_stride()[0] as usize;
+    let data = pixels.plane_data(0).map_err(|e| {
+        StageError(format!(
+            "cannot read plane 0 of frame {}: {e}",
+            frame.meta.seq
+        ))
+    })?;
+    let width = frame.width() as usize;
+    let height = frame.height() as usize;
+    let row_len = width * channels;
+
+    let mut sum = [0u64; 4];
+    let mut min = [u8::MAX; 4];
+    let mut max = [0u8; 4];
+    for y in 0..height {
+        let row = &data[y * stride..y * stride + row_len];
+        for px in row.chunks_exact(channels) {
+            for (c, &v) in px.iter().enumerate() {
+                sum[c] += u64::from(v);
+                min[c] = min[c].min(v);
+                max[c] = max[c].max(v);
+            }
+        }
+    }
+    let n = (width * height).max(1) as f64;
+    let mut mean = [0.0; 4];
+    for c in 0..channels {
+        mean[c] = sum[c] as f64 / n;
+    }
+    min[channels..].fill(0);
+    Ok(ImageStats {
+        channels: channels as u8,
+        mean,
+        min,
+        max,
+    })
+}
