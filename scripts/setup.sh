@@ -38,9 +38,13 @@ else
 fi
 
 # --- Rust toolchain ----------------------------------------------------------
+# Debian's own cargo is too old for these crates; rustup's stable is used.
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
-  if [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; else
-    log "cargo not found: install Rust (rustup) first"; exit 1; fi
+  log "cargo not found: installing the stable Rust toolchain with rustup"
+  command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl ca-certificates >/dev/null; }
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
+  export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
 # --- Python venv with onnxruntime ---------------------------------------------
@@ -81,6 +85,7 @@ log "sample media: $MEDIA"
 
 # --- Environment file read by the other scripts -------------------------------
 cat >"$CACHE/env.sh" <<ENV
+export PATH="\$HOME/.cargo/bin:\$PATH"
 export ORT_DYLIB_PATH="$ORT_LIB"
 export PERCEPT_MEDIA="$MEDIA"
 export PERCEPT_PYTHON="$VENV/bin/python"

@@ -1,5 +1,6 @@
 //! `percept check`: validate a pipeline without running it and print what would run.
 
+use anyhow::Context;
 use clap::Args;
 use percept::config::{EdgePlan, Plan};
 use percept::runtime;
@@ -22,7 +23,8 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| Source::build(s).map(|src| src.launch().to_string()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(percept::Error::from)?;
+        .map_err(percept::Error::from)
+        .with_context(|| format!("pipeline {} cannot run", plan.path.display()))?;
     print!("{}", describe(&plan, &launches));
     Ok(())
 }

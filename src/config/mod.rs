@@ -23,11 +23,13 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}")]
+    #[error("{path}:{line}:{column}: `{field}`: {message}")]
     Parse {
         path: PathBuf,
         line: usize,
         column: usize,
+        /// The dotted key at the error (`source.max_frames`), as far as the text shows it.
+        field: String,
         message: String,
     },
     #[error("{path}:{line}: `{field}`: {message}")]
@@ -60,9 +62,71 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The dotted key of the TOML text at `offset`: the enclosing `[table]` or
+/// `[[array]]` header, an enclosing inline table's key, and the key itself.
+pub(crate) fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = &text[line_start..line_end];
+    let before = &text[line_start..offset];
+    let ident = |s: &str| {
+        s.trim()
+            .trim_matches('"')
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            .collect::<String>()
+    };
+    let mut parts = Vec::new();
+    let header = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    if line.trim_start().starts_with('[') {
+        parts.push(
+            line.trim()
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        );
+    } else {
+        parts.extend(header);
+        match before.rfind('=') {
+            // The key of the value the error is in; with an inline table, its outer key too.
+            Some(eq) => {
+                let key_start = before[..eq].rfind([',', '{']).map_or(0, |i| i + 1);
+                if before[..key_start].contains('{') {
+                    parts.push(ident(before.split('=').next().unwrap_or("")));
+                }
+                parts.push(ident(&before[key_start..eq]));
+            }
+            // The error is at the key itself.
+            None => parts.push(ident(line.split('=').next().unwrap_or(""))),
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(".")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::line_col;
+    use super::{key_at, line_col};
+
+    #[test]
+    fn key_at_names_table_inline_table_and_key() {
+        let text =
+            "version = 1\n[[sink]]\nkind = \"jsonl\"\nqueue = { capacity = 2, policy = \"x\" }\n";
+        assert_eq!(key_at(text, 3), "version");
+        assert_eq!(key_at(text, text.find("\"jsonl").unwrap()), "sink.kind");
+        assert_eq!(
+            key_at(text, text.find("\"x\"").unwrap()),
+            "sink.queue.policy"
+        );
+        assert_eq!(key_at(text, text.find("kind").unwrap()), "sink.kind");
+        assert_eq!(key_at(text, text.find("[[sink").unwrap()), "sink");
+    }
 
     #[test]
     fn line_col_counts_from_one() {

@@ -18,7 +18,7 @@ use super::file::{
     Delivery, EdgePolicy, PipelineFile, QueueSpec, SinkKind, SinkSpec, SourceKind, SourceSpec,
     StageKind, StageSpec,
 };
-use super::{ConfigError, line_col};
+use super::{ConfigError, key_at, line_col};
 
 /// The only pipeline-file version this build reads.
 pub const PIPELINE_VERSION: u32 = 1;
@@ -151,11 +151,13 @@ impl Plan {
     /// Parses and validates pipeline text; `path` names it in errors and anchors relative paths.
     pub fn from_str(text: &str, path: &Path, overrides: &Overrides) -> Result<Plan, ConfigError> {
         let file: PipelineFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = line_col(text, e.span().map_or(0, |s| s.start));
+            let offset = e.span().map_or(0, |s| s.start);
+            let (line, column) = line_col(text, offset);
             ConfigError::Parse {
                 path: path.to_path_buf(),
                 line,
                 column,
+                field: key_at(text, offset),
                 message: e.message().trim_end().to_string(),
             }
         })?;

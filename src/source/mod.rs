@@ -53,14 +53,11 @@ pub enum SourceError {
     Start { id: String, message: String },
     #[error("source `{id}`: frame with unusable caps `{caps}`")]
     Caps { id: String, caps: String },
-    #[error(
-        "source `{id}` ({location}): stream ended at {ended_s:.2} s but declares {declared_s:.2} s: the file is truncated or damaged"
-    )]
+    #[error("source `{id}` ({location}): {detail}: the file is truncated or damaged")]
     Truncated {
         id: String,
         location: String,
-        ended_s: f64,
-        declared_s: f64,
+        detail: String,
     },
 }
 
@@ -354,18 +351,31 @@ impl Source {
         let SourceInput::File(path) = &self.plan.input else {
             return Ok(());
         };
+        let truncated = |detail: String| SourceError::Truncated {
+            id: self.plan.id.clone(),
+            location: path.display().to_string(),
+            detail,
+        };
+        // Demuxers that index by scanning (AVI) shorten the duration to what is
+        // there; the RIFF header still tells the size the file should have.
+        if let Some((declared, actual)) = riff_sizes(path)
+            && actual < declared
+        {
+            return Err(truncated(format!(
+                "the file has {actual} bytes but its RIFF header declares {declared}"
+            )));
+        }
         let declared = stats.duration_ns.load(Ordering::Relaxed);
         let Some(ended) = last_end_ns else {
             return Ok(());
         };
         let tolerance = TRUNCATION_TOLERANCE_NS.max(3 * frame_period_ns);
         if declared > 0 && ended + tolerance < declared {
-            return Err(SourceError::Truncated {
-                id: self.plan.id.clone(),
-                location: path.display().to_string(),
-                ended_s: ended as f64 / 1e9,
-                declared_s: declared as f64 / 1e9,
-            });
+            return Err(truncated(format!(
+                "stream ended at {:.2} s but declares {:.2} s",
+                ended as f64 / 1e9,
+                declared as f64 / 1e9
+            )));
         }
         Ok(())
     }
@@ -421,4 +431,20 @@ impl Source {
         }
         Ok(())
     }
+}
+
+/// For a RIFF file (AVI, WAV): (size its header declares, actual size) in bytes.
+fn riff_sizes(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut header = [0u8; 8];
+    file.read_exact(&mut header).ok()?;
+    if &header[..4] != b"RIFF" {
+        return None;
+    }
+    let declared = u64::from(u32::from_le_bytes([
+        header[4], header[5], header[6], header[7],
+    ])) + 8;
+    let actual = file.metadata().ok()?.len();
+    Some((declared, actual))
 }
