@@ -752,3 +752,74 @@ fn expand(raw: &str) -> Result<String, String> {
         .map(|s| s.into_owned())
         .map_err(|e| e.cause)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str) -> Result<Plan, ConfigError> {
+        Plan::from_str(text, Path::new("/p/x.toml"), &Overrides::default())
+    }
+
+    const TEST_SOURCE: &str = "version = 1\n[[source]]\nid = \"a\"\nkind = \"test\"\n";
+
+    #[test]
+    fn defaults_follow_liveness() {
+        let p = plan(&format!("{TEST_SOURCE}[[stage]]\nid = \"s\"\nkind = \"image_stats\"\n[[sink]]\nkind = \"jsonl\"\npath = \"o.jsonl\"\n")).unwrap();
+        assert_eq!(p.sources[0].delivery, Delivery::Lossless);
+        assert_eq!(
+            p.stages[0].input,
+            EdgePlan {
+                capacity: DEFAULT_QUEUE_CAPACITY,
+                policy: EdgePolicy::Block
+            }
+        );
+        assert_eq!(
+            p.sinks[0].output,
+            OutputPath::File(PathBuf::from("/p/o.jsonl"))
+        );
+        assert_eq!(p.name, "x");
+
+        let live = plan(&format!("{TEST_SOURCE}live = true\n[[stage]]\nid = \"s\"\nkind = \"image_stats\"\n[[sink]]\nkind = \"jsonl\"\npath = \"-\"\n")).unwrap();
+        assert!(live.sources[0].live);
+        assert_eq!(live.sources[0].delivery, Delivery::Latest);
+        assert_eq!(live.stages[0].input.policy, EdgePolicy::DropOldest);
+        assert_eq!(live.sinks[0].output, OutputPath::Stdout);
+    }
+
+    #[test]
+    fn output_override_adds_or_replaces_the_jsonl_sink() {
+        let overrides = Overrides {
+            inputs: vec![],
+            output: Some("-".into()),
+        };
+        let p = Plan::from_str(TEST_SOURCE, Path::new("x.toml"), &overrides).unwrap();
+        assert_eq!(p.sinks.len(), 1);
+        assert_eq!(p.sinks[0].output, OutputPath::Stdout);
+    }
+
+    #[test]
+    fn errors_point_at_the_line_of_the_field() {
+        let text = format!("{TEST_SOURCE}width = 10\n[[sink]]\nkind = \"jsonl\"\npath = \"-\"\n");
+        let err = plan(&text).unwrap_err();
+        assert_eq!(err.line(), Some(5), "{err}");
+        assert!(
+            err.to_string().contains("`source[0].width`: set both"),
+            "{err}"
+        );
+
+        let err = plan("version = 1\n[[source]]\nid = \"a b\"\nkind = \"test\"\n").unwrap_err();
+        assert_eq!(err.line(), Some(3), "{err}");
+    }
+
+    #[test]
+    fn unset_variables_are_errors_and_percept_media_has_a_default() {
+        let err = expand("${PERCEPT_TEST_UNSET_VAR}/x").unwrap_err();
+        assert!(err.contains("PERCEPT_TEST_UNSET_VAR"), "{err}");
+        assert!(
+            expand("${PERCEPT_MEDIA}/vtest.avi")
+                .unwrap()
+                .ends_with("/vtest.avi")
+        );
+    }
+}

@@ -164,3 +164,108 @@ impl Clone for Outputs {
         Outputs(self.0.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gstreamer as gst;
+    use gstreamer_video as gst_video;
+
+    use super::*;
+    use crate::frame::{CaptureClock, Frame, FrameMeta, Record};
+
+    fn work(seq: u64) -> Work {
+        gst::init().unwrap();
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Gray8, 4, 4)
+            .build()
+            .unwrap();
+        Work {
+            frame: Frame {
+                meta: FrameMeta {
+                    stream: Arc::from("t"),
+                    seq,
+                    pts_ns: None,
+                    duration_ns: None,
+                    capture_ns: 0,
+                    capture_clock: CaptureClock::Arrival,
+                    capture_wall_ns: 0,
+                },
+                buffer: gst::Buffer::with_size(info.size()).unwrap(),
+                info: Arc::new(info),
+            },
+            record: Record::default(),
+        }
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_and_counts_the_rest() {
+        let (tx, rx) = edge(
+            "consumer",
+            EdgePlan {
+                capacity: 2,
+                policy: EdgePolicy::DropOldest,
+            },
+        );
+        for seq in 0..5 {
+            tx.send(work(seq)).unwrap();
+        }
+        drop(tx);
+        let got: Vec<u64> = std::iter::from_fn(|| rx.recv())
+            .map(|w| w.frame.meta.seq)
+            .collect();
+        assert_eq!(got, vec![3, 4]);
+        assert_eq!(rx.stats().dropped_full.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn block_waits_and_closes_when_the_consumer_is_gone() {
+        let (tx, rx) = edge(
+            "consumer",
+            EdgePlan {
+                capacity: 1,
+                policy: EdgePolicy::Block,
+            },
+        );
+        let producer = std::thread::spawn(move || {
+            (0..10)
+                .map(|s| tx.send(work(s)))
+                .filter(Result::is_ok)
+                .count()
+        });
+        let got: Vec<u64> = std::iter::from_fn(|| rx.recv())
+            .map(|w| w.frame.meta.seq)
+            .collect();
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+        assert_eq!(producer.join().unwrap(), 10);
+        assert_eq!(rx.stats().dropped_full.load(Ordering::Relaxed), 0);
+
+        let (tx, rx) = edge(
+            "gone",
+            EdgePlan {
+                capacity: 1,
+                policy: EdgePolicy::Block,
+            },
+        );
+        drop(rx);
+        assert_eq!(tx.send(work(0)), Err(Closed));
+    }
+
+    #[test]
+    fn fan_out_reaches_every_consumer() {
+        let plan = EdgePlan {
+            capacity: 4,
+            policy: EdgePolicy::Block,
+        };
+        let (a_tx, a_rx) = edge("a", plan);
+        let (b_tx, b_rx) = edge("b", plan);
+        let out = Outputs::new(vec![a_tx, b_tx]);
+        out.send(work(7)).unwrap();
+        assert_eq!(a_rx.recv().map(|w| w.frame.meta.seq), Some(7));
+        assert_eq!(b_rx.recv().map(|w| w.frame.meta.seq), Some(7));
+        drop(a_rx);
+        out.send(work(8)).unwrap();
+        drop(b_rx);
+        assert!(out.send(work(9)).is_err());
+    }
+}

@@ -67,3 +67,68 @@ pub fn image_stats_from_frame(frame: &Frame) -> Result<ImageStats, StageError> {
         max,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gstreamer as gst;
+
+    use super::*;
+    use crate::frame::{CaptureClock, FrameMeta};
+
+    /// A frame whose padding bytes hold a value no pixel has.
+    fn padded_frame(
+        format: gst_video::VideoFormat,
+        width: u32,
+        height: u32,
+        pixel: u8,
+        padding: u8,
+    ) -> Frame {
+        gst::init().unwrap();
+        let info = gst_video::VideoInfo::builder(format, width, height)
+            .build()
+            .unwrap();
+        let stride = info.stride()[0] as usize;
+        let row = width as usize * info.format_info().pixel_stride()[0] as usize;
+        assert!(
+            stride > row,
+            "test needs a padded layout: stride {stride}, row {row}"
+        );
+        let mut bytes = vec![padding; info.size()];
+        for y in 0..height as usize {
+            bytes[y * stride..y * stride + row].fill(pixel);
+        }
+        Frame {
+            meta: FrameMeta {
+                stream: Arc::from("t"),
+                seq: 0,
+                pts_ns: Some(0),
+                duration_ns: None,
+                capture_ns: 0,
+                capture_clock: CaptureClock::Arrival,
+                capture_wall_ns: 0,
+            },
+            buffer: gst::Buffer::from_slice(bytes),
+            info: Arc::new(info),
+        }
+    }
+
+    #[test]
+    fn padding_bytes_are_never_counted() {
+        for (format, channels) in [
+            (gst_video::VideoFormat::Rgb, 3),
+            (gst_video::VideoFormat::Gray8, 1),
+        ] {
+            let stats = image_stats_from_frame(&padded_frame(format, 33, 17, 7, 250)).unwrap();
+            assert_eq!(usize::from(stats.channels), channels);
+            for c in 0..channels {
+                assert_eq!(
+                    (stats.min[c], stats.max[c], stats.mean[c]),
+                    (7, 7, 7.0),
+                    "{format:?} channel {c}"
+                );
+            }
+        }
+    }
+}

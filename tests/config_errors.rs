@@ -1,0 +1,93 @@
+//! Invalid pipelines (files under tests/pipelines/invalid): exit 2 and a message
+//! that names the file, the line and the field.
+
+use crate::util::*;
+
+/// (file, line, field or phrase the message must contain)
+const CASES: &[(&str, Option<usize>, &str)] = &[
+    (
+        "unknown_field.toml",
+        Some(6),
+        "`source.colour`: unknown field `colour`",
+    ),
+    (
+        "wrong_type.toml",
+        Some(6),
+        "`source.max_frames`: invalid type",
+    ),
+    (
+        "missing_file.toml",
+        Some(6),
+        "`source[0].location`: file not found",
+    ),
+    (
+        "bad_wiring.toml",
+        Some(10),
+        "`stage[0].streams`: no source has id `right`",
+    ),
+    (
+        "duplicate_id.toml",
+        Some(8),
+        "`stage[0].id`: duplicate id `cam0`",
+    ),
+    (
+        "bad_version.toml",
+        Some(1),
+        "`version`: unsupported version 7",
+    ),
+    ("zero_capacity.toml", Some(10), "`stage[0].queue.capacity`"),
+    (
+        "field_for_other_kind.toml",
+        Some(7),
+        "`source[0].pattern`: not used by kind = \"file\"",
+    ),
+    (
+        "unknown_policy.toml",
+        Some(10),
+        "`sink.queue.policy`: unknown variant `drop_newest`",
+    ),
+    ("no_sink.toml", None, "no [[sink]]"),
+    (
+        "bad_pattern.toml",
+        None,
+        "could not set property \"pattern\"",
+    ),
+];
+
+#[test]
+fn invalid_pipelines_exit_2_naming_file_line_and_field() {
+    for (file, line, phrase) in CASES {
+        let path = repo().join("tests/pipelines/invalid").join(file);
+        for command in ["check", "run"] {
+            let run = run(&[command, path.to_str().unwrap()]);
+            run.assert_code(2);
+            let err = &run.stderr;
+            assert!(
+                err.contains(file),
+                "{command} {file}: message does not name the file:\n{err}"
+            );
+            if let Some(line) = line {
+                assert!(
+                    err.contains(&format!("{file}:{line}:")),
+                    "{command} {file}: no line {line}:\n{err}"
+                );
+            }
+            assert!(
+                err.contains(phrase),
+                "{command} {file}: expected `{phrase}` in:\n{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_pipeline_file_exits_2() {
+    let run = run(&["check", "no/such/pipeline.toml"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("cannot read pipeline file no/such/pipeline.toml"),
+        "{}",
+        run.stderr
+    );
+}

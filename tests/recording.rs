@@ -1,0 +1,154 @@
+//! The main job's recording, end to end through the real binary.
+
+use std::process::Command;
+
+use crate::util::*;
+
+/// What `gst-discoverer-1.0` reports for a file: duration (ns), width, height, frame rate.
+fn discover(path: &std::path::Path) -> (u64, u64, u64, (u64, u64)) {
+    let out = Command::new("gst-discoverer-1.0")
+        .arg(path)
+        .output()
+        .expect("gst-discoverer-1.0");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> String {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("no `{name}` in discoverer output:\n{text}"))
+    };
+    // Duration: 0:01:19.500000000
+    let d = field("Duration:");
+    let parts: Vec<&str> = d.split(':').collect();
+    let (h, m, s): (u64, u64, f64) = (
+        parts[0].parse().unwrap(),
+        parts[1].parse().unwrap(),
+        parts[2].parse().unwrap(),
+    );
+    let duration_ns = (h * 3600 + m * 60) * 1_000_000_000 + (s * 1e9).round() as u64;
+    let rate = field("Frame rate:");
+    let (num, den) = rate.split_once('/').unwrap();
+    (
+        duration_ns,
+        field("Width:").parse().unwrap(),
+        field("Height:").parse().unwrap(),
+        (num.parse().unwrap(), den.parse().unwrap()),
+    )
+}
+
+#[test]
+fn vtest_gives_one_record_per_frame_matching_discoverer() {
+    let vtest = media("vtest.avi");
+    let (duration_ns, width, height, (num, den)) = discover(&vtest);
+    let expected_frames = duration_ns * num / (den * 1_000_000_000);
+    assert_eq!(
+        expected_frames, 795,
+        "discoverer disagrees with the known sample"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let default = repo().join("pipelines/default.toml");
+    let run = run(&[
+        "run",
+        default.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    run.assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len() as u64, expected_frames);
+    assert_contiguous(&records);
+    let frame_ns = den * 1_000_000_000 / num;
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(u64_field(r, "pts_ns"), i as u64 * frame_ns, "record {i}");
+        assert_eq!(u64_field(r, "width"), width);
+        assert_eq!(u64_field(r, "height"), height);
+        assert_eq!(r["format"], "RGB");
+        assert_eq!(r["stream"], "cam0");
+        assert_eq!(u64_field(r, "v"), 1);
+        assert!(u64_field(r, "latency_ns") > 0);
+        assert!(u64_field(r, "capture_wall_ns") <= u64_field(r, "emit_wall_ns"));
+        let mean = r["image_stats"]["mean"]
+            .as_array()
+            .expect("image_stats.mean");
+        assert_eq!(mean.len(), 3);
+    }
+    let last = records.last().unwrap();
+    assert_eq!(
+        u64_field(last, "pts_ns") + u64_field(last, "duration_ns"),
+        duration_ns
+    );
+    assert!(
+        run.stderr.contains("795 frames in, 795 out, 0 dropped"),
+        "summary:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("stage  stats"),
+        "per-stage latency in summary:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn input_override_runs_the_same_pipeline_on_another_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    record_mkv(&clip, 25, 160, 120, 25);
+    let out = dir.path().join("out.jsonl");
+    let default = repo().join("pipelines/default.toml");
+    run(&[
+        "run",
+        default.to_str().unwrap(),
+        "--input",
+        clip.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len(), 25);
+    assert_contiguous(&records);
+    assert_eq!(u64_field(&records[0], "width"), 160);
+    assert_eq!(u64_field(&records[24], "pts_ns"), 24 * 40_000_000);
+}
+
+#[test]
+fn output_dash_writes_json_lines_to_stdout_and_the_summary_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    record_mkv(&clip, 10, 64, 48, 10);
+    let default = repo().join("pipelines/default.toml");
+    let run = run(&[
+        "run",
+        default.to_str().unwrap(),
+        "--input",
+        clip.to_str().unwrap(),
+        "--output",
+        "-",
+    ]);
+    run.assert_code(0);
+    let records = parse_records(&run.stdout);
+    assert_eq!(records.len(), 10);
+    assert_contiguous(&records);
+    assert!(
+        run.stderr.contains("10 frames in, 10 out"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn too_many_inputs_for_the_sources_is_a_usage_error() {
+    let vtest = media("vtest.avi");
+    let default = repo().join("pipelines/default.toml");
+    let v = vtest.to_str().unwrap();
+    let run = run(&["run", default.to_str().unwrap(), "-i", v, "-i", v]);
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("2 --input given but the pipeline has 1 source"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real `percept` binary on real GStreamer sources and media.
+//! Media comes from the set-up script (`scripts/setup.sh`); a missing file fails, never skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+mod config_errors;
+mod failures;
+mod recording;
+mod runtime;
+mod signals;
+mod sources;

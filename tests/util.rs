@@ -1,0 +1,138 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn percept() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_percept"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file from the set-up script's media cache.
+pub fn media(name: &str) -> PathBuf {
+    let dir = std::env::var_os("PERCEPT_MEDIA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/percept/media")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\n--- stderr:\n{}", self.stderr);
+        assert!(!self.stderr.contains("panicked"), "panic:\n{}", self.stderr);
+        self
+    }
+}
+
+pub fn run(args: &[&str]) -> Run {
+    let out = percept().args(args).output().expect("spawn percept");
+    finish(out)
+}
+
+pub fn finish(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Parses JSON Lines; every line must be a JSON object.
+pub fn parse_records(text: &str) -> Vec<Value> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("line {}: {e}: {l}", i + 1));
+            assert!(v.is_object(), "line {} is not an object", i + 1);
+            v
+        })
+        .collect()
+}
+
+pub fn read_records(path: &Path) -> Vec<Value> {
+    parse_records(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+}
+
+pub fn u64_field(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("`{key}` missing or not a number in {v}"))
+}
+
+/// Writes a pipeline file into `dir`.
+pub fn pipeline(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Records an H.264 Matroska file of `frames` frames with GStreamer.
+pub fn record_mkv(path: &Path, frames: u32, width: u32, height: u32, fps: u32) {
+    let status = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "videotestsrc",
+            &format!("num-buffers={frames}"),
+            "pattern=ball",
+            "!",
+            &format!("video/x-raw,width={width},height={height},framerate={fps}/1"),
+            "!",
+            "videoconvert",
+            "!",
+            "video/x-raw,format=I420",
+            "!",
+            "x264enc",
+            "speed-preset=ultrafast",
+            "key-int-max=10",
+            "!",
+            "matroskamux",
+            "!",
+            "filesink",
+            &format!("location={}", path.display()),
+        ])
+        .status()
+        .expect("gst-launch-1.0");
+    assert!(
+        status.success(),
+        "gst-launch-1.0 could not record {}",
+        path.display()
+    );
+}
+
+/// Asserts `seq` runs 0..n without gaps and PTS strictly increases.
+pub fn assert_contiguous(records: &[Value]) {
+    let mut last_pts = None;
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(u64_field(r, "seq"), i as u64, "seq gap at record {i}");
+        let pts = u64_field(r, "pts_ns");
+        if let Some(prev) = last_pts {
+            assert!(
+                pts > prev,
+                "PTS not increasing at record {i}: {prev} then {pts}"
+            );
+        }
+        last_pts = Some(pts);
+    }
+}
