@@ -22,7 +22,7 @@ DEB_PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   gstreamer1.0-plugins-base-apps
   libopencv-dev
-  python3-venv
+  python3-venv time
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
