@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Writes percept's deterministic test models and synthetic scene recordings.
+
+Every model is built by hand from ONNX operators with fixed weights; none is
+trained. They find bright red, green and blue squares on a dark background,
+which is what the synthetic recordings show, and emit boxes in each detector
+output layout percept decodes:
+
+  squares_yolov8.onnx        output0 [1, 4+C, N]   cx, cy, w, h, class scores
+  squares_yolov5.onnx        output0 [1, N, 5+C]   cx, cy, w, h, objectness, class probabilities
+  squares_end2end.onnx       output0 [1, K, 6]     x1, y1, x2, y2, score, class (top K, no NMS needed)
+  squares_boxes_scores.onnx  boxes [1, N, 4] (x1, y1, x2, y2) + scores [1, N, C]
+  wrong_rank.onnx            an input of rank 3, for the contract error test
+
+How a model finds squares (input `images` [1, 3, 256, 256], RGB in 0..1):
+  1. A 1x1 convolution computes, per class, own channel minus the other two;
+     `Greater(0.3)` turns that into a binary mask per class (gray letterbox
+     padding and the dark background give negative values).
+  2. Coordinate maps times the union mask, max-pooled over a 40 px window with
+     stride 8 (a 32x32 anchor grid), give each anchor the extent of the square
+     in its window: x_max, x_min, y_max, y_min.
+  3. The anchor whose 8x8 cell holds the square's centre scores 0.9; anchors
+     within 12 px score 0.5 (duplicates that NMS must remove).
+Squares must be at most 32 px (network pixels) and at least 48 px apart.
+
+Recordings (tests/media): squares.mkv, 320x240 at 10 fps, lossless FFV1 in
+Matroska, with exact ground truth in squares.gt.jsonl (one line per frame:
+{"seq", "pts_ns", "boxes": [[x1, y1, x2, y2, class_id], ...]}).
+
+Run by scripts/setup.sh when an output is missing or this file changed.
+Usage: make_test_models.py OUT_MODELS_DIR OUT_MEDIA_DIR
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+SIZE = 256          # network input, square
+STRIDE = 8          # anchor stride
+GRID = SIZE // STRIDE
+WINDOW = 40         # max-pool window that holds a whole square around its anchor
+PAD = 16
+CLASSES = ["red", "green", "blue"]
+TOPK = 50
+OPSET = 17
+
+
+class Graph:
+    def __init__(self):
+        self.nodes, self.inits, self.n = [], [], 0
+
+    def const(self, array, name=None):
+        self.n += 1
+        name = name or f"c{self.n}"
+        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def op(self, op_type, inputs, **attrs):
+        self.n += 1
+        out = f"t{self.n}_{op_type.lower()}"
+        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+    def op_named(self, op_type, inputs, out, **attrs):
+        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+    def model(self, name, inputs, outputs):
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="percept make_test_models.py")
+        model.ir_version = 8
+        model.metadata_props.append(onnx.StringStringEntryProto(key="names", value=json.dumps(CLASSES)))
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+def square_features(g):
+    """Per-anchor box (cx, cy, w, h) and per-class scores, each [1, 1|C, G, G]."""
+    f32 = np.float32
+    w = -np.ones((3, 3, 1, 1), f32)
+    for c in range(3):
+        w[c, c, 0, 0] = 1.0
+    v = g.op("Conv", ["images", g.const(w)])
+    masks = g.op("Cast", [g.op("Greater", [v, g.const(f32(0.3))])], to=TensorProto.FLOAT)
+    union = g.op("ReduceMax", [masks], axes=[1], keepdims=1)
+
+    # Ramps broadcast against the [1, 1, S, S] mask.
+    xs = np.arange(SIZE, dtype=f32).reshape(1, 1, 1, SIZE)
+    ys = xs.reshape(1, 1, SIZE, 1)
+    coords = [xs + 1, SIZE - xs, ys + 1, SIZE - ys]
+    maps = g.op("Concat", [g.op("Mul", [union, g.const(c)]) for c in coords], axis=1)
+    pool = dict(kernel_shape=[WINDOW, WINDOW], strides=[STRIDE, STRIDE], pads=[PAD] * 4)
+    pooled = g.op("MaxPool", [maps], **pool)
+    part = g.op("Split", [pooled, g.const(np.array([1, 1, 1, 1], np.int64))], axis=1)
+    # Split has four outputs: rewrite the node to name them.
+    split = g.nodes.pop()
+    parts = [f"{part}_{i}" for i in range(4)]
+    g.nodes.append(helper.make_node("Split", list(split.input), parts, axis=1))
+    xmax, xmin_r, ymax, ymin_r = parts
+    size = g.const(f32(SIZE))
+    xmin = g.op("Sub", [size, xmin_r])
+    ymin = g.op("Sub", [size, ymin_r])
+    half = g.const(f32(0.5))
+    cx = g.op("Mul", [g.op("Add", [xmin, xmax]), half])
+    cy = g.op("Mul", [g.op("Add", [ymin, ymax]), half])
+    bw = g.op("Sub", [xmax, xmin])
+    bh = g.op("Sub", [ymax, ymin])
+
+    presence = g.op("MaxPool", [masks], **pool)  # [1, C, G, G]
+    cell = np.arange(GRID, dtype=f32) * STRIDE
+    ax = np.tile(cell, (GRID, 1)).reshape(1, 1, GRID, GRID)
+    ay = ax.transpose(0, 1, 3, 2).copy()
+    ax0, ay0 = g.const(ax), g.const(ay)
+    ax1, ay1 = g.const(ax + STRIDE), g.const(ay + STRIDE)
+    inside = [g.op("GreaterOrEqual", [cx, ax0]), g.op("Less", [cx, ax1]),
+              g.op("GreaterOrEqual", [cy, ay0]), g.op("Less", [cy, ay1])]
+    resp = g.op("And", [g.op("And", [inside[0], inside[1]]), g.op("And", [inside[2], inside[3]])])
+    near_r = g.const(f32(12.0))
+    centre_x, centre_y = g.const(ax + STRIDE / 2), g.const(ay + STRIDE / 2)
+    near = g.op("And", [g.op("Less", [g.op("Abs", [g.op("Sub", [cx, centre_x])]), near_r]),
+                        g.op("Less", [g.op("Abs", [g.op("Sub", [cy, centre_y])]), near_r])])
+    resp_f = g.op("Cast", [resp], to=TensorProto.FLOAT)
+    near_f = g.op("Cast", [near], to=TensorProto.FLOAT)
+    # 0.9 at the responsible anchor, 0.5 at its neighbours, 0 elsewhere.
+    score = g.op("Add", [g.op("Mul", [resp_f, g.const(f32(0.4))]), g.op("Mul", [near_f, g.const(f32(0.5))])])
+    scores = g.op("Mul", [presence, score])
+    return dict(cx=cx, cy=cy, w=bw, h=bh, xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax,
+                presence=presence, scores=scores)
+
+
+def flat(g, t, channels):
+    return g.op("Reshape", [t, g.const(np.array([1, channels, GRID * GRID], np.int64))])
+
+
+def image_input(shape=(1, 3, SIZE, SIZE)):
+    return helper.make_tensor_value_info("images", TensorProto.FLOAT, list(shape))
+
+
+def out(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+
+
+def yolov8():
+    g = Graph()
+    f = square_features(g)
+    cat = g.op("Concat", [f["cx"], f["cy"], f["w"], f["h"], f["scores"]], axis=1)
+    g.op_named("Reshape", [cat, g.const(np.array([1, 4 + len(CLASSES), GRID * GRID], np.int64))], "output0")
+    return g.model("squares_yolov8", [image_input()], [out("output0", [1, 4 + len(CLASSES), GRID * GRID])])
+
+
+def yolov5():
+    g = Graph()
+    f = square_features(g)
+    obj = g.op("ReduceMax", [f["scores"]], axes=[1], keepdims=1)
+    cat = g.op("Concat", [f["cx"], f["cy"], f["w"], f["h"], obj, f["presence"]], axis=1)
+    rows = flat(g, cat, 5 + len(CLASSES))
+    g.op_named("Transpose", [rows], "output0", perm=[0, 2, 1])
+    return g.model("squares_yolov5", [image_input()], [out("output0", [1, GRID * GRID, 5 + len(CLASSES)])])
+
+
+def end2end():
+    g = Graph()
+    f = square_features(g)
+    n = GRID * GRID
+    best = flat(g, g.op("ReduceMax", [f["scores"]], axes=[1], keepdims=1), 1)       # [1, 1, N]
+    cls = flat(g, g.op("Cast", [g.op("ArgMax", [f["scores"]], axis=1, keepdims=1)], to=TensorProto.FLOAT), 1)
+    best = g.op("Reshape", [best, g.const(np.array([1, n], np.int64))])
+    topk = g.op("TopK", [best, g.const(np.array([TOPK], np.int64))], axis=1)
+    node = g.nodes.pop()
+    values, idx = f"{topk}_values", f"{topk}_indices"
+    g.nodes.append(helper.make_node("TopK", list(node.input), [values, idx], axis=1))
+    cols = []
+    for t in [f["xmin"], f["ymin"], f["xmax"], f["ymax"]]:
+        row = g.op("Reshape", [t, g.const(np.array([1, n], np.int64))])
+        cols.append(g.op("GatherElements", [row, idx], axis=1))
+    cols.append(values)
+    cls_row = g.op("Reshape", [cls, g.const(np.array([1, n], np.int64))])
+    cols.append(g.op("GatherElements", [cls_row, idx], axis=1))
+    stacked = g.op("Concat", [g.op("Unsqueeze", [c, g.const(np.array([2], np.int64))]) for c in cols], axis=2)
+    g.op_named("Identity", [stacked], "output0")
+    return g.model("squares_end2end", [image_input()], [out("output0", [1, TOPK, 6])])
+
+
+def boxes_scores():
+    g = Graph()
+    f = square_features(g)
+    boxes = flat(g, g.op("Concat", [f["xmin"], f["ymin"], f["xmax"], f["ymax"]], axis=1), 4)
+    g.op_named("Transpose", [boxes], "boxes", perm=[0, 2, 1])
+    g.op_named("Transpose", [flat(g, f["scores"], len(CLASSES))], "scores", perm=[0, 2, 1])
+    n = GRID * GRID
+    return g.model("squares_boxes_scores", [image_input()],
+                   [out("boxes", [1, n, 4]), out("scores", [1, n, len(CLASSES)])])
+
+
+def wrong_rank():
+    g = Graph()
+    g.op_named("Identity", ["images"], "output0")
+    return g.model("wrong_rank", [image_input((1, 3, SIZE))], [out("output0", [1, 3, SIZE])])
+
+
+# ---- synthetic scene -------------------------------------------------------
+WIDTH, HEIGHT, FPS, FRAMES = 320, 240, 10, 40
+BACKGROUND = 20
+COLOURS = {0: (230, 30, 30), 1: (30, 220, 40), 2: (40, 50, 235)}
+# (class, side, x0, y, vx px/frame): each in its own band, far apart.
+OBJECTS = [(0, 30, 10, 20, 5), (1, 24, 250, 105, -4), (2, 36, 40, 180, 3)]
+
+
+def scene():
+    frames, truth = [], []
+    for i in range(FRAMES):
+        img = np.full((HEIGHT, WIDTH, 3), BACKGROUND, np.uint8)
+        boxes = []
+        for cls, side, x0, y, vx in OBJECTS:
+            x = x0 + vx * i
+            img[y:y + side, x:x + side] = COLOURS[cls]
+            boxes.append([x, y, x + side, y + side, cls])
+        frames.append(img)
+        truth.append({"seq": i, "pts_ns": i * 1_000_000_000 // FPS, "boxes": boxes})
+    return frames, truth
+
+
+def write_recording(frames, path):
+    cmd = ["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!",
+           f"rawvideoparse", "format=rgb", f"width={WIDTH}", f"height={HEIGHT}", f"framerate={FPS}/1", "!",
+           "videoconvert", "!", "video/x-raw,format=BGRx", "!", "avenc_ffv1", "!", "matroskamux", "!",
+           "filesink", f"location={path}"]
+    data = b"".join(f.tobytes() for f in frames)
+    subprocess.run(cmd, input=data, check=True)
+
+
+def main():
+    models, media = Path(sys.argv[1]), Path(sys.argv[2])
+    models.mkdir(parents=True, exist_ok=True)
+    media.mkdir(parents=True, exist_ok=True)
+    for name, build in [("squares_yolov8", yolov8), ("squares_yolov5", yolov5), ("squares_end2end", end2end),
+                        ("squares_boxes_scores", boxes_scores), ("wrong_rank", wrong_rank)]:
+        onnx.save(build(), str(models / f"{name}.onnx"))
+    (models / "squares.names").write_text("".join(c + "\n" for c in CLASSES))
+    frames, truth = scene()
+    write_recording(frames, media / "squares.mkv")
+    (media / "squares.gt.jsonl").write_text("".join(json.dumps(t) + "\n" for t in truth))
+
+
+if __name__ == "__main__":
+    main()
