@@ -20,6 +20,12 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error("stage `{stage}`")]
+    Model {
+        stage: String,
+        #[source]
+        source: crate::model::ModelError,
+    },
     #[error("stage `{stage}` failed to {action}: {message}")]
     Stage {
         stage: String,
@@ -45,6 +51,7 @@ impl Error {
         match self {
             Error::Config(_) => EXIT_BAD_INPUT,
             Error::Source(e) if e.is_bad_input() => EXIT_BAD_INPUT,
+            Error::Model { .. } => EXIT_BAD_INPUT,
             _ => EXIT_RUNTIME,
         }
     }

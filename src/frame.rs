@@ -80,6 +80,69 @@ pub struct ImageStats {
     pub max: [u8; 4],
 }
 
+/// One detected object, in source pixels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detection {
+    /// `[x1, y1, x2, y2]` in source pixels.
+    pub bbox: [f32; 4],
+    pub class_id: u32,
+    pub class: Arc<str>,
+    pub score: f32,
+}
+
+/// A frame's detections, in a vector borrowed from the detecting stage's pool
+/// and returned to it when the record is dropped, so steady state allocates nothing.
+#[derive(Debug, Default)]
+pub struct Detections {
+    items: Vec<Detection>,
+    home: Option<crossbeam_channel::Sender<Vec<Detection>>>,
+}
+
+impl Detections {
+    /// Wraps a vector that goes back to `home` when dropped.
+    pub fn pooled(
+        items: Vec<Detection>,
+        home: crossbeam_channel::Sender<Vec<Detection>>,
+    ) -> Detections {
+        Detections {
+            items,
+            home: Some(home),
+        }
+    }
+
+    pub fn push(&mut self, d: Detection) {
+        self.items.push(d);
+    }
+}
+
+impl std::ops::Deref for Detections {
+    type Target = [Detection];
+    fn deref(&self) -> &[Detection] {
+        &self.items
+    }
+}
+
+impl Clone for Detections {
+    /// A copy for another sink; it does not return to the pool.
+    fn clone(&self) -> Self {
+        Detections {
+            items: self.items.clone(),
+            home: None,
+        }
+    }
+}
+
+impl Drop for Detections {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            let mut items = std::mem::take(&mut self.items);
+            items.clear();
+            // A full pool just lets this vector go.
+            let _ = home.try_send(items);
+        }
+    }
+}
+
 /// Why a stage did not produce its result for a frame.
 #[derive(Debug, Clone, Serialize)]
 pub struct Skip {
@@ -98,6 +161,8 @@ pub struct Failure {
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     pub image_stats: Option<ImageStats>,
+    /// From a `detect` stage.
+    pub detections: Option<Detections>,
     pub skipped: Vec<Skip>,
     pub failed: Vec<Failure>,
 }

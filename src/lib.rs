@@ -15,8 +15,10 @@
 
 pub mod clock;
 pub mod config;
+pub mod detect;
 pub mod error;
 pub mod frame;
+pub mod model;
 pub mod runtime;
 pub mod sink;
 pub mod source;

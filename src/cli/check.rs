@@ -3,8 +3,10 @@
 use anyhow::Context;
 use clap::Args;
 use percept::config::{EdgePlan, Plan};
+use percept::detect::DetectorInfo;
 use percept::runtime;
 use percept::source::Source;
+use percept::stage;
 
 use super::PipelineArgs;
 
@@ -25,7 +27,18 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(percept::Error::from)
         .with_context(|| format!("pipeline {} cannot run", plan.path.display()))?;
-    print!("{}", describe(&plan, &launches));
+    // Loading every model checks its tensor contract against its decoder.
+    let mut detectors = Vec::new();
+    for st in &plan.stages {
+        let built = stage::build(st)
+            .map_err(|source| percept::Error::Model {
+                stage: st.id.clone(),
+                source,
+            })
+            .with_context(|| format!("pipeline {} cannot run", plan.path.display()))?;
+        detectors.push(built.detector);
+    }
+    print!("{}", describe(&plan, &launches, &detectors));
     Ok(())
 }
 
@@ -40,7 +53,7 @@ fn edge(e: &EdgePlan) -> String {
     )
 }
 
-fn describe(plan: &Plan, launches: &[String]) -> String {
+fn describe(plan: &Plan, launches: &[String], detectors: &[Option<DetectorInfo>]) -> String {
     let mut out = format!("pipeline `{}` ({}): OK\n", plan.name, plan.path.display());
     for (s, launch) in plan.sources.iter().zip(launches) {
         out += &format!(
@@ -62,7 +75,7 @@ fn describe(plan: &Plan, launches: &[String]) -> String {
             },
         );
     }
-    for st in &plan.stages {
+    for (st, detector) in plan.stages.iter().zip(detectors) {
         out += &format!(
             "  stage {}: {} on {} (input: {})\n",
             st.id,
@@ -72,6 +85,12 @@ fn describe(plan: &Plan, launches: &[String]) -> String {
                 .map_or_else(|| "all streams".to_string(), |s| s.join(", ")),
             edge(&st.input)
         );
+        if let Some(d) = detector {
+            out += &format!(
+                "    {}: loaded in {:.1} ms, warm-up run {:.1} ms\n",
+                d.description, d.load_ms, d.warmup_ms
+            );
+        }
     }
     for sk in &plan.sinks {
         out += &format!(

@@ -2,6 +2,7 @@
 //! maps errors to exit codes (2 bad input/configuration, 1 run-time failure).
 
 mod check;
+mod model_info;
 mod run;
 
 use std::path::PathBuf;
@@ -26,8 +27,10 @@ struct Cli {
 enum Command {
     /// Run a pipeline until end of stream or Ctrl-C.
     Run(run::RunArgs),
-    /// Validate a pipeline (parse, wiring, files, GStreamer elements) without running it.
+    /// Validate a pipeline (parse, wiring, files, GStreamer elements, model contracts) without running it.
     Check(check::CheckArgs),
+    /// Print an ONNX model's inputs, outputs and metadata.
+    ModelInfo(model_info::ModelInfoArgs),
 }
 
 /// Pipeline file and the command-line replacements shared by `run` and `check`.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
+        Command::ModelInfo(args) => model_info::model_info(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -96,6 +96,74 @@ pub struct StageSpec {
     pub queue: Option<QueueSpec>,
     /// `delay`: milliseconds the stage spends on each frame.
     pub delay_ms: Option<Spanned<f64>>,
+    /// `detect`: `onnx` (default) or `hog_people`.
+    pub backend: Option<Spanned<DetectBackend>>,
+    /// `detect` with ONNX: the output layout (default `yolov8`).
+    pub layout: Option<Spanned<crate::detect::decode::Layout>>,
+    /// `detect` with ONNX: output tensor names the layout reads, in order.
+    pub outputs: Option<Spanned<Vec<String>>>,
+    /// `detect`: minimum score (default 0.25 for ONNX, 0 for HOG's SVM margin).
+    pub confidence: Option<Spanned<f32>>,
+    /// `detect`: NMS IoU threshold (default 0.45).
+    pub iou: Option<Spanned<f32>>,
+    /// `detect`: at most this many detections per frame (default 100).
+    pub max_detections: Option<Spanned<usize>>,
+    /// `detect`: keep only these class ids.
+    pub classes: Option<Spanned<Vec<u32>>>,
+    /// `detect`: class names, one per line (default: the model's metadata, else COCO for 80 classes).
+    pub labels: Option<Spanned<String>>,
+    /// `detect` with ONNX: the model (`[stage.model]`).
+    pub model: Option<Spanned<ModelSpec>>,
+    /// `detect` with `hog_people`: search settings (`[stage.hog]`).
+    pub hog: Option<Spanned<HogSpec>>,
+}
+
+/// Which detector a `detect` stage runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectBackend {
+    Onnx,
+    HogPeople,
+}
+
+/// `[stage.model]`: an ONNX model and how frames are fed to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The `.onnx` file.
+    pub path: Spanned<String>,
+    /// `cpu` (default), `cuda`, `tensorrt` (need the cargo features of the same names).
+    pub provider: Option<Spanned<crate::model::Provider>>,
+    /// Intra-op threads (default: ONNX Runtime's choice).
+    pub threads: Option<Spanned<usize>>,
+    /// `disable`, `basic`, `extended`, `all` (default).
+    pub optimization: Option<Spanned<crate::model::Optimization>>,
+    /// `[width, height]`; needed when the model's input size is dynamic.
+    pub input_size: Option<Spanned<[u32; 2]>>,
+    /// `letterbox` (default) or `stretch`.
+    pub resize: Option<Spanned<crate::model::preprocess::Resize>>,
+    /// Letterbox padding value, 0..255 (default 114).
+    pub pad_value: Option<Spanned<u8>>,
+    /// Per channel, after scaling to 0..1 (default [0, 0, 0]).
+    pub mean: Option<Spanned<[f32; 3]>>,
+    /// Per channel, after the mean (default [1, 1, 1]).
+    pub std: Option<Spanned<[f32; 3]>>,
+    /// `rgb` (default) or `bgr`.
+    pub color: Option<Spanned<crate::model::preprocess::ColorOrder>>,
+}
+
+/// `[stage.hog]`: HOG people detector search settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HogSpec {
+    /// Pyramid step, > 1 (default 1.05).
+    pub scale: Option<Spanned<f64>>,
+    /// Window stride in pixels, a multiple of 8 (default 8).
+    pub win_stride: Option<Spanned<i32>>,
+    /// Resize frames by this factor first (default 1).
+    pub upscale: Option<Spanned<f64>>,
+    /// Minimum neighbouring hits for a grouped box (default 2).
+    pub group_threshold: Option<Spanned<f64>>,
 }
 
 /// The built-in stage kinds.
@@ -106,6 +174,8 @@ pub enum StageKind {
     ImageStats,
     /// Sleeps a fixed time per frame: stands in for a slow model.
     Delay,
+    /// Object detection (ONNX detector or HOG people).
+    Detect,
 }
 
 /// One `[[sink]]` table.
@@ -165,7 +235,8 @@ macro_rules! file_names {
 file_names! {
     SourceKind { File => "file", Uri => "uri", V4l2 => "v4l2", Test => "test", Gst => "gst" }
     Delivery { Lossless => "lossless", Latest => "latest" }
-    StageKind { ImageStats => "image_stats", Delay => "delay" }
+    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect" }
+    DetectBackend { Onnx => "onnx", HogPeople => "hog_people" }
     SinkKind { Jsonl => "jsonl" }
     EdgePolicy { Block => "block", DropOldest => "drop_oldest" }
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 pub use file::{Delivery, EdgePolicy, SinkKind, SourceKind, StageKind};
 pub use plan::{
     EdgePlan, OutputPath, Overrides, Plan, SinkPlan, SourceInput, SourcePlan, StagePlan,
+    StageSettings,
 };
 
 /// A pipeline file that cannot be used.

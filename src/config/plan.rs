@@ -15,10 +15,15 @@ use gstreamer_video as gst_video;
 use serde_spanned::Spanned;
 
 use super::file::{
-    Delivery, EdgePolicy, PipelineFile, QueueSpec, SinkKind, SinkSpec, SourceKind, SourceSpec,
-    StageKind, StageSpec,
+    Delivery, DetectBackend, EdgePolicy, ModelSpec, PipelineFile, QueueSpec, SinkKind, SinkSpec,
+    SourceKind, SourceSpec, StageKind, StageSpec,
 };
 use super::{ConfigError, key_at, line_col};
+use crate::detect::decode::Layout;
+use crate::detect::hog::HogSettings;
+use crate::detect::{Backend, DetectSettings};
+use crate::model::preprocess::PreprocessSettings;
+use crate::model::{ModelSettings, Optimization, Provider};
 
 /// The only pipeline-file version this build reads.
 pub const PIPELINE_VERSION: u32 = 1;
@@ -92,8 +97,15 @@ pub struct StagePlan {
     /// Streams the stage works on; `None` = all.
     pub streams: Option<Vec<String>>,
     pub input: EdgePlan,
-    /// `delay` only.
-    pub delay: Duration,
+    pub settings: StageSettings,
+}
+
+/// Kind-specific settings of a stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageSettings {
+    ImageStats,
+    Delay(Duration),
+    Detect(DetectSettings),
 }
 
 /// Where a sink writes.
@@ -631,15 +643,28 @@ impl Resolver<'_> {
                 Some(list.get_ref().clone())
             }
         };
-        let delay = match (kind, &spec.delay_ms) {
-            (StageKind::Delay, None) => {
-                return Err(self.invalid(
-                    spec.kind.span(),
-                    format!("{field}.delay_ms"),
-                    "kind = \"delay\" needs `delay_ms`",
-                ));
-            }
-            (StageKind::Delay, Some(d)) => {
+        if kind != StageKind::Delay
+            && let Some(d) = &spec.delay_ms
+        {
+            return Err(self.invalid(
+                d.span(),
+                format!("{field}.delay_ms"),
+                "only used by kind = \"delay\"",
+            ));
+        }
+        if kind != StageKind::Detect {
+            self.reject_detect_fields(spec, field)?;
+        }
+        let settings = match kind {
+            StageKind::ImageStats => StageSettings::ImageStats,
+            StageKind::Delay => {
+                let Some(d) = &spec.delay_ms else {
+                    return Err(self.invalid(
+                        spec.kind.span(),
+                        format!("{field}.delay_ms"),
+                        "kind = \"delay\" needs `delay_ms`",
+                    ));
+                };
                 let ms = *d.get_ref();
                 if !(0.0..=60_000.0).contains(&ms) {
                     return Err(self.invalid(
@@ -648,24 +673,293 @@ impl Resolver<'_> {
                         "must be between 0 and 60000",
                     ));
                 }
-                Duration::from_secs_f64(ms / 1e3)
+                StageSettings::Delay(Duration::from_secs_f64(ms / 1e3))
             }
-            (_, Some(d)) => {
-                return Err(self.invalid(
-                    d.span(),
-                    format!("{field}.delay_ms"),
-                    "only used by kind = \"delay\"",
-                ));
+            StageKind::Detect => {
+                let settings = self.detect(spec, field)?;
+                self.check_stream_formats(spec, field, sources, &settings)?;
+                StageSettings::Detect(settings)
             }
-            (_, None) => Duration::ZERO,
         };
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
             kind,
             streams,
             input: self.edge(&spec.queue, field, default_policy)?,
-            delay,
+            settings,
         })
+    }
+
+    fn reject_detect_fields(&self, spec: &StageSpec, field: &str) -> Result<(), ConfigError> {
+        let spans = [
+            ("backend", spec.backend.as_ref().map(Spanned::span)),
+            ("layout", spec.layout.as_ref().map(Spanned::span)),
+            ("outputs", spec.outputs.as_ref().map(Spanned::span)),
+            ("confidence", spec.confidence.as_ref().map(Spanned::span)),
+            ("iou", spec.iou.as_ref().map(Spanned::span)),
+            (
+                "max_detections",
+                spec.max_detections.as_ref().map(Spanned::span),
+            ),
+            ("classes", spec.classes.as_ref().map(Spanned::span)),
+            ("labels", spec.labels.as_ref().map(Spanned::span)),
+            ("model", spec.model.as_ref().map(Spanned::span)),
+            ("hog", spec.hog.as_ref().map(Spanned::span)),
+        ];
+        match spans
+            .into_iter()
+            .find_map(|(name, span)| span.map(|s| (name, s)))
+        {
+            Some((name, span)) => Err(self.invalid(
+                span,
+                format!("{field}.{name}"),
+                "only used by kind = \"detect\"",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A value in [0, 1] (or (0, 1] when `low_open`), with a default.
+    fn unit(
+        &self,
+        v: &Option<Spanned<f32>>,
+        field: String,
+        default: f32,
+        low_open: bool,
+    ) -> Result<f32, ConfigError> {
+        let Some(x) = v else {
+            return Ok(default);
+        };
+        let val = *x.get_ref();
+        let ok = if low_open {
+            val > 0.0 && val <= 1.0
+        } else {
+            (0.0..=1.0).contains(&val)
+        };
+        if ok {
+            Ok(val)
+        } else {
+            Err(self.invalid(
+                x.span(),
+                field,
+                format!("{val} is outside {}0, 1]", if low_open { "(" } else { "[" }),
+            ))
+        }
+    }
+
+    /// Resolves a `detect` stage: backend, model, thresholds, labels.
+    fn detect(&self, spec: &StageSpec, field: &str) -> Result<DetectSettings, ConfigError> {
+        let backend_kind = spec
+            .backend
+            .as_ref()
+            .map_or(DetectBackend::Onnx, |b| *b.get_ref());
+        let backend = match backend_kind {
+            DetectBackend::Onnx => {
+                if let Some(h) = &spec.hog {
+                    return Err(self.invalid(
+                        h.span(),
+                        format!("{field}.hog"),
+                        "only used by backend = \"hog_people\"",
+                    ));
+                }
+                let Some(model) = &spec.model else {
+                    return Err(self.invalid(
+                        spec.kind.span(),
+                        format!("{field}.model"),
+                        "an ONNX detector needs `[stage.model]` with `path`",
+                    ));
+                };
+                Backend::Onnx {
+                    model: self.model(model.get_ref(), &format!("{field}.model"))?,
+                    layout: spec
+                        .layout
+                        .as_ref()
+                        .map_or(Layout::Yolov8, |l| *l.get_ref()),
+                    outputs: spec.outputs.as_ref().map(|o| o.get_ref().clone()),
+                }
+            }
+            DetectBackend::HogPeople => {
+                for (name, span) in [
+                    ("model", spec.model.as_ref().map(Spanned::span)),
+                    ("layout", spec.layout.as_ref().map(Spanned::span)),
+                    ("outputs", spec.outputs.as_ref().map(Spanned::span)),
+                ] {
+                    if let Some(span) = span {
+                        return Err(self.invalid(
+                            span,
+                            format!("{field}.{name}"),
+                            "not used by backend = \"hog_people\"",
+                        ));
+                    }
+                }
+                Backend::HogPeople(self.hog(spec, field)?)
+            }
+        };
+        let confidence = match (&backend, &spec.confidence) {
+            // HOG scores are SVM margins, not probabilities.
+            (Backend::HogPeople(_), Some(c)) => *c.get_ref(),
+            (Backend::HogPeople(_), None) => 0.0,
+            (Backend::Onnx { .. }, _) => {
+                self.unit(&spec.confidence, format!("{field}.confidence"), 0.25, false)?
+            }
+        };
+        let max_detections = match &spec.max_detections {
+            Some(m) if *m.get_ref() == 0 => {
+                return Err(self.invalid(
+                    m.span(),
+                    format!("{field}.max_detections"),
+                    "must be at least 1",
+                ));
+            }
+            Some(m) => *m.get_ref(),
+            None => 100,
+        };
+        let labels = match &spec.labels {
+            None => None,
+            Some(l) => Some(self.existing_file(l, &format!("{field}.labels"))?),
+        };
+        Ok(DetectSettings {
+            backend,
+            confidence,
+            iou: self.unit(&spec.iou, format!("{field}.iou"), 0.45, true)?,
+            max_detections,
+            classes: spec.classes.as_ref().map(|c| c.get_ref().clone()),
+            labels,
+        })
+    }
+
+    /// A path field that must name an existing file (relative to the pipeline file).
+    fn existing_file(&self, raw: &Spanned<String>, field: &str) -> Result<PathBuf, ConfigError> {
+        let expanded = expand(raw.get_ref()).map_err(|m| self.invalid(raw.span(), field, m))?;
+        let path = self.base.join(expanded);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(self.invalid(
+                raw.span(),
+                field,
+                format!("file not found: {}", path.display()),
+            ))
+        }
+    }
+
+    fn hog(&self, spec: &StageSpec, field: &str) -> Result<HogSettings, ConfigError> {
+        let mut hog = HogSettings::default();
+        let Some(h) = &spec.hog else {
+            return Ok(hog);
+        };
+        let h = h.get_ref();
+        let bad = |span: Range<usize>, name: &str, message: &str| {
+            Err(self.invalid(span, format!("{field}.hog.{name}"), message))
+        };
+        if let Some(v) = &h.scale {
+            if !(*v.get_ref() > 1.0 && *v.get_ref() <= 2.0) {
+                return bad(v.span(), "scale", "must be in (1, 2]");
+            }
+            hog.scale = *v.get_ref();
+        }
+        if let Some(v) = &h.win_stride {
+            if *v.get_ref() <= 0 || *v.get_ref() % 8 != 0 {
+                return bad(v.span(), "win_stride", "must be a positive multiple of 8");
+            }
+            hog.win_stride = *v.get_ref();
+        }
+        if let Some(v) = &h.upscale {
+            if !(0.25..=4.0).contains(v.get_ref()) {
+                return bad(v.span(), "upscale", "must be between 0.25 and 4");
+            }
+            hog.upscale = *v.get_ref();
+        }
+        if let Some(v) = &h.group_threshold {
+            if *v.get_ref() < 0.0 {
+                return bad(v.span(), "group_threshold", "must be at least 0");
+            }
+            hog.group_threshold = *v.get_ref();
+        }
+        Ok(hog)
+    }
+
+    fn model(&self, m: &ModelSpec, field: &str) -> Result<ModelSettings, ConfigError> {
+        let path = self.existing_file(&m.path, &format!("{field}.path"))?;
+        let mut pre = PreprocessSettings::yolo(0, 0);
+        if let Some(r) = &m.resize {
+            pre.resize = *r.get_ref();
+        }
+        if let Some(p) = &m.pad_value {
+            pre.pad_value = *p.get_ref();
+        }
+        if let Some(v) = &m.mean {
+            pre.mean = *v.get_ref();
+        }
+        if let Some(v) = &m.std {
+            if v.get_ref().iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return Err(self.invalid(
+                    v.span(),
+                    format!("{field}.std"),
+                    "every value must be positive",
+                ));
+            }
+            pre.std = *v.get_ref();
+        }
+        if let Some(c) = &m.color {
+            pre.color = *c.get_ref();
+        }
+        let input_size = match &m.input_size {
+            Some(s) if s.get_ref().contains(&0) => {
+                return Err(self.invalid(
+                    s.span(),
+                    format!("{field}.input_size"),
+                    "width and height must be at least 1",
+                ));
+            }
+            Some(s) => Some((s.get_ref()[0], s.get_ref()[1])),
+            None => None,
+        };
+        Ok(ModelSettings {
+            path,
+            provider: m.provider.as_ref().map_or(Provider::Cpu, |p| *p.get_ref()),
+            threads: m.threads.as_ref().map_or(0, |t| *t.get_ref()),
+            optimization: m
+                .optimization
+                .as_ref()
+                .map_or(Optimization::All, |o| *o.get_ref()),
+            input_size,
+            preprocess: pre,
+        })
+    }
+
+    /// A detector reads packed RGB-family frames; HOG needs 3 channels.
+    fn check_stream_formats(
+        &self,
+        spec: &StageSpec,
+        field: &str,
+        sources: &[SourcePlan],
+        settings: &DetectSettings,
+    ) -> Result<(), ConfigError> {
+        use gst_video::VideoFormat as F;
+        let allowed: &[F] = match settings.backend {
+            Backend::HogPeople(_) => &[F::Rgb, F::Bgr],
+            Backend::Onnx { .. } => &[F::Rgb, F::Bgr, F::Rgba, F::Bgra],
+        };
+        let applies = |id: &str| {
+            spec.streams
+                .as_ref()
+                .is_none_or(|s| s.get_ref().iter().any(|x| x == id))
+        };
+        for s in sources.iter().filter(|s| applies(&s.id)) {
+            if !allowed.contains(&s.format) {
+                return Err(self.invalid(
+                    spec.kind.span(),
+                    format!("{field}.kind"),
+                    format!(
+                        "this detector cannot read source `{}`'s {} frames: give that source format = \"RGB\"",
+                        s.id,
+                        s.format.to_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn sink(

@@ -67,6 +67,18 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         .iter()
         .map(Source::build)
         .collect::<Result<Vec<_>, _>>()?;
+    // Models load before any thread starts, so a bad one fails the run at once.
+    let mut built = Vec::with_capacity(plan.stages.len());
+    for stage_plan in &plan.stages {
+        let stage = stage::build(stage_plan).map_err(|source| Error::Model {
+            stage: stage_plan.id.clone(),
+            source,
+        })?;
+        if let Some(info) = &stage.detector {
+            tracing::info!(stage = %stage_plan.id, "{}: loaded in {:.1} ms, warm-up {:.1} ms", info.description, info.load_ms, info.warmup_ms);
+        }
+        built.push(stage);
+    }
     let mut sinks: Vec<(String, Box<dyn Sink>, &crate::config::SinkPlan)> = Vec::new();
     for (i, s) in plan.sinks.iter().enumerate() {
         let name = if plan.sinks.len() == 1 {
@@ -126,7 +138,10 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
             latency: Latency::default(),
         });
         stats.stages.insert(0, stage_stats.clone());
-        let worker = StageWorker::new(stage_plan, stage::build(stage_plan), stage_stats);
+        let Some(built) = built.pop() else {
+            break;
+        };
+        let worker = StageWorker::new(stage_plan, built.stage, stage_stats);
         let out = std::mem::replace(&mut downstream, Outputs::new(vec![tx]));
         let halt = halt.clone();
         threads.push(spawn(format!("stage:{}", stage_plan.id), move || {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Sink;
 use crate::clock;
 use crate::config::OutputPath;
-use crate::frame::{CaptureClock, Failure, ImageStats, Skip, Work};
+use crate::frame::{CaptureClock, Detection, Failure, ImageStats, Skip, Work};
 
 /// Version of the output schema (`v` in every record).
 pub const OUTPUT_SCHEMA_VERSION: u32 = 1;
@@ -72,6 +72,8 @@ struct Line<'a> {
     format: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     image_stats: Option<StatsView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detections: Option<&'a [Detection]>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     skipped: &'a [Skip],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -96,6 +98,7 @@ impl Sink for JsonlSink {
             height: work.frame.height(),
             format: work.frame.format().to_str(),
             image_stats: work.record.image_stats.as_ref().map(StatsView::from),
+            detections: work.record.detections.as_deref(),
             skipped: &work.record.skipped,
             failed: &work.record.failed,
         };

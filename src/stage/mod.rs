@@ -12,8 +12,10 @@ mod image_stats;
 pub use delay::Delay;
 pub use image_stats::{ImageStatsStage, image_stats_from_frame};
 
-use crate::config::{StageKind, StagePlan};
+use crate::config::{StagePlan, StageSettings};
+use crate::detect::{DetectStage, DetectorInfo};
 use crate::frame::{Frame, Record};
+use crate::model::ModelError;
 
 /// A stage's error on start, on one frame, or on stop.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +38,32 @@ pub trait Stage: Send {
     }
 }
 
-/// Builds the stage a plan describes.
-pub fn build(plan: &StagePlan) -> Box<dyn Stage> {
-    match plan.kind {
-        StageKind::ImageStats => Box::new(ImageStatsStage),
-        StageKind::Delay => Box::new(Delay::new(plan.delay)),
-    }
+/// A stage ready to run, with what it reports about itself.
+pub struct Built {
+    pub stage: Box<dyn Stage>,
+    /// A loaded detector's description and load / warm-up times.
+    pub detector: Option<DetectorInfo>,
+}
+
+/// Builds the stage a plan describes. Models load (and warm up) here, before
+/// any frame flows, so a bad model fails the run at start.
+pub fn build(plan: &StagePlan) -> Result<Built, ModelError> {
+    Ok(match &plan.settings {
+        StageSettings::ImageStats => Built {
+            stage: Box::new(ImageStatsStage),
+            detector: None,
+        },
+        StageSettings::Delay(delay) => Built {
+            stage: Box::new(Delay::new(*delay)),
+            detector: None,
+        },
+        StageSettings::Detect(settings) => {
+            let stage = DetectStage::new(settings)?;
+            let info = stage.info();
+            Built {
+                stage: Box::new(stage),
+                detector: Some(info),
+            }
+        }
+    })
 }

@@ -1,0 +1,356 @@
+//! Model engine: an ONNX Runtime session, its checked tensor contract and its
+//! preallocated input, shared by every model stage (detection now; depth and
+//! re-ID later).
+//!
+//! Load order: find the runtime library ([`runtime`]), build the session with
+//! the configured execution provider (a missing GPU provider is an error, never
+//! a silent CPU fallback), check the input contract (rank 4 NCHW, 3 channels,
+//! f32 or u8), size the input buffer, warm up once. Per frame: preprocess into
+//! the buffer ([`preprocess`]), run, and let a decoder read named outputs.
+
+pub mod contract;
+pub mod preprocess;
+pub mod runtime;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionOutputs};
+use ort::value::TensorRef;
+
+use crate::frame::Frame;
+use contract::{TensorInfo, dims_text, session_tensors};
+use preprocess::{Letterbox, PreprocessSettings, Preprocessor, Target};
+
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Cpu,
+    Cuda,
+    Tensorrt,
+}
+
+/// ONNX Runtime graph optimisation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Optimization {
+    Disable,
+    Basic,
+    Extended,
+    All,
+}
+
+/// Plain model settings, from the pipeline file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    pub path: PathBuf,
+    pub provider: Provider,
+    /// Intra-op threads; 0 = ONNX Runtime's default.
+    pub threads: usize,
+    pub optimization: Optimization,
+    /// Network input size; required when the model's is dynamic.
+    pub input_size: Option<(u32, u32)>,
+    /// Preprocessing; its width/height are replaced by the model's input size.
+    pub preprocess: PreprocessSettings,
+}
+
+impl ModelSettings {
+    /// Defaults for a model file: CPU, all optimisations, YOLO preprocessing.
+    pub fn new(path: impl Into<PathBuf>) -> ModelSettings {
+        ModelSettings {
+            path: path.into(),
+            provider: Provider::Cpu,
+            threads: 0,
+            optimization: Optimization::All,
+            input_size: None,
+            preprocess: PreprocessSettings::yolo(0, 0),
+        }
+    }
+}
+
+/// A model that cannot be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{0}")]
+    Runtime(String),
+    #[error("model {path}: file not found")]
+    Missing { path: PathBuf },
+    #[error("model {path}: cannot load: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("model {path}: tensor `{tensor}`: {message}")]
+    Contract {
+        path: PathBuf,
+        tensor: String,
+        message: String,
+    },
+    #[error("model {path}: execution provider `{provider}` is not available: {message}")]
+    Provider {
+        path: PathBuf,
+        provider: &'static str,
+        message: String,
+    },
+    #[error("model {path}: {message}")]
+    Run { path: PathBuf, message: String },
+}
+
+impl ModelError {
+    /// A contract error for `tensor` of the model at `path`.
+    pub fn contract(path: &Path, tensor: &str, message: impl Into<String>) -> ModelError {
+        ModelError::Contract {
+            path: path.to_path_buf(),
+            tensor: tensor.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputType {
+    F32,
+    U8,
+}
+
+/// A loaded model with its input buffer.
+pub struct Engine {
+    path: PathBuf,
+    session: Session,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    input_type: InputType,
+    /// `[1, 3, height, width]`.
+    input_shape: [usize; 4],
+    f32_input: Vec<f32>,
+    u8_input: Vec<u8>,
+    preprocessor: Preprocessor,
+    /// Session creation time, ms.
+    pub load_ms: f64,
+    /// First run time, ms.
+    pub warmup_ms: f64,
+}
+
+/// Opens a session on a model file with the given settings.
+pub fn open_session(settings: &ModelSettings) -> Result<Session, ModelError> {
+    let path = &settings.path;
+    if !path.is_file() {
+        return Err(ModelError::Missing { path: path.clone() });
+    }
+    let env = runtime::environment()?;
+    let load = |message: String| ModelError::Load {
+        path: path.clone(),
+        message,
+    };
+    let level = match settings.optimization {
+        Optimization::Disable => GraphOptimizationLevel::Disable,
+        Optimization::Basic => GraphOptimizationLevel::Level1,
+        Optimization::Extended => GraphOptimizationLevel::Level2,
+        Optimization::All => GraphOptimizationLevel::All,
+    };
+    let mut builder = Session::builder(env)
+        .map_err(|e| load(e.to_string()))?
+        .with_optimization_level(level)
+        .map_err(|e| load(e.to_string()))?
+        .with_inter_threads(1)
+        .map_err(|e| load(e.to_string()))?;
+    if settings.threads > 0 {
+        builder = builder
+            .with_intra_threads(settings.threads)
+            .map_err(|e| load(e.to_string()))?;
+    }
+    builder = with_provider(builder, settings)?;
+    builder
+        .commit_from_file(path)
+        .map_err(|e| load(e.to_string()))
+}
+
+fn with_provider(
+    builder: ort::session::builder::SessionBuilder,
+    settings: &ModelSettings,
+) -> Result<ort::session::builder::SessionBuilder, ModelError> {
+    let unavailable = |provider: &'static str, message: String| ModelError::Provider {
+        path: settings.path.clone(),
+        provider,
+        message,
+    };
+    match settings.provider {
+        Provider::Cpu => Ok(builder),
+        #[cfg(feature = "cuda")]
+        Provider::Cuda => builder
+            .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+            .map_err(|e| unavailable("cuda", e.to_string())),
+        #[cfg(not(feature = "cuda"))]
+        Provider::Cuda => Err(unavailable(
+            "cuda",
+            "percept was built without the `cuda` feature".into(),
+        )),
+        #[cfg(feature = "tensorrt")]
+        Provider::Tensorrt => builder
+            .with_execution_providers([ort::ep::TensorRT::default().build().error_on_failure()])
+            .map_err(|e| unavailable("tensorrt", e.to_string())),
+        #[cfg(not(feature = "tensorrt"))]
+        Provider::Tensorrt => Err(unavailable(
+            "tensorrt",
+            "percept was built without the `tensorrt` feature".into(),
+        )),
+    }
+}
+
+impl Engine {
+    /// Loads a model and checks its input contract (NCHW, 3 channels, f32 or u8).
+    pub fn load(settings: &ModelSettings) -> Result<Engine, ModelError> {
+        let started = Instant::now();
+        let session = open_session(settings)?;
+        let load_ms = started.elapsed().as_secs_f64() * 1e3;
+        let (inputs, outputs) = session_tensors(&session);
+        let path = &settings.path;
+        let [input] = inputs.as_slice() else {
+            let names: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
+            return Err(ModelError::contract(
+                path,
+                &names.join("`, `"),
+                format!("expected exactly one image input, found {}", inputs.len()),
+            ));
+        };
+        let input_type = match input.dtype.as_str() {
+            "f32" => InputType::F32,
+            "u8" => InputType::U8,
+            other => {
+                return Err(ModelError::contract(
+                    path,
+                    &input.name,
+                    format!("expected dtype f32 or u8, found {other}"),
+                ));
+            }
+        };
+        let dims = &input.dims;
+        if dims.len() != 4 {
+            return Err(ModelError::contract(
+                path,
+                &input.name,
+                format!(
+                    "expected rank 4 [1, 3, height, width] (NCHW), found rank {} {}",
+                    dims.len(),
+                    dims_text(dims)
+                ),
+            ));
+        }
+        if dims[0].is_some_and(|b| b != 1) || dims[1].is_some_and(|c| c != 3) {
+            return Err(ModelError::contract(
+                path,
+                &input.name,
+                format!(
+                    "expected [1, 3, height, width] (batch 1, 3 channels, NCHW), found {}",
+                    dims_text(dims)
+                ),
+            ));
+        }
+        let (height, width) = match (dims[2], dims[3], settings.input_size) {
+            (Some(h), Some(w), Some((cw, ch))) if (u64::from(cw), u64::from(ch)) != (w, h) => {
+                return Err(ModelError::contract(
+                    path,
+                    &input.name,
+                    format!(
+                        "the model's input is {w}x{h} but the pipeline asks for input_size {cw}x{ch}"
+                    ),
+                ));
+            }
+            (Some(h), Some(w), _) => (h as u32, w as u32),
+            (_, _, Some((w, h))) => (h, w),
+            _ => {
+                return Err(ModelError::contract(
+                    path,
+                    &input.name,
+                    format!(
+                        "dynamic size {}: set `input_size = [width, height]`",
+                        dims_text(dims)
+                    ),
+                ));
+            }
+        };
+        let mut pre = settings.preprocess.clone();
+        pre.width = width;
+        pre.height = height;
+        let preprocessor = Preprocessor::new(pre);
+        let len = preprocessor.tensor_len();
+        Ok(Engine {
+            path: path.clone(),
+            session,
+            inputs: inputs.clone(),
+            outputs,
+            input_type,
+            input_shape: [1, 3, height as usize, width as usize],
+            f32_input: if input_type == InputType::F32 {
+                vec![0.0; len]
+            } else {
+                Vec::new()
+            },
+            u8_input: if input_type == InputType::U8 {
+                vec![0; len]
+            } else {
+                Vec::new()
+            },
+            preprocessor,
+            load_ms,
+            warmup_ms: 0.0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Network input size (width, height).
+    pub fn input_size(&self) -> (u32, u32) {
+        (self.input_shape[3] as u32, self.input_shape[2] as u32)
+    }
+
+    /// A custom metadata value of the model (e.g. `names`).
+    pub fn metadata(&self, key: &str) -> Option<String> {
+        self.session.metadata().ok()?.custom(key)
+    }
+
+    /// The declared output called `name`.
+    pub fn output(&self, name: &str) -> Option<&TensorInfo> {
+        self.outputs.iter().find(|t| t.name == name)
+    }
+
+    /// Runs once on the padding-filled input so the first frame is not slow.
+    pub fn warm_up(&mut self) -> Result<(), ModelError> {
+        let started = Instant::now();
+        self.run()?;
+        self.warmup_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(())
+    }
+
+    /// Preprocesses a frame into the input buffer.
+    pub fn preprocess(&mut self, frame: &Frame) -> Result<Letterbox, ModelError> {
+        let target = match self.input_type {
+            InputType::F32 => Target::F32(&mut self.f32_input),
+            InputType::U8 => Target::U8(&mut self.u8_input),
+        };
+        self.preprocessor
+            .run(frame, target)
+            .map_err(|e| ModelError::Run {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Runs the session on the current input buffer.
+    pub fn run(&mut self) -> Result<SessionOutputs<'_>, ModelError> {
+        let fail = |e: ort::Error| e.to_string();
+        let result = match self.input_type {
+            InputType::F32 => TensorRef::from_array_view((self.input_shape, &self.f32_input[..]))
+                .map_err(fail)
+                .and_then(|t| self.session.run(ort::inputs![t]).map_err(fail)),
+            InputType::U8 => TensorRef::from_array_view((self.input_shape, &self.u8_input[..]))
+                .map_err(fail)
+                .and_then(|t| self.session.run(ort::inputs![t]).map_err(fail)),
+        };
+        result.map_err(|message| ModelError::Run {
+            path: self.path.clone(),
+            message: format!("inference failed: {message}"),
+        })
+    }
+}
