@@ -16,14 +16,15 @@ How a model finds squares (input `images` [1, 3, 256, 256], RGB in 0..1):
   1. A 1x1 convolution computes, per class, own channel minus the other two;
      `Greater(0.3)` turns that into a binary mask per class (gray letterbox
      padding and the dark background give negative values).
-  2. Coordinate maps times the union mask, max-pooled over a 40 px window with
+  2. Coordinate maps times the union mask, max-pooled over a 56 px window with
      stride 8 (a 32x32 anchor grid), give each anchor the extent of the square
      in its window: x_max, x_min, y_max, y_min.
   3. The anchor whose 8x8 cell holds the square's centre scores 0.9; anchors
-     within 12 px score 0.5 (duplicates that NMS must remove).
-Squares must be at most 32 px (network pixels) and at least 48 px apart.
+     whose centre is within 12 px of it score 0.5: exact duplicates that NMS
+     must remove (the end-to-end model, "exported with NMS", leaves them out).
+Squares must be at most 32 px (network pixels) and at least 64 px apart.
 
-Recordings (tests/media): squares.mkv, 320x240 at 10 fps, lossless FFV1 in
+Recordings (tests/media): squares.mkv, 400x300 at 10 fps, lossless FFV1 in
 Matroska, with exact ground truth in squares.gt.jsonl (one line per frame:
 {"seq", "pts_ns", "boxes": [[x1, y1, x2, y2, class_id], ...]}).
 
@@ -43,8 +44,8 @@ from onnx import TensorProto, helper, numpy_helper
 SIZE = 256          # network input, square
 STRIDE = 8          # anchor stride
 GRID = SIZE // STRIDE
-WINDOW = 40         # max-pool window that holds a whole square around its anchor
-PAD = 16
+WINDOW = 56         # max-pool window that holds a whole square around its anchor and its neighbours
+PAD = 24
 CLASSES = ["red", "green", "blue"]
 TOPK = 50
 OPSET = 17
@@ -130,8 +131,9 @@ def square_features(g):
     # 0.9 at the responsible anchor, 0.5 at its neighbours, 0 elsewhere.
     score = g.op("Add", [g.op("Mul", [resp_f, g.const(f32(0.4))]), g.op("Mul", [near_f, g.const(f32(0.5))])])
     scores = g.op("Mul", [presence, score])
+    best_only = g.op("Mul", [presence, g.op("Mul", [resp_f, g.const(f32(0.9))])])
     return dict(cx=cx, cy=cy, w=bw, h=bh, xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax,
-                presence=presence, scores=scores)
+                presence=presence, scores=scores, best_only=best_only)
 
 
 def flat(g, t, channels):
@@ -168,8 +170,9 @@ def end2end():
     g = Graph()
     f = square_features(g)
     n = GRID * GRID
-    best = flat(g, g.op("ReduceMax", [f["scores"]], axes=[1], keepdims=1), 1)       # [1, 1, N]
-    cls = flat(g, g.op("Cast", [g.op("ArgMax", [f["scores"]], axis=1, keepdims=1)], to=TensorProto.FLOAT), 1)
+    # Deduplicated, as a model exported with NMS would be.
+    best = flat(g, g.op("ReduceMax", [f["best_only"]], axes=[1], keepdims=1), 1)    # [1, 1, N]
+    cls = flat(g, g.op("Cast", [g.op("ArgMax", [f["best_only"]], axis=1, keepdims=1)], to=TensorProto.FLOAT), 1)
     best = g.op("Reshape", [best, g.const(np.array([1, n], np.int64))])
     topk = g.op("TopK", [best, g.const(np.array([TOPK], np.int64))], axis=1)
     node = g.nodes.pop()
@@ -205,11 +208,11 @@ def wrong_rank():
 
 
 # ---- synthetic scene -------------------------------------------------------
-WIDTH, HEIGHT, FPS, FRAMES = 320, 240, 10, 40
+WIDTH, HEIGHT, FPS, FRAMES = 400, 300, 10, 40
 BACKGROUND = 20
 COLOURS = {0: (230, 30, 30), 1: (30, 220, 40), 2: (40, 50, 235)}
 # (class, side, x0, y, vx px/frame): each in its own band, far apart.
-OBJECTS = [(0, 30, 10, 20, 5), (1, 24, 250, 105, -4), (2, 36, 40, 180, 3)]
+OBJECTS = [(0, 30, 10, 10, 5), (1, 24, 340, 130, -5), (2, 36, 40, 250, 4)]
 
 
 def scene():

@@ -83,6 +83,24 @@ fi
 [ -s "$MEDIA/vtest.avi" ] || { log "vtest.avi missing after extraction"; exit 1; }
 log "sample media: $MEDIA"
 
+# --- Test models and synthetic recordings -------------------------------------
+# Committed outputs of scripts/make_test_models.py; regenerated when one is
+# missing or the generator changed (its hash is kept in tests/models/STAMP).
+GEN="$ROOT/scripts/make_test_models.py"
+stamp="$(sha256sum "$GEN" | cut -d' ' -f1)"
+outputs=(tests/models/squares_yolov8.onnx tests/models/squares_yolov5.onnx tests/models/squares_end2end.onnx
+  tests/models/squares_boxes_scores.onnx tests/models/wrong_rank.onnx tests/media/squares.mkv tests/media/squares.gt.jsonl)
+stale=0
+[ "$(cat "$ROOT/tests/models/STAMP" 2>/dev/null)" = "$stamp" ] || stale=1
+for f in "${outputs[@]}"; do [ -s "$ROOT/$f" ] || stale=1; done
+if ((stale)); then
+  log "regenerating test models and recordings"
+  "$VENV/bin/python" "$GEN" "$ROOT/tests/models" "$ROOT/tests/media"
+  echo "$stamp" >"$ROOT/tests/models/STAMP"
+else
+  log "test models: up to date"
+fi
+
 # --- Environment file read by the other scripts -------------------------------
 cat >"$CACHE/env.sh" <<ENV
 export PATH="\$HOME/.cargo/bin:\$PATH"

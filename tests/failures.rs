@@ -4,8 +4,9 @@ use std::path::Path;
 
 use crate::util::*;
 
+/// The decode-only pipeline keeps these tests about sources, not detectors.
 fn run_default(input: &Path, out: &Path) -> Run {
-    let default = repo().join("pipelines/default.toml");
+    let default = repo().join("pipelines/decode-only.toml");
     run(&[
         "run",
         default.to_str().unwrap(),

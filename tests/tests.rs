@@ -5,6 +5,7 @@
 mod util;
 
 mod config_errors;
+mod detect;
 mod failures;
 mod recording;
 mod runtime;

@@ -464,8 +464,13 @@ mod tests {
             dtype: "f32".into(),
             dims: vec![Some(1), Some(8400), Some(84)],
         };
-        let e =
-            check_outputs(Layout::End2end, std::slice::from_ref(&t), None, Path::new("m.onnx")).unwrap_err();
+        let e = check_outputs(
+            Layout::End2end,
+            std::slice::from_ref(&t),
+            None,
+            Path::new("m.onnx"),
+        )
+        .unwrap_err();
         assert!(
             e.to_string().contains("m.onnx") && e.to_string().contains("`output0`"),
             "{e}"

@@ -13,6 +13,9 @@ use opencv::prelude::*;
 use super::nms::Candidate;
 use crate::frame::Frame;
 
+/// The default people detector's window, width x height.
+const HOG_WINDOW: (i32, i32) = (64, 128);
+
 /// HOG search settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HogSettings {
@@ -90,6 +93,13 @@ impl HogPeople {
         }
         .map_err(|e| e.to_string())?;
         let s = &self.settings;
+        // OpenCV's detectMultiScale corrupts memory on images smaller than its
+        // 64x128 window; no person fits there anyway.
+        if (f64::from(w) * s.upscale) < f64::from(HOG_WINDOW.0)
+            || (f64::from(h) * s.upscale) < f64::from(HOG_WINDOW.1)
+        {
+            return Ok(());
+        }
         let input = if (s.upscale - 1.0).abs() > f64::EPSILON {
             opencv::imgproc::resize(
                 &image,

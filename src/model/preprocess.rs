@@ -426,3 +426,199 @@ impl Preprocessor {
         Ok(lb)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opencv::core::{self, Mat, Scalar, Size};
+    use opencv::prelude::*;
+
+    use super::*;
+
+    /// A deterministic RGB image with a textured pattern, rows padded to `stride`.
+    fn image(width: usize, height: usize, stride: usize) -> Vec<u8> {
+        let mut data = vec![0xEE; stride * height];
+        for y in 0..height {
+            for x in 0..width {
+                for c in 0..3 {
+                    data[y * stride + x * 3 + c] =
+                        ((x * 7 + y * 13 + c * 61 + (x * y) % 17) % 256) as u8;
+                }
+            }
+        }
+        data
+    }
+
+    /// The same image as an OpenCV float Mat (what blobFromImage resamples in float).
+    fn float_mat(data: &[u8], width: usize, height: usize, stride: usize) -> Mat {
+        let packed: Vec<u8> = (0..height)
+            .flat_map(|y| data[y * stride..y * stride + width * 3].iter().copied())
+            .collect();
+        let m = Mat::new_rows_cols_with_data(height as i32, (width * 3) as i32, &packed).unwrap();
+        let m = m.reshape(3, height as i32).unwrap();
+        let mut f = Mat::default();
+        m.convert_to(&mut f, core::CV_32FC3, 1.0, 0.0).unwrap();
+        f
+    }
+
+    fn blob_values(blob: &Mat) -> Vec<f32> {
+        blob.data_typed::<f32>().unwrap().to_vec()
+    }
+
+    fn ours(
+        settings: &PreprocessSettings,
+        data: &[u8],
+        width: u32,
+        height: u32,
+        stride: usize,
+    ) -> (Vec<f32>, Letterbox) {
+        let mut pre = Preprocessor::new(settings.clone());
+        let mut out = vec![0.0; pre.tensor_len()];
+        let lb = pre
+            .run_raw(
+                data,
+                stride,
+                width,
+                height,
+                gst_video::VideoFormat::Rgb,
+                Target::F32(&mut out),
+            )
+            .unwrap();
+        (out, lb)
+    }
+
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    const MEAN: [f32; 3] = [0.1, 0.2, 0.3];
+
+    /// blobFromImage's mean is in output (network) channel order, after `swapRB`.
+    fn cv_mean() -> Scalar {
+        let m = MEAN.map(|v| f64::from(v) * 255.0);
+        Scalar::new(m[0], m[1], m[2], 0.0)
+    }
+
+    #[test]
+    fn stretch_matches_opencv_blob_from_image() {
+        // Odd width, padded rows; down- and up-scaling.
+        for (w, h, stride, nw, nh) in [(333, 217, 1004, 160, 128), (33, 17, 100, 64, 48)] {
+            let data = image(w, h, stride);
+            for color in [ColorOrder::Rgb, ColorOrder::Bgr] {
+                let settings = PreprocessSettings {
+                    resize: Resize::Stretch,
+                    mean: MEAN,
+                    color,
+                    ..PreprocessSettings::yolo(nw, nh)
+                };
+                let (mine, _) = ours(&settings, &data, w as u32, h as u32, stride);
+                let src = float_mat(&data, w, h, stride);
+                let swap = color == ColorOrder::Bgr;
+                let blob = opencv::dnn::blob_from_image(
+                    &src,
+                    1.0 / 255.0,
+                    Size::new(nw as i32, nh as i32),
+                    cv_mean(),
+                    swap,
+                    false,
+                    core::CV_32F,
+                )
+                .unwrap();
+                let d = max_abs_diff(&mine, &blob_values(&blob));
+                assert!(d < 1e-5, "{w}x{h} -> {nw}x{nh} {color:?}: max abs diff {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn letterbox_matches_opencv_resize_border_and_blob() {
+        for (w, h, stride, n) in [(333, 217, 1004, 256), (217, 333, 652, 160)] {
+            let data = image(w, h, stride);
+            let settings = PreprocessSettings {
+                mean: MEAN,
+                ..PreprocessSettings::yolo(n, n)
+            };
+            let (mine, lb) = ours(&settings, &data, w as u32, h as u32, stride);
+            let src = float_mat(&data, w, h, stride);
+            let mut resized = Mat::default();
+            opencv::imgproc::resize(
+                &src,
+                &mut resized,
+                Size::new(lb.width as i32, lb.height as i32),
+                0.0,
+                0.0,
+                opencv::imgproc::INTER_LINEAR,
+            )
+            .unwrap();
+            let mut padded = Mat::default();
+            let (right, bottom) = (n - lb.width - lb.left, n - lb.height - lb.top);
+            core::copy_make_border(
+                &resized,
+                &mut padded,
+                lb.top as i32,
+                bottom as i32,
+                lb.left as i32,
+                right as i32,
+                core::BORDER_CONSTANT,
+                Scalar::all(114.0),
+            )
+            .unwrap();
+            let blob = opencv::dnn::blob_from_image(
+                &padded,
+                1.0 / 255.0,
+                Size::new(n as i32, n as i32),
+                cv_mean(),
+                false,
+                false,
+                core::CV_32F,
+            )
+            .unwrap();
+            let d = max_abs_diff(&mine, &blob_values(&blob));
+            assert!(d < 1e-5, "{w}x{h} letterboxed into {n}: max abs diff {d}");
+        }
+    }
+
+    #[test]
+    fn letterbox_geometry_and_inverse() {
+        let lb = Letterbox::new((768, 576), (640, 640), Resize::Letterbox);
+        assert_eq!((lb.width, lb.height, lb.left, lb.top), (640, 480, 0, 80));
+        let b = lb.to_source([64.0, 80.0 + 48.0, 128.0, 80.0 + 96.0]);
+        for (got, want) in b.iter().zip([76.8, 57.6, 153.6, 115.2]) {
+            assert!((got - want).abs() < 1e-3, "{b:?}");
+        }
+        // Clipped to the frame.
+        assert_eq!(
+            lb.to_source([-10.0, 0.0, 700.0, 700.0]),
+            [0.0, 0.0, 768.0, 576.0]
+        );
+    }
+
+    #[test]
+    fn u8_target_rounds_the_same_samples() {
+        let (w, h, stride) = (41, 23, 124);
+        let data = image(w, h, stride);
+        let settings = PreprocessSettings::yolo(32, 32);
+        let (f, _) = ours(&settings, &data, w as u32, h as u32, stride);
+        let mut pre = Preprocessor::new(settings);
+        let mut bytes = vec![0u8; pre.tensor_len()];
+        pre.run_raw(
+            &data,
+            stride,
+            w as u32,
+            h as u32,
+            gst_video::VideoFormat::Rgb,
+            Target::U8(&mut bytes),
+        )
+        .unwrap();
+        for (b, v) in bytes.iter().zip(&f) {
+            assert!(
+                (f32::from(*b) - v * 255.0).abs() <= 0.5 + 1e-3,
+                "{b} vs {}",
+                v * 255.0
+            );
+        }
+    }
+}
