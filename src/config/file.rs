@@ -136,6 +136,8 @@ pub struct ModelSpec {
     pub provider: Option<Spanned<crate::model::Provider>>,
     /// Intra-op threads (default: ONNX Runtime's choice).
     pub threads: Option<Spanned<usize>>,
+    /// Let idle inference threads spin-wait (default false: they would take the other stages' cores).
+    pub spin_wait: Option<Spanned<bool>>,
     /// `disable`, `basic`, `extended`, `all` (default).
     pub optimization: Option<Spanned<crate::model::Optimization>>,
     /// `[width, height]`; needed when the model's input size is dynamic.

@@ -919,6 +919,7 @@ impl Resolver<'_> {
             path,
             provider: m.provider.as_ref().map_or(Provider::Cpu, |p| *p.get_ref()),
             threads: m.threads.as_ref().map_or(0, |t| *t.get_ref()),
+            spin: m.spin_wait.as_ref().is_some_and(|t| *t.get_ref()),
             optimization: m
                 .optimization
                 .as_ref()

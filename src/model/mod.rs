@@ -49,6 +49,9 @@ pub struct ModelSettings {
     pub provider: Provider,
     /// Intra-op threads; 0 = ONNX Runtime's default.
     pub threads: usize,
+    /// Let idle intra-op threads spin. Off by default: spinning threads take
+    /// the cores that decoding and the other stages need.
+    pub spin: bool,
     pub optimization: Optimization,
     /// Network input size; required when the model's is dynamic.
     pub input_size: Option<(u32, u32)>,
@@ -63,6 +66,7 @@ impl ModelSettings {
             path: path.into(),
             provider: Provider::Cpu,
             threads: 0,
+            spin: false,
             optimization: Optimization::All,
             input_size: None,
             preprocess: PreprocessSettings::yolo(0, 0),
@@ -152,6 +156,8 @@ pub fn open_session(settings: &ModelSettings) -> Result<Session, ModelError> {
         .with_optimization_level(level)
         .map_err(|e| load(e.to_string()))?
         .with_inter_threads(1)
+        .map_err(|e| load(e.to_string()))?
+        .with_intra_op_spinning(settings.spin)
         .map_err(|e| load(e.to_string()))?;
     if settings.threads > 0 {
         builder = builder

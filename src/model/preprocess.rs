@@ -183,9 +183,19 @@ pub enum Target<'a> {
     U8(&'a mut [u8]),
 }
 
-/// Writes one value (0..255 scale) of network channel `c` at plane index `i`.
+/// Writes resampled values (0..255 scale) into the three planes of the tensor.
 trait Put {
-    fn put(&mut self, c: usize, i: usize, v: f32);
+    /// `vals` holds interleaved network channels of consecutive pixels from plane index `start`.
+    fn put_row(&mut self, start: usize, vals: &[f32]);
+    /// `count` pixels of padding from plane index `start`.
+    fn put_pad(&mut self, start: usize, count: usize, v: f32);
+}
+
+/// The three channel planes of a tensor.
+fn planes<T>(t: &mut [T], plane: usize) -> [&mut [T]; 3] {
+    let (p0, rest) = t.split_at_mut(plane);
+    let (p1, p2) = rest.split_at_mut(plane);
+    [p0, p1, p2]
 }
 
 struct PutF32<'a> {
@@ -196,9 +206,26 @@ struct PutF32<'a> {
 }
 
 impl Put for PutF32<'_> {
-    #[inline(always)]
-    fn put(&mut self, c: usize, i: usize, v: f32) {
-        self.t[c * self.plane + i] = v * self.gain[c] + self.bias[c];
+    fn put_row(&mut self, start: usize, vals: &[f32]) {
+        let n = vals.len() / 3;
+        let [p0, p1, p2] = planes(self.t, self.plane);
+        let (g, b) = (self.gain, self.bias);
+        let rows = p0[start..start + n]
+            .iter_mut()
+            .zip(&mut p1[start..start + n])
+            .zip(&mut p2[start..start + n]);
+        for (((x, y), z), v) in rows.zip(vals.chunks_exact(3)) {
+            *x = v[0] * g[0] + b[0];
+            *y = v[1] * g[1] + b[1];
+            *z = v[2] * g[2] + b[2];
+        }
+    }
+
+    fn put_pad(&mut self, start: usize, count: usize, v: f32) {
+        let (g, b) = (self.gain, self.bias);
+        for (c, p) in planes(self.t, self.plane).into_iter().enumerate() {
+            p[start..start + count].fill(v * g[c] + b[c]);
+        }
     }
 }
 
@@ -208,9 +235,26 @@ struct PutU8<'a> {
 }
 
 impl Put for PutU8<'_> {
-    #[inline(always)]
-    fn put(&mut self, c: usize, i: usize, v: f32) {
-        self.t[c * self.plane + i] = v.round().clamp(0.0, 255.0) as u8;
+    fn put_row(&mut self, start: usize, vals: &[f32]) {
+        let n = vals.len() / 3;
+        let q = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+        let [p0, p1, p2] = planes(self.t, self.plane);
+        let rows = p0[start..start + n]
+            .iter_mut()
+            .zip(&mut p1[start..start + n])
+            .zip(&mut p2[start..start + n]);
+        for (((x, y), z), v) in rows.zip(vals.chunks_exact(3)) {
+            *x = q(v[0]);
+            *y = q(v[1]);
+            *z = q(v[2]);
+        }
+    }
+
+    fn put_pad(&mut self, start: usize, count: usize, v: f32) {
+        let q = v.round().clamp(0.0, 255.0) as u8;
+        for p in planes(self.t, self.plane) {
+            p[start..start + count].fill(q);
+        }
     }
 }
 
@@ -218,8 +262,8 @@ impl Put for PutU8<'_> {
 pub struct Preprocessor {
     settings: PreprocessSettings,
     geometry: Option<Geometry>,
-    /// Two horizontally resampled source rows (interleaved channels), and which rows they hold.
-    rows: [Vec<f32>; 2],
+    /// Two horizontally resampled source rows (interleaved channels) and their vertical mix.
+    rows: [Vec<f32>; 3],
     row_of: [usize; 2],
 }
 
@@ -228,7 +272,7 @@ impl Preprocessor {
         Preprocessor {
             settings,
             geometry: None,
-            rows: [Vec::new(), Vec::new()],
+            rows: [Vec::new(), Vec::new(), Vec::new()],
             row_of: [usize::MAX; 2],
         }
     }
@@ -268,10 +312,7 @@ impl Preprocessor {
             let letterbox = Letterbox::new((width, height), (s.width, s.height), s.resize);
             let x = taps(width, letterbox.width);
             let y = taps(height, letterbox.height);
-            self.rows = [
-                vec![0.0; letterbox.width as usize * 3],
-                vec![0.0; letterbox.width as usize * 3],
-            ];
+            self.rows = [(); 3].map(|()| vec![0.0; letterbox.width as usize * 3]);
             self.row_of = [usize::MAX; 2];
             self.geometry = Some(Geometry {
                 src: (width, height, format),
@@ -377,17 +418,17 @@ impl Preprocessor {
             lb.height as usize,
         );
 
-        // Padding (none when stretching).
+        // Padding (none when stretching): whole rows above and below, then the sides.
         let pad = f32::from(settings.pad_value);
-        for y in 0..nh {
-            let band = y < top || y >= top + rh;
-            for x in (0..nw).filter(|&x| band || x < left || x >= left + rw) {
-                for c in 0..3 {
-                    out.put(c, y * nw + x, pad);
-                }
-            }
+        out.put_pad(0, top * nw, pad);
+        out.put_pad((top + rh) * nw, (nh - top - rh) * nw, pad);
+        for y in top..top + rh {
+            out.put_pad(y * nw, left, pad);
+            out.put_pad(y * nw + left + rw, nw - left - rw, pad);
         }
 
+        let [c0, c1, c2] = g.channel;
+        let bpp = g.bpp;
         for (dy, ty) in g.y.iter().enumerate() {
             for (slot, src_row) in [(0usize, ty.i0), (1, ty.i1)] {
                 if row_of[slot] == src_row {
@@ -399,29 +440,21 @@ impl Preprocessor {
                     row_of.swap(0, 1);
                     continue;
                 }
-                let line = &data[src_row * stride..src_row * stride + width as usize * g.bpp];
-                let row = &mut rows[slot];
-                for (dx, tx) in g.x.iter().enumerate() {
-                    let p0 = &line[tx.i0 * g.bpp..tx.i0 * g.bpp + g.bpp];
-                    let p1 = &line[tx.i1 * g.bpp..tx.i1 * g.bpp + g.bpp];
-                    for c in 0..3 {
-                        let ch = g.channel[c];
-                        row[dx * 3 + c] = f32::from(p0[ch]) * tx.w0 + f32::from(p1[ch]) * tx.w1;
-                    }
+                let line = &data[src_row * stride..src_row * stride + width as usize * bpp];
+                for (o, tx) in rows[slot].chunks_exact_mut(3).zip(&g.x) {
+                    let p0 = &line[tx.i0 * bpp..tx.i0 * bpp + bpp];
+                    let p1 = &line[tx.i1 * bpp..tx.i1 * bpp + bpp];
+                    o[0] = f32::from(p0[c0]) * tx.w0 + f32::from(p1[c0]) * tx.w1;
+                    o[1] = f32::from(p0[c1]) * tx.w0 + f32::from(p1[c1]) * tx.w1;
+                    o[2] = f32::from(p0[c2]) * tx.w0 + f32::from(p1[c2]) * tx.w1;
                 }
                 row_of[slot] = src_row;
             }
-            let (r0, r1) = (&rows[0], &rows[1]);
-            let base = (top + dy) * nw + left;
-            for dx in 0..rw {
-                for c in 0..3 {
-                    out.put(
-                        c,
-                        base + dx,
-                        r0[dx * 3 + c] * ty.w0 + r1[dx * 3 + c] * ty.w1,
-                    );
-                }
+            let [r0, r1, mixed] = rows;
+            for ((m, a), b) in mixed.iter_mut().zip(r0.iter()).zip(r1.iter()) {
+                *m = a * ty.w0 + b * ty.w1;
             }
+            out.put_row((top + dy) * nw + left, mixed);
         }
         Ok(lb)
     }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmark: percept's detection pipeline throughput against a bare loop that
+# only calls session.run on one preprocessed tensor (same model, same threads).
+#   percept: vtest.avi -> GStreamer decode -> preprocess -> ONNX Runtime -> decode + NMS -> JSON Lines
+#   bare:    examples/bare_session_loop.rs
+# Rounds alternate so machine noise hits both alike; prints median fps and the ratio.
+# Usage: scripts/bench-detect.sh [MODEL.onnx] [FRAMES] [ROUNDS] [THREADS]
+# MODEL defaults to ../shared/models/yolov8n-random-init.onnx when present
+# (real YOLOv8n architecture, random weights), else the tiny test model.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh >/dev/null 2>&1 || bash scripts/setup.sh
+# shellcheck disable=SC1091
+. "${PERCEPT_CACHE:-$HOME/.cache/percept}/env.sh"
+default_model=../shared/models/yolov8n-random-init.onnx
+[ -f "$default_model" ] || default_model=tests/models/squares_yolov8.onnx
+MODEL="$(realpath "${1:-$default_model}")"
+FRAMES="${2:-150}"
+ROUNDS="${3:-3}"
+THREADS="${4:-2}"
+cargo build --release --locked -q --example bare_session_loop
+cargo build --release --locked -q
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cat >"$tmp/p.toml" <<TOML
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "$PERCEPT_MEDIA/vtest.avi"
+max_frames = $FRAMES
+[[stage]]
+id = "detect"
+kind = "detect"
+layout = "yolov8"
+[stage.model]
+path = "$MODEL"
+threads = $THREADS
+[[sink]]
+kind = "jsonl"
+path = "$tmp/out.jsonl"
+TOML
+bare=(); spin=(); perc=()
+for ((i = 0; i < ROUNDS; i++)); do
+  bare+=("$(target/release/examples/bare_session_loop "$MODEL" "$FRAMES" "$THREADS")")
+  spin+=("$(target/release/examples/bare_session_loop "$MODEL" "$FRAMES" "$THREADS" spin)")
+  target/release/percept run "$tmp/p.toml" --no-progress --summary-json "$tmp/s.json" 2>/dev/null
+  perc+=("$(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['fps'], 3))" "$tmp/s.json")")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+mb=$(median "${bare[@]}"); ms=$(median "${spin[@]}"); mp=$(median "${perc[@]}")
+echo "model: $MODEL, $FRAMES frames of vtest.avi, $THREADS intra-op threads, $ROUNDS alternating rounds"
+echo "  bare session.run loop : ${bare[*]} fps (median $mb)   [percept's session options]"
+echo "  bare loop, spin-wait on: ${spin[*]} fps (median $ms)   [ONNX Runtime's default]"
+echo "  percept run pipeline  : ${perc[*]} fps (median $mp)"
+awk -v b="$mb" -v s="$ms" -v p="$mp" 'BEGIN { printf "  percept / bare throughput: %.3f (vs spin-wait loop %.3f)\n", p / b, p / s }'
