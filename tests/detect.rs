@@ -242,3 +242,26 @@ fn hog_people_ignores_frames_smaller_than_its_window() {
             .all(|r| r["detections"].as_array().is_some_and(|d| d.is_empty()))
     );
 }
+
+#[test]
+fn a_gpu_provider_that_is_not_there_fails_at_start() {
+    // CPU-only ONNX Runtime (and, by default, no `cuda` feature): never a silent CPU fallback.
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "gpu.toml",
+        &format!(
+            "version = 1\n[[source]]\nid = \"a\"\nkind = \"test\"\nmax_frames = 2\n[[stage]]\nid = \"det\"\nkind = \"detect\"\n[stage.model]\npath = \"{}\"\nprovider = \"cuda\"\n[[sink]]\nkind = \"jsonl\"\npath = \"-\"\n",
+            repo().join("tests/models/squares_yolov8.onnx").display()
+        ),
+    );
+    let r = run(&["run", p.to_str().unwrap()]);
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("execution provider `cuda` is not available"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+}

@@ -4,8 +4,17 @@ use serde_json::Value;
 
 use crate::util::*;
 
-fn summary(path: &std::path::Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// Runs a pipeline (exit 0 expected) and returns its `--summary-json`.
+fn run_with_summary(pipeline: &std::path::Path) -> Value {
+    let path = pipeline.with_extension("summary.json");
+    run(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--summary-json",
+        path.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
 #[test]
@@ -32,16 +41,8 @@ kind = "jsonl"
 path = "out.jsonl"
 "#,
     );
-    let summary_path = dir.path().join("summary.json");
-    run(&[
-        "run",
-        p.to_str().unwrap(),
-        "--summary-json",
-        summary_path.to_str().unwrap(),
-    ])
-    .assert_code(0);
+    let s = run_with_summary(&p);
     let records = read_records(&dir.path().join("out.jsonl"));
-    let s = summary(&summary_path);
     assert_eq!(s["frames_in"], 120);
     let dropped: u64 = s["drops"]
         .as_array()
@@ -155,15 +156,7 @@ kind = "jsonl"
 path = "out.jsonl"
 "#,
     );
-    let summary_path = dir.path().join("summary.json");
-    run(&[
-        "run",
-        p.to_str().unwrap(),
-        "--summary-json",
-        summary_path.to_str().unwrap(),
-    ])
-    .assert_code(0);
-    let s = summary(&summary_path);
+    let s = run_with_summary(&p);
     let records = read_records(&dir.path().join("out.jsonl"));
     let dropped: u64 = s["drops"]
         .as_array()

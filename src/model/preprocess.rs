@@ -493,7 +493,19 @@ mod tests {
         f
     }
 
-    fn blob_values(blob: &Mat) -> Vec<f32> {
+    /// OpenCV's blob of a float image: resized to `size` (bilinear) when it differs.
+    fn blob(src: &Mat, size: (u32, u32), swap_rb: bool) -> Vec<f32> {
+        let size = Size::new(size.0 as i32, size.1 as i32);
+        let blob = opencv::dnn::blob_from_image(
+            src,
+            1.0 / 255.0,
+            size,
+            cv_mean(),
+            swap_rb,
+            false,
+            core::CV_32F,
+        )
+        .unwrap();
         blob.data_typed::<f32>().unwrap().to_vec()
     }
 
@@ -550,17 +562,7 @@ mod tests {
                 let (mine, _) = ours(&settings, &data, w as u32, h as u32, stride);
                 let src = float_mat(&data, w, h, stride);
                 let swap = color == ColorOrder::Bgr;
-                let blob = opencv::dnn::blob_from_image(
-                    &src,
-                    1.0 / 255.0,
-                    Size::new(nw as i32, nh as i32),
-                    cv_mean(),
-                    swap,
-                    false,
-                    core::CV_32F,
-                )
-                .unwrap();
-                let d = max_abs_diff(&mine, &blob_values(&blob));
+                let d = max_abs_diff(&mine, &blob(&src, (nw, nh), swap));
                 assert!(d < 1e-5, "{w}x{h} -> {nw}x{nh} {color:?}: max abs diff {d}");
             }
         }
@@ -599,17 +601,7 @@ mod tests {
                 Scalar::all(114.0),
             )
             .unwrap();
-            let blob = opencv::dnn::blob_from_image(
-                &padded,
-                1.0 / 255.0,
-                Size::new(n as i32, n as i32),
-                cv_mean(),
-                false,
-                false,
-                core::CV_32F,
-            )
-            .unwrap();
-            let d = max_abs_diff(&mine, &blob_values(&blob));
+            let d = max_abs_diff(&mine, &blob(&padded, (n, n), false));
             assert!(d < 1e-5, "{w}x{h} letterboxed into {n}: max abs diff {d}");
         }
     }
