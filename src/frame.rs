@@ -90,49 +90,59 @@ pub struct Detection {
     pub score: f32,
 }
 
-/// A frame's detections, in a vector borrowed from the detecting stage's pool
-/// and returned to it when the record is dropped, so steady state allocates nothing.
-#[derive(Debug, Default)]
-pub struct Detections {
-    items: Vec<Detection>,
-    home: Option<crossbeam_channel::Sender<Vec<Detection>>>,
+/// A per-frame result vector borrowed from the producing stage's pool and
+/// returned to it when the record is dropped, so steady state allocates nothing.
+#[derive(Debug)]
+pub struct Pooled<T> {
+    items: Vec<T>,
+    home: Option<crossbeam_channel::Sender<Vec<T>>>,
 }
 
-impl Detections {
-    /// Wraps a vector that goes back to `home` when dropped.
-    pub fn pooled(
-        items: Vec<Detection>,
-        home: crossbeam_channel::Sender<Vec<Detection>>,
-    ) -> Detections {
-        Detections {
+impl<T> Pooled<T> {
+    /// Wraps a vector that goes back to `home` (cleared) when dropped.
+    pub fn new(items: Vec<T>, home: crossbeam_channel::Sender<Vec<T>>) -> Pooled<T> {
+        Pooled {
             items,
             home: Some(home),
         }
     }
 
-    pub fn push(&mut self, d: Detection) {
-        self.items.push(d);
+    pub fn push(&mut self, item: T) {
+        self.items.push(item);
+    }
+
+    pub fn as_mut_vec(&mut self) -> &mut Vec<T> {
+        &mut self.items
     }
 }
 
-impl std::ops::Deref for Detections {
-    type Target = [Detection];
-    fn deref(&self) -> &[Detection] {
+impl<T> Default for Pooled<T> {
+    fn default() -> Self {
+        Pooled {
+            items: Vec::new(),
+            home: None,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Pooled<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
         &self.items
     }
 }
 
-impl Clone for Detections {
+impl<T: Clone> Clone for Pooled<T> {
     /// A copy for another sink; it does not return to the pool.
     fn clone(&self) -> Self {
-        Detections {
+        Pooled {
             items: self.items.clone(),
             home: None,
         }
     }
 }
 
-impl Drop for Detections {
+impl<T> Drop for Pooled<T> {
     fn drop(&mut self) {
         if let Some(home) = self.home.take() {
             let mut items = std::mem::take(&mut self.items);
@@ -141,6 +151,19 @@ impl Drop for Detections {
             let _ = home.try_send(items);
         }
     }
+}
+
+/// A frame's detections.
+pub type Detections = Pooled<Detection>;
+/// A frame's tracks.
+pub type Tracks = Pooled<crate::track::TrackOut>;
+
+/// Appearance embeddings of a frame's detections, in detection order, L2-normalised.
+#[derive(Debug, Clone, Default)]
+pub struct Embeddings {
+    /// `detections × dim` values.
+    pub values: Pooled<f32>,
+    pub dim: usize,
 }
 
 /// Why a stage did not produce its result for a frame.
@@ -163,6 +186,10 @@ pub struct Record {
     pub image_stats: Option<ImageStats>,
     /// From a `detect` stage.
     pub detections: Option<Detections>,
+    /// From a `reid` stage: one embedding per detection.
+    pub embeddings: Option<Embeddings>,
+    /// From a `track` stage.
+    pub tracks: Option<Tracks>,
     pub skipped: Vec<Skip>,
     pub failed: Vec<Failure>,
 }

@@ -17,11 +17,13 @@ pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod error;
+pub mod eval;
 pub mod frame;
 pub mod model;
 pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod stage;
+pub mod track;
 
 pub use error::Error;

@@ -2,6 +2,7 @@
 //! maps errors to exit codes (2 bad input/configuration, 1 run-time failure).
 
 mod check;
+mod eval;
 mod model_info;
 mod run;
 
@@ -31,6 +32,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Print an ONNX model's inputs, outputs and metadata.
     ModelInfo(model_info::ModelInfoArgs),
+    /// Score tracks against ground truth: MOTA, IDF1, ID switches, fragmentations, precision, recall.
+    Eval(eval::EvalArgs),
 }
 
 /// Pipeline file and the command-line replacements shared by `run` and `check`.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
         Command::ModelInfo(args) => model_info::model_info(args),
+        Command::Eval(args) => eval::eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -116,6 +116,24 @@ pub struct StageSpec {
     pub model: Option<Spanned<ModelSpec>>,
     /// `detect` with `hog_people`: search settings (`[stage.hog]`).
     pub hog: Option<Spanned<HogSpec>>,
+    /// `track`: tracker parameters (`[stage.tracker]`).
+    pub tracker: Option<Spanned<TrackerSpec>>,
+}
+
+/// `[stage.tracker]`: ByteTrack parameters; times in seconds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerSpec {
+    pub high_score: Option<Spanned<f32>>,
+    pub low_score: Option<Spanned<f32>>,
+    pub new_track_score: Option<Spanned<f32>>,
+    pub match_iou: Option<Spanned<f32>>,
+    pub low_match_iou: Option<Spanned<f32>>,
+    pub max_lost_s: Option<Spanned<f32>>,
+    pub confirm_s: Option<Spanned<f32>>,
+    pub appearance_weight: Option<Spanned<f32>>,
+    pub appearance_gate: Option<Spanned<f32>>,
+    pub embedding_ema: Option<Spanned<f32>>,
 }
 
 /// Which detector a `detect` stage runs.
@@ -178,6 +196,8 @@ pub enum StageKind {
     Delay,
     /// Object detection (ONNX detector or HOG people).
     Detect,
+    /// Multi-object tracking of the detections (ByteTrack + Kalman).
+    Track,
 }
 
 /// One `[[sink]]` table.
@@ -237,7 +257,7 @@ macro_rules! file_names {
 file_names! {
     SourceKind { File => "file", Uri => "uri", V4l2 => "v4l2", Test => "test", Gst => "gst" }
     Delivery { Lossless => "lossless", Latest => "latest" }
-    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect" }
+    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect", Track => "track" }
     DetectBackend { Onnx => "onnx", HogPeople => "hog_people" }
     SinkKind { Jsonl => "jsonl" }
     EdgePolicy { Block => "block", DropOldest => "drop_oldest" }

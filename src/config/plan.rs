@@ -24,6 +24,7 @@ use crate::detect::hog::HogSettings;
 use crate::detect::{Backend, DetectSettings};
 use crate::model::preprocess::PreprocessSettings;
 use crate::model::{ModelSettings, Optimization, Provider};
+use crate::track::TrackSettings;
 
 /// The only pipeline-file version this build reads.
 pub const PIPELINE_VERSION: u32 = 1;
@@ -106,6 +107,7 @@ pub enum StageSettings {
     ImageStats,
     Delay(Duration),
     Detect(DetectSettings),
+    Track(TrackSettings),
 }
 
 /// Where a sink writes.
@@ -680,6 +682,7 @@ impl Resolver<'_> {
                 self.check_stream_formats(spec, field, sources, &settings)?;
                 StageSettings::Detect(settings)
             }
+            StageKind::Track => StageSettings::Track(self.tracker(spec, field)?),
         };
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
@@ -688,6 +691,56 @@ impl Resolver<'_> {
             input: self.edge(&spec.queue, field, default_policy)?,
             settings,
         })
+    }
+
+    fn tracker(&self, spec: &StageSpec, field: &str) -> Result<TrackSettings, ConfigError> {
+        let mut t = TrackSettings::default();
+        let Some(spec) = &spec.tracker else {
+            return Ok(t);
+        };
+        let spec = spec.get_ref();
+        let f = |name: &str| format!("{field}.tracker.{name}");
+        let unit = |v: &Option<Spanned<f32>>, name: &str, default: f32| {
+            self.unit(v, f(name), default, false)
+        };
+        t.high_score = unit(&spec.high_score, "high_score", t.high_score)?;
+        t.low_score = unit(&spec.low_score, "low_score", t.low_score)?;
+        t.new_track_score = unit(&spec.new_track_score, "new_track_score", t.new_track_score)?;
+        t.match_iou = unit(&spec.match_iou, "match_iou", t.match_iou)?;
+        t.low_match_iou = unit(&spec.low_match_iou, "low_match_iou", t.low_match_iou)?;
+        t.appearance_weight = unit(
+            &spec.appearance_weight,
+            "appearance_weight",
+            t.appearance_weight,
+        )?;
+        t.embedding_ema = unit(&spec.embedding_ema, "embedding_ema", t.embedding_ema)?;
+        if let Some(g) = &spec.appearance_gate {
+            if !(0.0..=2.0).contains(g.get_ref()) {
+                return Err(self.invalid(
+                    g.span(),
+                    f("appearance_gate"),
+                    "a cosine distance, between 0 and 2",
+                ));
+            }
+            t.appearance_gate = *g.get_ref();
+        }
+        for (v, name, slot) in [
+            (&spec.max_lost_s, "max_lost_s", &mut t.max_lost_s),
+            (&spec.confirm_s, "confirm_s", &mut t.confirm_s),
+        ] {
+            if let Some(v) = v {
+                if !(v.get_ref().is_finite() && *v.get_ref() >= 0.0) {
+                    return Err(self.invalid(v.span(), f(name), "seconds, at least 0"));
+                }
+                *slot = *v.get_ref();
+            }
+        }
+        if let Some(l) = &spec.low_score
+            && t.low_score > t.high_score
+        {
+            return Err(self.invalid(l.span(), f("low_score"), "must not exceed high_score"));
+        }
+        Ok(t)
     }
 
     fn reject_detect_fields(&self, spec: &StageSpec, field: &str) -> Result<(), ConfigError> {
@@ -706,6 +759,15 @@ impl Resolver<'_> {
             ("model", spec.model.as_ref().map(Spanned::span)),
             ("hog", spec.hog.as_ref().map(Spanned::span)),
         ];
+        if spec.kind.get_ref() != &StageKind::Track
+            && let Some(t) = &spec.tracker
+        {
+            return Err(self.invalid(
+                t.span(),
+                format!("{field}.tracker"),
+                "only used by kind = \"track\"",
+            ));
+        }
         match spans
             .into_iter()
             .find_map(|(name, span)| span.map(|s| (name, s)))

@@ -245,7 +245,7 @@ impl Stage for DetectStage {
             .1
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(self.max));
-        let mut detections = Detections::pooled(items, self.pool.0.clone());
+        let mut detections = Detections::new(items, self.pool.0.clone());
         for c in &self.kept {
             detections.push(Detection {
                 bbox: c.bbox,

@@ -74,6 +74,8 @@ struct Line<'a> {
     image_stats: Option<StatsView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detections: Option<&'a [Detection]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracks: Option<&'a [crate::track::TrackOut]>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     skipped: &'a [Skip],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -99,6 +101,7 @@ impl Sink for JsonlSink {
             format: work.frame.format().to_str(),
             image_stats: work.record.image_stats.as_ref().map(StatsView::from),
             detections: work.record.detections.as_deref(),
+            tracks: work.record.tracks.as_deref(),
             skipped: &work.record.skipped,
             failed: &work.record.failed,
         };

@@ -65,5 +65,9 @@ pub fn build(plan: &StagePlan) -> Result<Built, ModelError> {
                 detector: Some(info),
             }
         }
+        StageSettings::Track(settings) => Built {
+            stage: Box::new(crate::track::TrackStage::new(settings.clone())),
+            detector: None,
+        },
     })
 }
