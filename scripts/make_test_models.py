@@ -11,6 +11,9 @@ output layout percept decodes:
   squares_end2end.onnx       output0 [1, K, 6]     x1, y1, x2, y2, score, class (top K, no NMS needed)
   squares_boxes_scores.onnx  boxes [1, N, 4] (x1, y1, x2, y2) + scores [1, N, C]
   wrong_rank.onnx            an input of rank 3, for the contract error test
+  colour_embed.onnx          re-ID embedding: crops [N, 3, 32, 32] -> [N, 24], soft
+                             8-bin histograms of R, G and B (objects of different
+                             colours get different embeddings)
 
 How a model finds squares (input `images` [1, 3, 256, 256], RGB in 0..1):
   1. A 1x1 convolution computes, per class, own channel minus the other two;
@@ -24,9 +27,16 @@ How a model finds squares (input `images` [1, 3, 256, 256], RGB in 0..1):
      must remove (the end-to-end model, "exported with NMS", leaves them out).
 Squares must be at most 32 px (network pixels) and at least 64 px apart.
 
-Recordings (tests/media): squares.mkv, 400x300 at 10 fps, lossless FFV1 in
-Matroska, with exact ground truth in squares.gt.jsonl (one line per frame:
-{"seq", "pts_ns", "boxes": [[x1, y1, x2, y2, class_id], ...]}).
+Recordings (tests/media), 400x300 at 10 fps, lossless FFV1 in Matroska, with
+exact ground truth:
+  squares.mkv    three squares of three classes in separate bands;
+                 squares.gt.jsonl: {"seq", "pts_ns", "boxes": [[x1, y1, x2, y2, class_id], ...],
+                 "objects": [{"id", "bbox", "class_id"}]} (one identity per square)
+  crossing.mkv   a deep red and an orange square (one detector class) meet,
+                 overlap, wait and turn back, for appearance-aided tracking
+                 (the square detector merges them while they are close);
+                 crossing.gt.jsonl: {"seq", "objects": [{"id", "bbox", "class_id"}]},
+                 crossing.gt.txt: the same in MOTChallenge text
 
 Run by scripts/setup.sh when an output is missing or this file changed.
 Usage: make_test_models.py OUT_MODELS_DIR OUT_MEDIA_DIR
@@ -201,6 +211,19 @@ def boxes_scores():
                    [out("boxes", [1, n, 4]), out("scores", [1, n, len(CLASSES)])])
 
 
+def colour_embed():
+    g = Graph()
+    bins = 8
+    centres = ((np.arange(bins, dtype=np.float32) + 0.5)).reshape(1, 1, bins, 1, 1)
+    x = g.op("Unsqueeze", ["crops", g.const(np.array([2], np.int64))])                  # [N, 3, 1, H, W]
+    d = g.op("Abs", [g.op("Sub", [g.op("Mul", [x, g.const(np.float32(bins))]), g.const(centres)])])
+    tri = g.op("Relu", [g.op("Sub", [g.const(np.float32(1.0)), d])])                    # [N, 3, 8, H, W]
+    hist = g.op("ReduceMean", [tri], axes=[3, 4], keepdims=0)                            # [N, 3, 8]
+    g.op_named("Flatten", [hist], "embeddings", axis=1)                                 # [N, 24]
+    crops = helper.make_tensor_value_info("crops", TensorProto.FLOAT, ["N", 3, 32, 32])
+    return g.model("colour_embed", [crops], [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", 3 * bins])])
+
+
 def wrong_rank():
     g = Graph()
     g.op_named("Identity", ["images"], "output0")
@@ -225,7 +248,32 @@ def scene():
             img[y:y + side, x:x + side] = COLOURS[cls]
             boxes.append([x, y, x + side, y + side, cls])
         frames.append(img)
-        truth.append({"seq": i, "pts_ns": i * 1_000_000_000 // FPS, "boxes": boxes})
+        objects = [{"id": b[4] + 1, "bbox": b[:4], "class_id": b[4]} for b in boxes]
+        truth.append({"seq": i, "pts_ns": i * 1_000_000_000 // FPS, "boxes": boxes, "objects": objects})
+    return frames, truth
+
+
+CROSS_FRAMES = 45
+CROSS_SIDE = 30
+CROSS_Y = 130
+# id: (colour, position at frame t)
+CROSSERS = {
+    1: ((230, 30, 30), lambda t: 40 + 8 * min(t, 18) - 8 * max(t - 22, 0)),
+    2: ((240, 110, 20), lambda t: 330 - 8 * min(t, 18) + 8 * max(t - 22, 0)),
+}
+
+
+def crossing():
+    frames, truth = [], []
+    for t in range(CROSS_FRAMES):
+        img = np.full((HEIGHT, WIDTH, 3), BACKGROUND, np.uint8)
+        objects = []
+        for oid, (colour, x_at) in CROSSERS.items():  # id 2 is drawn over id 1
+            x = x_at(t)
+            img[CROSS_Y:CROSS_Y + CROSS_SIDE, x:x + CROSS_SIDE] = colour
+            objects.append({"id": oid, "bbox": [x, CROSS_Y, x + CROSS_SIDE, CROSS_Y + CROSS_SIDE], "class_id": 0})
+        frames.append(img)
+        truth.append({"seq": t, "pts_ns": t * 1_000_000_000 // FPS, "objects": objects})
     return frames, truth
 
 
@@ -243,12 +291,22 @@ def main():
     models.mkdir(parents=True, exist_ok=True)
     media.mkdir(parents=True, exist_ok=True)
     for name, build in [("squares_yolov8", yolov8), ("squares_yolov5", yolov5), ("squares_end2end", end2end),
-                        ("squares_boxes_scores", boxes_scores), ("wrong_rank", wrong_rank)]:
+                        ("squares_boxes_scores", boxes_scores), ("wrong_rank", wrong_rank),
+                        ("colour_embed", colour_embed)]:
         onnx.save(build(), str(models / f"{name}.onnx"))
     (models / "squares.names").write_text("".join(c + "\n" for c in CLASSES))
     frames, truth = scene()
     write_recording(frames, media / "squares.mkv")
     (media / "squares.gt.jsonl").write_text("".join(json.dumps(t) + "\n" for t in truth))
+    frames, truth = crossing()
+    write_recording(frames, media / "crossing.mkv")
+    (media / "crossing.gt.jsonl").write_text("".join(json.dumps(t) + "\n" for t in truth))
+    mot = []
+    for t in truth:
+        for o in t["objects"]:
+            x1, y1, x2, y2 = o["bbox"]
+            mot.append(f"{t['seq'] + 1},{o['id']},{x1},{y1},{x2 - x1},{y2 - y1},1,1,1\n")
+    (media / "crossing.gt.txt").write_text("".join(mot))
 
 
 if __name__ == "__main__":

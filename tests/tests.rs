@@ -11,3 +11,4 @@ mod recording;
 mod runtime;
 mod signals;
 mod sources;
+mod track;

@@ -389,3 +389,111 @@ impl Stage for TrackStage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x: f32, score: f32) -> Detection {
+        Detection {
+            bbox: [x, 50.0, x + 20.0, 90.0],
+            class_id: 0,
+            class: Arc::from("person"),
+            score,
+        }
+    }
+
+    fn confirmed(out: &[TrackOut]) -> Vec<u64> {
+        out.iter()
+            .filter(|t| t.state == TrackState::Confirmed)
+            .map(|t| t.id)
+            .collect()
+    }
+
+    #[test]
+    fn ids_stay_with_their_objects_and_skipped_frames_are_predicted() {
+        let mut tracker = Tracker::new(TrackSettings::default());
+        let mut out = Vec::new();
+        // Two objects at 10 Hz: one moving right at 50 px/s, one still.
+        for i in 0..10 {
+            let t = i as f64 * 0.1;
+            let dets = [det(10.0 + 5.0 * i as f32, 0.9), det(200.0, 0.8)];
+            tracker.update(t, Some(&dets), None, &mut out);
+            assert_eq!(confirmed(&out), vec![1, 2], "frame {i}");
+            assert!(out.iter().all(|t| !t.predicted));
+        }
+        let moving_vx = out[0].velocity_px_s[0];
+        assert!((moving_vx - 50.0).abs() < 5.0, "{moving_vx}");
+        // Detection skipped for 0.3 s: tracks go on, predicted to the frame's time.
+        tracker.update(1.2, None, None, &mut out);
+        assert!(
+            out.iter()
+                .all(|t| t.predicted && t.state == TrackState::Confirmed)
+        );
+        let x1 = out[0].bbox[0];
+        assert!((x1 - (10.0 + 5.0 * 12.0)).abs() < 3.0, "predicted x1 {x1}");
+        // Low-score detections continue confirmed tracks (ByteTrack's second round).
+        tracker.update(
+            1.3,
+            Some(&[det(75.0, 0.3), det(200.0, 0.3)]),
+            None,
+            &mut out,
+        );
+        assert_eq!(confirmed(&out), vec![1, 2]);
+        assert!(out.iter().all(|t| !t.predicted));
+    }
+
+    #[test]
+    fn lost_tracks_expire_by_time_and_ids_are_never_reused() {
+        let settings = TrackSettings {
+            max_lost_s: 0.5,
+            ..TrackSettings::default()
+        };
+        let mut tracker = Tracker::new(settings);
+        let mut out = Vec::new();
+        tracker.update(0.0, Some(&[det(10.0, 0.9)]), None, &mut out);
+        assert_eq!(out[0].id, 1);
+        tracker.update(0.3, Some(&[]), None, &mut out);
+        assert_eq!((out[0].state, out[0].predicted), (TrackState::Lost, true));
+        tracker.update(0.9, Some(&[]), None, &mut out);
+        assert!(out.is_empty(), "lost for 0.9 s > 0.5 s");
+        // A new object: a new id, and tentative until matched again.
+        tracker.update(1.0, Some(&[det(10.0, 0.9)]), None, &mut out);
+        assert_eq!((out[0].id, out[0].state), (2, TrackState::Tentative));
+        tracker.update(1.1, Some(&[det(11.0, 0.9)]), None, &mut out);
+        assert_eq!((out[0].id, out[0].state), (2, TrackState::Confirmed));
+    }
+
+    #[test]
+    fn appearance_keeps_identities_when_motion_is_ambiguous() {
+        // Two objects at the same place on the last frame: only their
+        // embeddings tell them apart.
+        let e = |a: f32| {
+            let mut v = vec![a, 1.0 - a];
+            normalise(&mut v);
+            v
+        };
+        let run = |with_appearance: bool| {
+            let mut tracker = Tracker::new(TrackSettings {
+                appearance_weight: 0.9,
+                ..TrackSettings::default()
+            });
+            let mut out = Vec::new();
+            let emb: Vec<f32> = [e(1.0), e(0.0)].concat();
+            let emb = with_appearance.then_some((emb.as_slice(), 2));
+            tracker.update(0.0, Some(&[det(0.0, 0.9), det(16.0, 0.9)]), emb, &mut out);
+            // Both move to x ~ 8. Motion favours detection 0 for track 1 (nearer
+            // its last box) but detection 1 has track 1's look; scores tell them apart.
+            let swapped: Vec<f32> = [e(0.0), e(1.0)].concat();
+            let emb2 = with_appearance.then_some((swapped.as_slice(), 2));
+            tracker.update(0.1, Some(&[det(8.0, 0.8), det(8.5, 0.95)]), emb2, &mut out);
+            out.iter().find(|t| t.id == 1).map(|t| t.score)
+        };
+        assert_eq!(run(false), Some(0.8), "motion alone takes the nearer box");
+        assert_eq!(
+            run(true),
+            Some(0.95),
+            "with appearance, track 1 follows its own look"
+        );
+    }
+}

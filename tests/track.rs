@@ -1,0 +1,111 @@
+//! Tracking end to end (detect + track through the real binary) and `percept eval`.
+
+use serde_json::Value;
+
+use crate::util::*;
+
+#[test]
+fn squares_keep_one_stable_id_each_and_eval_scores_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tracks.jsonl");
+    let p = repo().join("pipelines/tracking.toml");
+    run(&["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len(), 40);
+    // Same class, same square, same id on every frame; ids 1..3, never reused.
+    let mut by_class: std::collections::HashMap<String, u64> = Default::default();
+    for r in &records {
+        let tracks = r["tracks"].as_array().unwrap();
+        assert_eq!(tracks.len(), 3, "{r}");
+        for t in tracks {
+            assert_eq!(t["state"], "confirmed");
+            assert_eq!(t["predicted"], false);
+            let id = t["id"].as_u64().unwrap();
+            let class = t["class"].as_str().unwrap().to_string();
+            assert_eq!(*by_class.entry(class).or_insert(id), id, "{t}");
+        }
+    }
+    let mut ids: Vec<u64> = by_class.values().copied().collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2, 3]);
+    // The red square moves 5 px per frame at 10 fps: 50 px/s.
+    let red = records[20]["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["class"] == "red")
+        .unwrap();
+    assert!(
+        (red["velocity_px_s"][0].as_f64().unwrap() - 50.0).abs() < 3.0,
+        "{red}"
+    );
+    assert!((red["age_s"].as_f64().unwrap() - 2.0).abs() < 1e-6);
+
+    let gt = repo().join("tests/media/squares.gt.jsonl");
+    let r = run(&[
+        "eval",
+        "--gt",
+        gt.to_str().unwrap(),
+        "--pred",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    r.assert_code(0);
+    let m: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    for key in [
+        "mota",
+        "idf1",
+        "idsw",
+        "frag",
+        "fp",
+        "fn",
+        "precision",
+        "recall",
+    ] {
+        assert!(m.get(key).is_some(), "--json lacks `{key}`: {m}");
+    }
+    assert_eq!(
+        (m["mota"].as_f64(), m["idf1"].as_f64(), m["idsw"].as_u64()),
+        (Some(1.0), Some(1.0), Some(0)),
+        "{m}"
+    );
+}
+
+#[test]
+fn eval_reads_motchallenge_text_and_json_lines_alike() {
+    // The crossing ground truth in both formats scores perfectly against itself.
+    let media = repo().join("tests/media");
+    let txt = media.join("crossing.gt.txt");
+    let jsonl = media.join("crossing.gt.jsonl");
+    let r = run(&[
+        "eval",
+        "--gt",
+        txt.to_str().unwrap(),
+        "--pred",
+        jsonl.to_str().unwrap(),
+    ]);
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("MOTA         100.0 %") && r.stdout.contains("IDF1         100.0 %"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("2 objects in 90 boxes"), "{}", r.stdout);
+    // A broken file is bad input, named with its line.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "1,1,0,0,10,10\nnot,a,row\n").unwrap();
+    let r = run(&[
+        "eval",
+        "--gt",
+        bad.to_str().unwrap(),
+        "--pred",
+        jsonl.to_str().unwrap(),
+    ]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("bad.txt") && r.stderr.contains("line 2"),
+        "{}",
+        r.stderr
+    );
+}
