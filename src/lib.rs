@@ -20,6 +20,7 @@ pub mod error;
 pub mod eval;
 pub mod frame;
 pub mod model;
+pub mod reid;
 pub mod runtime;
 pub mod sink;
 pub mod source;

@@ -160,6 +160,8 @@ pub struct ModelSpec {
     pub optimization: Option<Spanned<crate::model::Optimization>>,
     /// `[width, height]`; needed when the model's input size is dynamic.
     pub input_size: Option<Spanned<[u32; 2]>>,
+    /// Images per run (`reid`: crops; default 32 for `reid`, 1 otherwise).
+    pub max_batch: Option<Spanned<usize>>,
     /// `letterbox` (default) or `stretch`.
     pub resize: Option<Spanned<crate::model::preprocess::Resize>>,
     /// Letterbox padding value, 0..255 (default 114).
@@ -198,6 +200,8 @@ pub enum StageKind {
     Detect,
     /// Multi-object tracking of the detections (ByteTrack + Kalman).
     Track,
+    /// Appearance embeddings of the detections (ONNX re-ID model).
+    Reid,
 }
 
 /// One `[[sink]]` table.
@@ -257,7 +261,7 @@ macro_rules! file_names {
 file_names! {
     SourceKind { File => "file", Uri => "uri", V4l2 => "v4l2", Test => "test", Gst => "gst" }
     Delivery { Lossless => "lossless", Latest => "latest" }
-    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect", Track => "track" }
+    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect", Track => "track", Reid => "reid" }
     DetectBackend { Onnx => "onnx", HogPeople => "hog_people" }
     SinkKind { Jsonl => "jsonl" }
     EdgePolicy { Block => "block", DropOldest => "drop_oldest" }

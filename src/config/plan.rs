@@ -108,6 +108,7 @@ pub enum StageSettings {
     Delay(Duration),
     Detect(DetectSettings),
     Track(TrackSettings),
+    Reid(ModelSettings),
 }
 
 /// Where a sink writes.
@@ -683,6 +684,23 @@ impl Resolver<'_> {
                 StageSettings::Detect(settings)
             }
             StageKind::Track => StageSettings::Track(self.tracker(spec, field)?),
+            StageKind::Reid => {
+                let Some(model) = &spec.model else {
+                    return Err(self.invalid(
+                        spec.kind.span(),
+                        format!("{field}.model"),
+                        "a reid stage needs `[stage.model]` with `path`",
+                    ));
+                };
+                let mut settings = self.model(model.get_ref(), &format!("{field}.model"))?;
+                if model.get_ref().max_batch.is_none() {
+                    settings.max_batch = 32;
+                }
+                if model.get_ref().resize.is_none() {
+                    settings.preprocess.resize = crate::model::preprocess::Resize::Stretch;
+                }
+                StageSettings::Reid(settings)
+            }
         };
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
@@ -756,7 +774,13 @@ impl Resolver<'_> {
             ),
             ("classes", spec.classes.as_ref().map(Spanned::span)),
             ("labels", spec.labels.as_ref().map(Spanned::span)),
-            ("model", spec.model.as_ref().map(Spanned::span)),
+            (
+                "model",
+                spec.model
+                    .as_ref()
+                    .map(Spanned::span)
+                    .filter(|_| *spec.kind.get_ref() != StageKind::Reid),
+            ),
             ("hog", spec.hog.as_ref().map(Spanned::span)),
         ];
         if spec.kind.get_ref() != &StageKind::Track
@@ -966,6 +990,17 @@ impl Resolver<'_> {
         if let Some(c) = &m.color {
             pre.color = *c.get_ref();
         }
+        let max_batch = match &m.max_batch {
+            Some(b) if !(1..=1024).contains(b.get_ref()) => {
+                return Err(self.invalid(
+                    b.span(),
+                    format!("{field}.max_batch"),
+                    "must be between 1 and 1024",
+                ));
+            }
+            Some(b) => *b.get_ref(),
+            None => 1,
+        };
         let input_size = match &m.input_size {
             Some(s) if s.get_ref().contains(&0) => {
                 return Err(self.invalid(
@@ -987,6 +1022,7 @@ impl Resolver<'_> {
                 .as_ref()
                 .map_or(Optimization::All, |o| *o.get_ref()),
             input_size,
+            max_batch,
             preprocess: pre,
         })
     }

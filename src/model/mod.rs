@@ -19,6 +19,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionOutputs};
 use ort::value::TensorRef;
 
+use gstreamer_video::prelude::*;
+
 use crate::frame::Frame;
 use contract::{TensorInfo, dims_text, session_tensors};
 use preprocess::{Letterbox, PreprocessSettings, Preprocessor, Target};
@@ -55,6 +57,8 @@ pub struct ModelSettings {
     pub optimization: Optimization,
     /// Network input size; required when the model's is dynamic.
     pub input_size: Option<(u32, u32)>,
+    /// Images per run (crops for re-ID); more than 1 needs a dynamic batch dimension.
+    pub max_batch: usize,
     /// Preprocessing; its width/height are replaced by the model's input size.
     pub preprocess: PreprocessSettings,
 }
@@ -69,6 +73,7 @@ impl ModelSettings {
             spin: false,
             optimization: Optimization::All,
             input_size: None,
+            max_batch: 1,
             preprocess: PreprocessSettings::yolo(0, 0),
         }
     }
@@ -241,6 +246,17 @@ impl Engine {
                 ),
             ));
         }
+        let max_batch = settings.max_batch.max(1);
+        if max_batch > 1 && dims[0].is_some() {
+            return Err(ModelError::contract(
+                path,
+                &input.name,
+                format!(
+                    "batches of up to {max_batch} need a dynamic batch dimension, found {}",
+                    dims_text(dims)
+                ),
+            ));
+        }
         if dims[0].is_some_and(|b| b != 1) || dims[1].is_some_and(|c| c != 3) {
             return Err(ModelError::contract(
                 path,
@@ -278,7 +294,7 @@ impl Engine {
         pre.width = width;
         pre.height = height;
         let preprocessor = Preprocessor::new(pre);
-        let len = preprocessor.tensor_len();
+        let len = preprocessor.tensor_len() * max_batch;
         Ok(Engine {
             path: path.clone(),
             session,
@@ -329,11 +345,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Preprocesses a frame into the input buffer.
+    /// Preprocesses a frame into the input buffer (batch slot 0).
     pub fn preprocess(&mut self, frame: &Frame) -> Result<Letterbox, ModelError> {
+        let per = self.preprocessor.tensor_len();
         let target = match self.input_type {
-            InputType::F32 => Target::F32(&mut self.f32_input),
-            InputType::U8 => Target::U8(&mut self.u8_input),
+            InputType::F32 => Target::F32(&mut self.f32_input[..per]),
+            InputType::U8 => Target::U8(&mut self.u8_input[..per]),
         };
         self.preprocessor
             .run(frame, target)
@@ -343,14 +360,70 @@ impl Engine {
             })
     }
 
+    /// Preprocesses regions `[x1, y1, x2, y2]` (source pixels) of a frame into
+    /// batch slots 0.., as many as fit; returns how many were written.
+    pub fn preprocess_regions(
+        &mut self,
+        frame: &Frame,
+        regions: &[[f32; 4]],
+    ) -> Result<usize, ModelError> {
+        let fail = |message: String| ModelError::Run {
+            path: self.path.clone(),
+            message,
+        };
+        let pixels = frame.pixels().map_err(|e| fail(e.to_string()))?;
+        let stride = pixels.plane_stride()[0] as usize;
+        let data = pixels.plane_data(0).map_err(|e| fail(e.to_string()))?;
+        let bpp = pixels.format_info().pixel_stride()[0] as usize;
+        let (fw, fh) = (frame.width(), frame.height());
+        let per = self.preprocessor.tensor_len();
+        let n = regions
+            .len()
+            .min(self.f32_input.len().max(self.u8_input.len()) / per.max(1));
+        for (i, r) in regions.iter().take(n).enumerate() {
+            let x0 = (r[0].floor().max(0.0) as u32).min(fw - 1);
+            let y0 = (r[1].floor().max(0.0) as u32).min(fh - 1);
+            let x1 = (r[2].ceil() as u32).clamp(x0 + 1, fw);
+            let y1 = (r[3].ceil() as u32).clamp(y0 + 1, fh);
+            let start = y0 as usize * stride + x0 as usize * bpp;
+            let target = match self.input_type {
+                InputType::F32 => Target::F32(&mut self.f32_input[i * per..(i + 1) * per]),
+                InputType::U8 => Target::U8(&mut self.u8_input[i * per..(i + 1) * per]),
+            };
+            self.preprocessor
+                .run_raw(
+                    &data[start..],
+                    stride,
+                    x1 - x0,
+                    y1 - y0,
+                    frame.format(),
+                    target,
+                )
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(n)
+    }
+
     /// Runs the session on the current input buffer.
     pub fn run(&mut self) -> Result<SessionOutputs<'_>, ModelError> {
+        self.run_batch(1)
+    }
+
+    /// Runs the session on the first `n` images of the input buffer.
+    pub fn run_batch(&mut self, n: usize) -> Result<SessionOutputs<'_>, ModelError> {
         let fail = |e: ort::Error| e.to_string();
+        let per = self.preprocessor.tensor_len();
+        let shape = [
+            n,
+            self.input_shape[1],
+            self.input_shape[2],
+            self.input_shape[3],
+        ];
         let result = match self.input_type {
-            InputType::F32 => TensorRef::from_array_view((self.input_shape, &self.f32_input[..]))
+            InputType::F32 => TensorRef::from_array_view((shape, &self.f32_input[..n * per]))
                 .map_err(fail)
                 .and_then(|t| self.session.run(ort::inputs![t]).map_err(fail)),
-            InputType::U8 => TensorRef::from_array_view((self.input_shape, &self.u8_input[..]))
+            InputType::U8 => TensorRef::from_array_view((shape, &self.u8_input[..n * per]))
                 .map_err(fail)
                 .and_then(|t| self.session.run(ort::inputs![t]).map_err(fail)),
         };

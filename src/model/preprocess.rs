@@ -138,31 +138,31 @@ struct Tap {
 }
 
 /// OpenCV's `INTER_LINEAR` sampling along one axis (`resize.cpp`, non-area mode).
-fn taps(src: u32, dst: u32) -> Vec<Tap> {
+/// Fills `out` (reusing its capacity) with the taps of `dst` samples over `src`.
+fn taps(src: u32, dst: u32, out: &mut Vec<Tap>) {
     let scale = 1.0 / (f64::from(dst) / f64::from(src));
-    (0..dst)
-        .map(|d| {
-            let mut f = ((f64::from(d) + 0.5) * scale - 0.5) as f32;
-            let mut s = f.floor() as i64;
-            f -= s as f32;
-            if s < 0 {
-                f = 0.0;
-                s = 0;
-            }
-            if s >= i64::from(src) - 1 {
-                f = 0.0;
-                s = i64::from(src) - 1;
-            }
-            let i0 = s as usize;
-            let i1 = (i0 + 1).min(src as usize - 1);
-            Tap {
-                i0,
-                i1,
-                w0: 1.0 - f,
-                w1: f,
-            }
-        })
-        .collect()
+    out.clear();
+    out.extend((0..dst).map(|d| {
+        let mut f = ((f64::from(d) + 0.5) * scale - 0.5) as f32;
+        let mut s = f.floor() as i64;
+        f -= s as f32;
+        if s < 0 {
+            f = 0.0;
+            s = 0;
+        }
+        if s >= i64::from(src) - 1 {
+            f = 0.0;
+            s = i64::from(src) - 1;
+        }
+        let i0 = s as usize;
+        let i1 = (i0 + 1).min(src as usize - 1);
+        Tap {
+            i0,
+            i1,
+            w0: 1.0 - f,
+            w1: f,
+        }
+    }));
 }
 
 /// Tables for one source geometry.
@@ -310,9 +310,17 @@ impl Preprocessor {
             };
             let s = &self.settings;
             let letterbox = Letterbox::new((width, height), (s.width, s.height), s.resize);
-            let x = taps(width, letterbox.width);
-            let y = taps(height, letterbox.height);
-            self.rows = [(); 3].map(|()| vec![0.0; letterbox.width as usize * 3]);
+            // Reuse the old tables' memory: crops change size every time.
+            let (mut x, mut y) = self
+                .geometry
+                .take()
+                .map_or_else(Default::default, |g| (g.x, g.y));
+            taps(width, letterbox.width, &mut x);
+            taps(height, letterbox.height, &mut y);
+            for row in &mut self.rows {
+                row.clear();
+                row.resize(letterbox.width as usize * 3, 0.0);
+            }
             self.row_of = [usize::MAX; 2];
             self.geometry = Some(Geometry {
                 src: (width, height, format),

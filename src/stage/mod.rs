@@ -65,6 +65,10 @@ pub fn build(plan: &StagePlan) -> Result<Built, ModelError> {
                 detector: Some(info),
             }
         }
+        StageSettings::Reid(settings) => Built {
+            stage: Box::new(crate::reid::ReidStage::new(settings)?),
+            detector: None,
+        },
         StageSettings::Track(settings) => Built {
             stage: Box::new(crate::track::TrackStage::new(settings.clone())),
             detector: None,

@@ -21,6 +21,9 @@ use crate::frame::{Detection, Frame, Record};
 use crate::stage::{Stage, StageError};
 use kalman::Kalman;
 
+/// 95% quantile of the chi-square distribution with 4 degrees of freedom.
+const CHI2_4DOF_95: f32 = 9.4877;
+
 /// Tracker parameters (times in seconds).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackSettings {
@@ -196,23 +199,26 @@ impl Tracker {
             for &di in &self.dets {
                 let d = &dets[di];
                 let overlap = iou(&pred, &d.bbox);
-                let mut c = if d.class_id != t.class_id || overlap < min_iou {
-                    f32::INFINITY
-                } else {
-                    1.0 - overlap
+                let appearance = match embeddings {
+                    Some((emb, dim)) if use_appearance && !t.embedding.is_empty() => Some(
+                        cosine_distance(&t.embedding, &emb[di * dim..(di + 1) * dim]),
+                    ),
+                    _ => None,
                 };
-                if use_appearance
-                    && c.is_finite()
-                    && let Some((emb, dim)) = embeddings
-                    && !t.embedding.is_empty()
-                {
-                    let a = cosine_distance(&t.embedding, &emb[di * dim..(di + 1) * dim]);
-                    c = if a > s.appearance_gate {
-                        f32::INFINITY
-                    } else {
-                        (1.0 - s.appearance_weight) * c + s.appearance_weight * a
-                    };
-                }
+                // Motion gate: enough overlap, or (with appearance) a lost track whose
+                // grown uncertainty still covers the box (DeepSORT's Mahalanobis gate).
+                let gated_in = overlap >= min_iou
+                    || (appearance.is_some()
+                        && t.state == TrackState::Lost
+                        && t.kf.mahalanobis_sq(&d.bbox) <= CHI2_4DOF_95);
+                let c = match appearance {
+                    _ if d.class_id != t.class_id || !gated_in => f32::INFINITY,
+                    Some(a) if a > s.appearance_gate => f32::INFINITY,
+                    Some(a) => {
+                        (1.0 - s.appearance_weight) * (1.0 - overlap) + s.appearance_weight * a
+                    }
+                    None => 1.0 - overlap,
+                };
                 self.cost.push(c);
             }
         }
