@@ -10,6 +10,7 @@ output layout percept decodes:
   squares_yolov5.onnx        output0 [1, N, 5+C]   cx, cy, w, h, objectness, class probabilities
   squares_end2end.onnx       output0 [1, K, 6]     x1, y1, x2, y2, score, class (top K, no NMS needed)
   squares_boxes_scores.onnx  boxes [1, N, 4] (x1, y1, x2, y2) + scores [1, N, C]
+  squares_yolov8_nhwc.onnx   the YOLOv8 layout with an NHWC input [1, 256, 256, 3]
   wrong_rank.onnx            an input of rank 3, for the contract error test
   colour_embed.onnx          re-ID embedding: crops [N, 3, 32, 32] -> [N, 24], soft
                              8-bin histograms of R, G and B (objects of different
@@ -91,13 +92,13 @@ class Graph:
         return model
 
 
-def square_features(g):
+def square_features(g, image="images"):
     """Per-anchor box (cx, cy, w, h) and per-class scores, each [1, 1|C, G, G]."""
     f32 = np.float32
     w = -np.ones((3, 3, 1, 1), f32)
     for c in range(3):
         w[c, c, 0, 0] = 1.0
-    v = g.op("Conv", ["images", g.const(w)])
+    v = g.op("Conv", [image, g.const(w)])
     masks = g.op("Cast", [g.op("Greater", [v, g.const(f32(0.3))])], to=TensorProto.FLOAT)
     union = g.op("ReduceMax", [masks], axes=[1], keepdims=1)
 
@@ -158,12 +159,15 @@ def out(name, shape):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
 
 
-def yolov8():
+def yolov8(nhwc=False):
     g = Graph()
-    f = square_features(g)
+    image = g.op("Transpose", ["images"], perm=[0, 3, 1, 2]) if nhwc else "images"
+    f = square_features(g, image)
     cat = g.op("Concat", [f["cx"], f["cy"], f["w"], f["h"], f["scores"]], axis=1)
     g.op_named("Reshape", [cat, g.const(np.array([1, 4 + len(CLASSES), GRID * GRID], np.int64))], "output0")
-    return g.model("squares_yolov8", [image_input()], [out("output0", [1, 4 + len(CLASSES), GRID * GRID])])
+    shape = (1, SIZE, SIZE, 3) if nhwc else (1, 3, SIZE, SIZE)
+    name = "squares_yolov8_nhwc" if nhwc else "squares_yolov8"
+    return g.model(name, [image_input(shape)], [out("output0", [1, 4 + len(CLASSES), GRID * GRID])])
 
 
 def yolov5():
@@ -292,7 +296,7 @@ def main():
     media.mkdir(parents=True, exist_ok=True)
     for name, build in [("squares_yolov8", yolov8), ("squares_yolov5", yolov5), ("squares_end2end", end2end),
                         ("squares_boxes_scores", boxes_scores), ("wrong_rank", wrong_rank),
-                        ("colour_embed", colour_embed)]:
+                        ("colour_embed", colour_embed), ("squares_yolov8_nhwc", lambda: yolov8(nhwc=True))]:
         onnx.save(build(), str(models / f"{name}.onnx"))
     (models / "squares.names").write_text("".join(c + "\n" for c in CLASSES))
     frames, truth = scene()

@@ -89,7 +89,7 @@ log "sample media: $MEDIA"
 GEN="$ROOT/scripts/make_test_models.py"
 stamp="$(sha256sum "$GEN" | cut -d' ' -f1)"
 outputs=(tests/models/squares_yolov8.onnx tests/models/squares_yolov5.onnx tests/models/squares_end2end.onnx
-  tests/models/squares_boxes_scores.onnx tests/models/wrong_rank.onnx tests/models/colour_embed.onnx
+  tests/models/squares_boxes_scores.onnx tests/models/wrong_rank.onnx tests/models/colour_embed.onnx tests/models/squares_yolov8_nhwc.onnx
   tests/media/squares.mkv tests/media/squares.gt.jsonl tests/media/crossing.mkv tests/media/crossing.gt.jsonl
   tests/media/crossing.gt.txt)
 stale=0

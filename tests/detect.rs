@@ -13,6 +13,16 @@ fn ground_truth() -> Vec<Value> {
 }
 
 fn detect_pipeline(dir: &std::path::Path, layout: &str, extra: &str) -> std::path::PathBuf {
+    detect_pipeline_with(dir, layout, extra, &format!("squares_{layout}.onnx"), "")
+}
+
+fn detect_pipeline_with(
+    dir: &std::path::Path,
+    layout: &str,
+    extra: &str,
+    model: &str,
+    model_extra: &str,
+) -> std::path::PathBuf {
     let repo = repo();
     pipeline(
         dir,
@@ -32,13 +42,13 @@ layout = "{layout}"
 [stage.model]
 path = "{}"
 threads = 1
+{model_extra}
 [[sink]]
 kind = "jsonl"
 path = "out.jsonl"
 "#,
             repo.join("tests/media/squares.mkv").display(),
-            repo.join(format!("tests/models/squares_{layout}.onnx"))
-                .display(),
+            repo.join("tests/models").join(model).display(),
         ),
     )
 }
@@ -46,9 +56,18 @@ path = "out.jsonl"
 #[test]
 fn every_layout_finds_every_square_once_within_2px_with_the_right_class() {
     let truth = ground_truth();
-    for layout in LAYOUTS {
+    // Each layout, and the YOLOv8 layout again through an NHWC-input model.
+    let cases = LAYOUTS
+        .iter()
+        .map(|l| (*l, format!("squares_{l}.onnx"), ""))
+        .chain([(
+            "yolov8",
+            "squares_yolov8_nhwc.onnx".to_string(),
+            "input_layout = \"nhwc\"",
+        )]);
+    for (layout, model, model_extra) in cases {
         let dir = tempfile::tempdir().unwrap();
-        let p = detect_pipeline(dir.path(), layout, "");
+        let p = detect_pipeline_with(dir.path(), layout, "", &model, model_extra);
         run(&["run", p.to_str().unwrap()]).assert_code(0);
         let records = read_records(&dir.path().join("out.jsonl"));
         assert_eq!(records.len(), truth.len(), "{layout}");
@@ -264,4 +283,29 @@ fn a_gpu_provider_that_is_not_there_fails_at_start() {
         r.stderr
     );
     assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn a_missing_onnx_runtime_library_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = detect_pipeline(dir.path(), "yolov8", "");
+    let out = percept()
+        .args(["check", p.to_str().unwrap()])
+        .env_remove("ORT_DYLIB_PATH")
+        .env("PERCEPT_CACHE", dir.path().join("no-cache"))
+        .output()
+        .unwrap();
+    let r = finish(out);
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("libonnxruntime.so) was not found; looked at:"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("no-cache/venv"),
+        "names where it looked: {}",
+        r.stderr
+    );
 }

@@ -152,3 +152,27 @@ fn too_many_inputs_for_the_sources_is_a_usage_error() {
         run.stderr
     );
 }
+
+#[test]
+fn a_file_uri_goes_through_uridecodebin() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    record_mkv(&clip, 12, 96, 64, 12);
+    let out = dir.path().join("out.jsonl");
+    let decode_only = repo().join("pipelines/decode-only.toml");
+    let uri = format!("file://{}", clip.display());
+    let run = run(&[
+        "run",
+        decode_only.to_str().unwrap(),
+        "-i",
+        &uri,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    run.assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len(), 12);
+    assert_contiguous(&records);
+    let check = crate::util::run(&["check", decode_only.to_str().unwrap(), "-i", &uri]);
+    assert!(check.stdout.contains("uridecodebin"), "{}", check.stdout);
+}

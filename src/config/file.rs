@@ -172,6 +172,8 @@ pub struct ModelSpec {
     pub std: Option<Spanned<[f32; 3]>>,
     /// `rgb` (default) or `bgr`.
     pub color: Option<Spanned<crate::model::preprocess::ColorOrder>>,
+    /// `nchw` (default) or `nhwc`.
+    pub input_layout: Option<Spanned<crate::model::preprocess::TensorLayout>>,
 }
 
 /// `[stage.hog]`: HOG people detector search settings.

@@ -990,6 +990,9 @@ impl Resolver<'_> {
         if let Some(c) = &m.color {
             pre.color = *c.get_ref();
         }
+        if let Some(l) = &m.input_layout {
+            pre.layout = *l.get_ref();
+        }
         let max_batch = match &m.max_batch {
             Some(b) if !(1..=1024).contains(b.get_ref()) => {
                 return Err(self.invalid(

@@ -23,7 +23,7 @@ use gstreamer_video::prelude::*;
 
 use crate::frame::Frame;
 use contract::{TensorInfo, dims_text, session_tensors};
-use preprocess::{Letterbox, PreprocessSettings, Preprocessor, Target};
+use preprocess::{Letterbox, PreprocessSettings, Preprocessor, Target, TensorLayout};
 
 /// Where a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -235,17 +235,25 @@ impl Engine {
             }
         };
         let dims = &input.dims;
+        let nhwc = settings.preprocess.layout == TensorLayout::Nhwc;
+        let expected = if nhwc {
+            "[1, height, width, 3] (NHWC)"
+        } else {
+            "[1, 3, height, width] (NCHW)"
+        };
         if dims.len() != 4 {
             return Err(ModelError::contract(
                 path,
                 &input.name,
                 format!(
-                    "expected rank 4 [1, 3, height, width] (NCHW), found rank {} {}",
+                    "expected rank 4 {expected}, found rank {} {}",
                     dims.len(),
                     dims_text(dims)
                 ),
             ));
         }
+        // Channels, height, width positions for the layout.
+        let (c_at, h_at, w_at) = if nhwc { (3, 1, 2) } else { (1, 2, 3) };
         let max_batch = settings.max_batch.max(1);
         if max_batch > 1 && dims[0].is_some() {
             return Err(ModelError::contract(
@@ -257,17 +265,17 @@ impl Engine {
                 ),
             ));
         }
-        if dims[0].is_some_and(|b| b != 1) || dims[1].is_some_and(|c| c != 3) {
+        if dims[0].is_some_and(|b| b != 1) || dims[c_at].is_some_and(|c| c != 3) {
             return Err(ModelError::contract(
                 path,
                 &input.name,
                 format!(
-                    "expected [1, 3, height, width] (batch 1, 3 channels, NCHW), found {}",
+                    "expected {expected} with batch 1 and 3 channels, found {}",
                     dims_text(dims)
                 ),
             ));
         }
-        let (height, width) = match (dims[2], dims[3], settings.input_size) {
+        let (height, width) = match (dims[h_at], dims[w_at], settings.input_size) {
             (Some(h), Some(w), Some((cw, ch))) if (u64::from(cw), u64::from(ch)) != (w, h) => {
                 return Err(ModelError::contract(
                     path,
@@ -301,7 +309,11 @@ impl Engine {
             inputs: inputs.clone(),
             outputs,
             input_type,
-            input_shape: [1, 3, height as usize, width as usize],
+            input_shape: if nhwc {
+                [1, height as usize, width as usize, 3]
+            } else {
+                [1, 3, height as usize, width as usize]
+            },
             f32_input: if input_type == InputType::F32 {
                 vec![0.0; len]
             } else {
@@ -324,7 +336,10 @@ impl Engine {
 
     /// Network input size (width, height).
     pub fn input_size(&self) -> (u32, u32) {
-        (self.input_shape[3] as u32, self.input_shape[2] as u32)
+        (
+            self.preprocessor.settings().width,
+            self.preprocessor.settings().height,
+        )
     }
 
     /// A custom metadata value of the model (e.g. `names`).

@@ -30,6 +30,16 @@ pub enum ColorOrder {
     Bgr,
 }
 
+/// Memory layout of the network input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TensorLayout {
+    /// `[N, 3, H, W]`: one plane per channel (most ONNX exports).
+    Nchw,
+    /// `[N, H, W, 3]`: interleaved channels (TensorFlow-style exports).
+    Nhwc,
+}
+
 /// Plain preprocessing settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessSettings {
@@ -42,6 +52,7 @@ pub struct PreprocessSettings {
     /// Divides after the mean, per network channel.
     pub std: [f32; 3],
     pub color: ColorOrder,
+    pub layout: TensorLayout,
 }
 
 impl PreprocessSettings {
@@ -55,6 +66,7 @@ impl PreprocessSettings {
             mean: [0.0; 3],
             std: [1.0; 3],
             color: ColorOrder::Rgb,
+            layout: TensorLayout::Nchw,
         }
     }
 }
@@ -183,77 +195,56 @@ pub enum Target<'a> {
     U8(&'a mut [u8]),
 }
 
-/// Writes resampled values (0..255 scale) into the three planes of the tensor.
-trait Put {
-    /// `vals` holds interleaved network channels of consecutive pixels from plane index `start`.
-    fn put_row(&mut self, start: usize, vals: &[f32]);
-    /// `count` pixels of padding from plane index `start`.
-    fn put_pad(&mut self, start: usize, count: usize, v: f32);
-}
-
-/// The three channel planes of a tensor.
-fn planes<T>(t: &mut [T], plane: usize) -> [&mut [T]; 3] {
-    let (p0, rest) = t.split_at_mut(plane);
-    let (p1, p2) = rest.split_at_mut(plane);
-    [p0, p1, p2]
-}
-
-struct PutF32<'a> {
-    t: &'a mut [f32],
+/// Writes resampled values (0..255 scale) into the tensor, converting each
+/// with `conv(channel, value)`: three planes (NCHW) or interleaved (NHWC).
+struct Writer<'a, T, F: Fn(usize, f32) -> T> {
+    t: &'a mut [T],
     plane: usize,
-    gain: [f32; 3],
-    bias: [f32; 3],
+    interleaved: bool,
+    conv: F,
 }
 
-impl Put for PutF32<'_> {
+impl<T: Copy, F: Fn(usize, f32) -> T> Writer<'_, T, F> {
+    /// `vals` holds interleaved network channels of consecutive pixels from pixel index `start`.
     fn put_row(&mut self, start: usize, vals: &[f32]) {
         let n = vals.len() / 3;
-        let [p0, p1, p2] = planes(self.t, self.plane);
-        let (g, b) = (self.gain, self.bias);
+        let conv = &self.conv;
+        if self.interleaved {
+            for (px, v) in self.t[start * 3..(start + n) * 3]
+                .chunks_exact_mut(3)
+                .zip(vals.chunks_exact(3))
+            {
+                px[0] = conv(0, v[0]);
+                px[1] = conv(1, v[1]);
+                px[2] = conv(2, v[2]);
+            }
+            return;
+        }
+        let (p0, rest) = self.t.split_at_mut(self.plane);
+        let (p1, p2) = rest.split_at_mut(self.plane);
         let rows = p0[start..start + n]
             .iter_mut()
             .zip(&mut p1[start..start + n])
             .zip(&mut p2[start..start + n]);
         for (((x, y), z), v) in rows.zip(vals.chunks_exact(3)) {
-            *x = v[0] * g[0] + b[0];
-            *y = v[1] * g[1] + b[1];
-            *z = v[2] * g[2] + b[2];
+            *x = conv(0, v[0]);
+            *y = conv(1, v[1]);
+            *z = conv(2, v[2]);
         }
     }
 
+    /// `count` pixels of padding from pixel index `start`.
     fn put_pad(&mut self, start: usize, count: usize, v: f32) {
-        let (g, b) = (self.gain, self.bias);
-        for (c, p) in planes(self.t, self.plane).into_iter().enumerate() {
-            p[start..start + count].fill(v * g[c] + b[c]);
-        }
-    }
-}
-
-struct PutU8<'a> {
-    t: &'a mut [u8],
-    plane: usize,
-}
-
-impl Put for PutU8<'_> {
-    fn put_row(&mut self, start: usize, vals: &[f32]) {
-        let n = vals.len() / 3;
-        let q = |v: f32| v.round().clamp(0.0, 255.0) as u8;
-        let [p0, p1, p2] = planes(self.t, self.plane);
-        let rows = p0[start..start + n]
-            .iter_mut()
-            .zip(&mut p1[start..start + n])
-            .zip(&mut p2[start..start + n]);
-        for (((x, y), z), v) in rows.zip(vals.chunks_exact(3)) {
-            *x = q(v[0]);
-            *y = q(v[1]);
-            *z = q(v[2]);
-        }
-    }
-
-    fn put_pad(&mut self, start: usize, count: usize, v: f32) {
-        let q = v.round().clamp(0.0, 255.0) as u8;
-        for p in planes(self.t, self.plane) {
-            p[start..start + count].fill(q);
+        let values = [(self.conv)(0, v), (self.conv)(1, v), (self.conv)(2, v)];
+        if self.interleaved {
+            for px in self.t[start * 3..(start + count) * 3].chunks_exact_mut(3) {
+                px.copy_from_slice(&values);
+            }
+        } else {
+            for (c, value) in values.into_iter().enumerate() {
+                let p = c * self.plane + start;
+                self.t[p..p + count].fill(value);
+            }
         }
     }
 }
@@ -375,6 +366,7 @@ impl Preprocessor {
         }
         self.geometry(width, height, format)?;
         let plane = self.settings.width as usize * self.settings.height as usize;
+        let interleaved = self.settings.layout == TensorLayout::Nhwc;
         match target {
             Target::F32(t) => {
                 let s = &self.settings;
@@ -384,28 +376,42 @@ impl Preprocessor {
                     gain[c] = 1.0 / (255.0 * s.std[c]);
                     bias[c] = -s.mean[c] / s.std[c];
                 }
+                let conv = move |c: usize, v: f32| v * gain[c] + bias[c];
                 self.fill(
                     data,
                     stride,
                     width,
-                    &mut PutF32 {
+                    &mut Writer {
                         t,
                         plane,
-                        gain,
-                        bias,
+                        interleaved,
+                        conv,
                     },
                 )
             }
-            Target::U8(t) => self.fill(data, stride, width, &mut PutU8 { t, plane }),
+            Target::U8(t) => {
+                let conv = |_: usize, v: f32| v.round().clamp(0.0, 255.0) as u8;
+                self.fill(
+                    data,
+                    stride,
+                    width,
+                    &mut Writer {
+                        t,
+                        plane,
+                        interleaved,
+                        conv,
+                    },
+                )
+            }
         }
     }
 
-    fn fill<P: Put>(
+    fn fill<T: Copy, F: Fn(usize, f32) -> T>(
         &mut self,
         data: &[u8],
         stride: usize,
         width: u32,
-        out: &mut P,
+        out: &mut Writer<'_, T, F>,
     ) -> Result<Letterbox, PreprocessError> {
         let Preprocessor {
             settings,
@@ -611,6 +617,32 @@ mod tests {
             .unwrap();
             let d = max_abs_diff(&mine, &blob(&padded, (n, n), false));
             assert!(d < 1e-5, "{w}x{h} letterboxed into {n}: max abs diff {d}");
+        }
+    }
+
+    #[test]
+    fn nhwc_holds_the_same_values_interleaved() {
+        let (w, h, stride) = (45, 31, 136);
+        let data = image(w, h, stride);
+        let nchw = PreprocessSettings {
+            mean: MEAN,
+            ..PreprocessSettings::yolo(40, 24)
+        };
+        let nhwc = PreprocessSettings {
+            layout: TensorLayout::Nhwc,
+            ..nchw.clone()
+        };
+        let (planar, _) = ours(&nchw, &data, w as u32, h as u32, stride);
+        let (packed, _) = ours(&nhwc, &data, w as u32, h as u32, stride);
+        let plane = 40 * 24;
+        for i in 0..plane {
+            for c in 0..3 {
+                assert_eq!(
+                    packed[i * 3 + c],
+                    planar[c * plane + i],
+                    "pixel {i} channel {c}"
+                );
+            }
         }
     }
 
