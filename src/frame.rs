@@ -200,3 +200,22 @@ pub struct Work {
     pub frame: Frame,
     pub record: Record,
 }
+
+/// A frame over raw bytes laid out as `info` says, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_frame(info: gst_video::VideoInfo, bytes: Vec<u8>, seq: u64) -> Frame {
+    gst::init().expect("GStreamer");
+    Frame {
+        meta: FrameMeta {
+            stream: Arc::from("t"),
+            seq,
+            pts_ns: Some(0),
+            duration_ns: None,
+            capture_ns: 0,
+            capture_clock: CaptureClock::Arrival,
+            capture_wall_ns: 0,
+        },
+        buffer: gst::Buffer::from_slice(bytes),
+        info: Arc::new(info),
+    }
+}

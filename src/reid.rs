@@ -119,7 +119,7 @@ mod tests {
     use gstreamer_video as gst_video;
 
     use super::*;
-    use crate::frame::{CaptureClock, Detection, Detections, FrameMeta};
+    use crate::frame::{Detection, Detections};
 
     /// A dark 120x80 RGB frame with squares of the given colours at x = 10, 50, 90 (-ish).
     fn frame(colours: &[[u8; 3]]) -> Frame {
@@ -136,19 +136,7 @@ mod tests {
                 }
             }
         }
-        Frame {
-            meta: FrameMeta {
-                stream: Arc::from("t"),
-                seq: 0,
-                pts_ns: Some(0),
-                duration_ns: None,
-                capture_ns: 0,
-                capture_clock: CaptureClock::Arrival,
-                capture_wall_ns: 0,
-            },
-            buffer: gst::Buffer::from_slice(bytes),
-            info: Arc::new(info),
-        }
+        crate::frame::test_frame(info, bytes, 0)
     }
 
     fn detections(n: usize) -> Detections {

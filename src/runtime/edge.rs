@@ -167,13 +167,12 @@ impl Clone for Outputs {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use gstreamer as gst;
     use gstreamer_video as gst_video;
 
     use super::*;
-    use crate::frame::{CaptureClock, Frame, FrameMeta, Record};
+    use crate::frame::Record;
 
     fn work(seq: u64) -> Work {
         gst::init().unwrap();
@@ -181,19 +180,7 @@ mod tests {
             .build()
             .unwrap();
         Work {
-            frame: Frame {
-                meta: FrameMeta {
-                    stream: Arc::from("t"),
-                    seq,
-                    pts_ns: None,
-                    duration_ns: None,
-                    capture_ns: 0,
-                    capture_clock: CaptureClock::Arrival,
-                    capture_wall_ns: 0,
-                },
-                buffer: gst::Buffer::with_size(info.size()).unwrap(),
-                info: Arc::new(info),
-            },
+            frame: crate::frame::test_frame(info.clone(), vec![0; info.size()], seq),
             record: Record::default(),
         }
     }

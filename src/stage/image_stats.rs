@@ -70,12 +70,10 @@ pub fn image_stats_from_frame(frame: &Frame) -> Result<ImageStats, StageError> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use gstreamer as gst;
 
     use super::*;
-    use crate::frame::{CaptureClock, FrameMeta};
 
     /// A frame whose padding bytes hold a value no pixel has.
     fn padded_frame(
@@ -99,19 +97,7 @@ mod tests {
         for y in 0..height as usize {
             bytes[y * stride..y * stride + row].fill(pixel);
         }
-        Frame {
-            meta: FrameMeta {
-                stream: Arc::from("t"),
-                seq: 0,
-                pts_ns: Some(0),
-                duration_ns: None,
-                capture_ns: 0,
-                capture_clock: CaptureClock::Arrival,
-                capture_wall_ns: 0,
-            },
-            buffer: gst::Buffer::from_slice(bytes),
-            info: Arc::new(info),
-        }
+        crate::frame::test_frame(info, bytes, 0)
     }
 
     #[test]
