@@ -1,4 +1,4 @@
-//! The baseline for `scripts/bench-detect.sh`: a bare loop that only calls
+//! The baseline for `benches/bench-detect.sh`: a bare loop that only calls
 //! `session.run` on one preprocessed tensor, with the same session options
 //! and threads as a percept detect stage. Prints frames per second.
 //!

@@ -4,7 +4,7 @@
 #   percept: percept run pipelines/decode-only.toml (same decode, appsink, edges, JSON Lines)
 # Runs alternate (ROUNDS each) so machine noise hits both alike; prints the
 # median wall time of each, frames per second and the overhead ratio.
-# Usage: scripts/bench-decode.sh [FILE] [ROUNDS]
+# Usage: benches/bench-decode.sh [FILE] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh >/dev/null 2>&1 || bash scripts/setup.sh

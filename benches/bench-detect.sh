@@ -4,7 +4,7 @@
 #   percept: vtest.avi -> GStreamer decode -> preprocess -> ONNX Runtime -> decode + NMS -> JSON Lines
 #   bare:    examples/bare_session_loop.rs
 # Rounds alternate so machine noise hits both alike; prints median fps and the ratio.
-# Usage: scripts/bench-detect.sh [MODEL.onnx] [FRAMES] [ROUNDS] [THREADS]
+# Usage: benches/bench-detect.sh [MODEL.onnx] [FRAMES] [ROUNDS] [THREADS]
 # MODEL defaults to ../shared/models/yolov8n-random-init.onnx when present
 # (real YOLOv8n architecture, random weights), else the tiny test model.
 set -euo pipefail
