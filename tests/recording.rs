@@ -88,6 +88,47 @@ fn vtest_gives_one_record_per_frame_matching_discoverer() {
         "per-stage latency in summary:\n{}",
         run.stderr
     );
+    check_golden_tracks(&out);
+}
+
+/// The recorded regression of the main job's tracks: the run is scored with
+/// `percept eval` against `tests/golden/vtest_tracks.jsonl` (confirmed tracks
+/// of a blessed run) and must agree within tolerances. `PERCEPT_BLESS=1`
+/// rewrites the golden file from this run when a change is intended.
+fn check_golden_tracks(out: &std::path::Path) {
+    let golden = repo().join("tests/golden/vtest_tracks.jsonl");
+    let run = percept::eval::read_tracks(out, false, None).unwrap();
+    if std::env::var_os("PERCEPT_BLESS").is_some() {
+        let lines: String = run
+            .iter()
+            .map(|(seq, objs)| {
+                let objects: Vec<serde_json::Value> = objs
+                    .iter()
+                    .map(|o| serde_json::json!({"id": o.id, "bbox": o.bbox.map(|v| (f64::from(v) * 10.0).round() / 10.0)}))
+                    .collect();
+                format!("{}\n", serde_json::json!({"seq": seq, "objects": objects}))
+            })
+            .collect();
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, lines).unwrap();
+        eprintln!("blessed {}", golden.display());
+        return;
+    }
+    let expected = percept::eval::read_tracks(&golden, true, None)
+        .unwrap_or_else(|e| panic!("{e} (PERCEPT_BLESS=1 writes it)"));
+    let m = percept::eval::evaluate(&expected, &run, 0.5);
+    // Box agreement and id stability against the blessed run.
+    assert!(
+        m.mota >= 0.9 && m.idf1 >= 0.9,
+        "tracks drifted from {}: {m:?}",
+        golden.display()
+    );
+    // Track count within 20 % of the blessed run.
+    let (want, got) = (m.gt_ids as f64, m.pred_ids as f64);
+    assert!(
+        (got - want).abs() <= 0.2 * want,
+        "{got} tracks, blessed run had {want}"
+    );
 }
 
 #[test]
