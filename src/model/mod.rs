@@ -347,11 +347,6 @@ impl Engine {
         self.session.metadata().ok()?.custom(key)
     }
 
-    /// The declared output called `name`.
-    pub fn output(&self, name: &str) -> Option<&TensorInfo> {
-        self.outputs.iter().find(|t| t.name == name)
-    }
-
     /// Runs once on the padding-filled input so the first frame is not slow.
     pub fn warm_up(&mut self) -> Result<(), ModelError> {
         let started = Instant::now();
