@@ -153,8 +153,8 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         })?);
     }
 
-    for source in sources {
-        let id = source_id(plan, stats.sources.len());
+    for (source, source_plan) in sources.into_iter().zip(&plan.sources) {
+        let id = source_plan.id.clone();
         let source_stats = Arc::new(SourceStats::default());
         stats.sources.push((id.clone(), source_stats.clone()));
         let out = downstream.clone();
@@ -195,12 +195,6 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         summary: stats.summary(&plan.name, started.elapsed(), stopped),
         error,
     })
-}
-
-fn source_id(plan: &Plan, index: usize) -> String {
-    plan.sources
-        .get(index)
-        .map_or_else(|| format!("source{index}"), |s| s.id.clone())
 }
 
 fn spawn(

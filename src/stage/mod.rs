@@ -70,7 +70,7 @@ pub fn build(plan: &StagePlan) -> Result<Built, ModelError> {
             detector: None,
         },
         StageSettings::Track(settings) => Built {
-            stage: Box::new(crate::track::TrackStage::new(settings.clone())),
+            stage: Box::new(crate::track::TrackStage::new(*settings)),
             detector: None,
         },
     })

@@ -25,7 +25,7 @@ use kalman::Kalman;
 const CHI2_4DOF_95: f32 = 9.4877;
 
 /// Tracker parameters (times in seconds).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrackSettings {
     /// Detections at or above this score take part in the first association.
     pub high_score: f32,
@@ -232,7 +232,7 @@ impl Tracker {
         embeddings: Option<(&[f32], usize)>,
         first_frame: bool,
     ) {
-        let s = self.settings.clone();
+        let s = self.settings;
         self.used.clear();
         self.used.resize(dets.len(), false);
 
@@ -376,7 +376,7 @@ impl Stage for TrackStage {
             Some(i) => i,
             None => {
                 self.trackers
-                    .push((meta.stream.clone(), Tracker::new(self.settings.clone())));
+                    .push((meta.stream.clone(), Tracker::new(self.settings)));
                 self.trackers.len() - 1
             }
         };
