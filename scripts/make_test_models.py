@@ -20,13 +20,19 @@ How a model finds squares (input `images` [1, 3, 256, 256], RGB in 0..1):
   1. A 1x1 convolution computes, per class, own channel minus the other two;
      `Greater(0.3)` turns that into a binary mask per class (gray letterbox
      padding and the dark background give negative values).
-  2. Coordinate maps times the union mask, max-pooled over a 56 px window with
-     stride 8 (a 32x32 anchor grid), give each anchor the extent of the square
-     in its window: x_max, x_min, y_max, y_min.
-  3. The anchor whose 8x8 cell holds the square's centre scores 0.9; anchors
-     whose centre is within 12 px of it score 0.5: exact duplicates that NMS
-     must remove (the end-to-end model, "exported with NMS", leaves them out).
-Squares must be at most 32 px (network pixels) and at least 64 px apart.
+  2. Each class mask is split in two shades (the other channels' maximum
+     below or above 0.25). Every mask pixel finds the extent of its run of
+     same-shade pixels along its row and its column (one-sided max-pools of
+     the other pixels' coordinates), so it knows its own square's box: squares
+     that do not touch never mix, and a square in front of another of another
+     shade hides it. Extents under 4 px (an almost hidden square) are not seen.
+  3. Each anchor (stride 8, a 32x32 grid) pools its 8x8 cell. The anchor whose
+     cell holds a square's centre scores 0.9 with that square's box; anchors
+     whose cell centre is within 12 px of it score 0.5 with the same box:
+     exact duplicates that NMS must remove (the end-to-end model, "exported
+     with NMS", leaves them out).
+Squares must be at most 40 px (network pixels). Squares of one class and one
+shade that touch or overlap are seen as one object, their union.
 
 Recordings (tests/media), 400x300 at 10 fps, lossless FFV1 in Matroska, with
 exact ground truth:
@@ -35,7 +41,7 @@ exact ground truth:
                  "objects": [{"id", "bbox", "class_id"}]} (one identity per square)
   crossing.mkv   a deep red and an orange square (one detector class) meet,
                  overlap, wait and turn back, for appearance-aided tracking
-                 (the square detector merges them while they are close);
+                 (the detector sees the visible part of the hidden one);
                  crossing.gt.jsonl: {"seq", "objects": [{"id", "bbox", "class_id"}]},
                  crossing.gt.txt: the same in MOTChallenge text
 
@@ -55,8 +61,9 @@ from onnx import TensorProto, helper, numpy_helper
 SIZE = 256          # network input, square
 STRIDE = 8          # anchor stride
 GRID = SIZE // STRIDE
-WINDOW = 56         # max-pool window that holds a whole square around its anchor and its neighbours
-PAD = 24
+RUN = 40            # longest run of mask pixels the model measures (squares are smaller)
+SHADE = 0.25        # splits each class into a dark and a light shade
+MIN_SIDE = 4        # smallest visible extent of a square, network pixels
 CLASSES = ["red", "green", "blue"]
 TOPK = 50
 OPSET = 17
@@ -102,47 +109,78 @@ def square_features(g, image="images"):
     masks = g.op("Cast", [g.op("Greater", [v, g.const(f32(0.3))])], to=TensorProto.FLOAT)
     union = g.op("ReduceMax", [masks], axes=[1], keepdims=1)
 
-    # Ramps broadcast against the [1, 1, S, S] mask.
+    # Each class in two shades (the larger of the other two channels below or
+    # above SHADE): squares of one class but different shades stay apart.
+    chans = [g.op("Slice", [image, g.const(np.array([c], np.int64)), g.const(np.array([c + 1], np.int64)),
+                            g.const(np.array([1], np.int64))]) for c in range(3)]
+    others = [g.op("Max", [chans[(c + 1) % 3], chans[(c + 2) % 3]]) for c in range(3)]
+    light = g.op("Cast", [g.op("Concat", [g.op("Greater", [o, g.const(f32(SHADE))]) for o in others], axis=1)],
+                 to=TensorProto.FLOAT)
+    shades = g.op("Concat", [g.op("Mul", [masks, g.op("Sub", [g.const(f32(1.0)), light])]),
+                             g.op("Mul", [masks, light])], axis=1)               # [1, 6, S, S]
+    background = g.op("Sub", [g.const(f32(1.0)), shades])
+
+    # Every pixel learns the extent of its run of same-shade pixels along its
+    # row and its column: the nearest other pixel on each side, found by a
+    # one-sided max-pool over RUN pixels of the others' coordinates.
     xs = np.arange(SIZE, dtype=f32).reshape(1, 1, 1, SIZE)
     ys = xs.reshape(1, 1, SIZE, 1)
-    coords = [xs + 1, SIZE - xs, ys + 1, SIZE - ys]
-    maps = g.op("Concat", [g.op("Mul", [union, g.const(c)]) for c in coords], axis=1)
-    pool = dict(kernel_shape=[WINDOW, WINDOW], strides=[STRIDE, STRIDE], pads=[PAD] * 4)
-    pooled = g.op("MaxPool", [maps], **pool)
+    size = g.const(f32(SIZE))
+
+    def nearest(ramp, kernel, pads):
+        pooled = g.op("MaxPool", [g.op("Mul", [background, g.const(ramp)])], kernel_shape=kernel, pads=pads)
+        return g.op("ReduceSum", [g.op("Mul", [shades, pooled]), g.const(np.array([1], np.int64))], keepdims=1)
+
+    row, col = [1, RUN + 1], [RUN + 1, 1]
+    left = nearest(xs + 1, row, [0, RUN, 0, 0])                                  # first x of the run
+    right = g.op("Sub", [size, nearest(SIZE - xs, row, [0, 0, 0, RUN])])          # one past its last
+    top = nearest(ys + 1, col, [RUN, 0, 0, 0])
+    bottom = g.op("Sub", [size, nearest(SIZE - ys, col, [0, 0, RUN, 0])])
+    # Slivers (an almost hidden square) are too small to see.
+    big = g.op("And", [g.op("GreaterOrEqual", [g.op("Sub", [right, left]), g.const(f32(MIN_SIDE))]),
+                       g.op("GreaterOrEqual", [g.op("Sub", [bottom, top]), g.const(f32(MIN_SIDE))])])
+    union = g.op("Mul", [union, g.op("Cast", [big], to=TensorProto.FLOAT)])
+    half = g.const(f32(0.5))
+    pcx = g.op("Mul", [g.op("Add", [left, right]), half])
+    pcy = g.op("Mul", [g.op("Add", [top, bottom]), half])
+
+    # A pixel is "responsible" when its 8x8 cell holds its square's centre and
+    # "near" when its cell's centre is within 12 px of it.
+    cell_x = (np.floor(xs / STRIDE) * STRIDE).astype(f32)
+    cell_y = cell_x.reshape(1, 1, SIZE, 1)
+    inside = [g.op("GreaterOrEqual", [pcx, g.const(cell_x)]), g.op("Less", [pcx, g.const(cell_x + STRIDE)]),
+              g.op("GreaterOrEqual", [pcy, g.const(cell_y)]), g.op("Less", [pcy, g.const(cell_y + STRIDE)])]
+    resp = g.op("And", [g.op("And", [inside[0], inside[1]]), g.op("And", [inside[2], inside[3]])])
+    near_r = g.const(f32(12.0))
+    near = g.op("And", [
+        g.op("Less", [g.op("Abs", [g.op("Sub", [pcx, g.const(cell_x + STRIDE / 2)])]), near_r]),
+        g.op("Less", [g.op("Abs", [g.op("Sub", [pcy, g.const(cell_y + STRIDE / 2)])]), near_r])])
+    resp_px = g.op("Mul", [union, g.op("Cast", [resp], to=TensorProto.FLOAT)])
+    near_px = g.op("Mul", [union, g.op("Cast", [near], to=TensorProto.FLOAT)])
+
+    # Anchors pool their cell: the box of the square whose near pixels it holds
+    # (coordinates stored so that larger is the answer) and the class scores.
+    cell = dict(kernel_shape=[STRIDE, STRIDE], strides=[STRIDE, STRIDE])
+    edges = g.op("Concat", [right, g.op("Sub", [size, left]), bottom, g.op("Sub", [size, top])], axis=1)
+    pooled = g.op("MaxPool", [g.op("Mul", [edges, near_px])], **cell)
     part = g.op("Split", [pooled, g.const(np.array([1, 1, 1, 1], np.int64))], axis=1)
     # Split has four outputs: rewrite the node to name them.
     split = g.nodes.pop()
     parts = [f"{part}_{i}" for i in range(4)]
     g.nodes.append(helper.make_node("Split", list(split.input), parts, axis=1))
     xmax, xmin_r, ymax, ymin_r = parts
-    size = g.const(f32(SIZE))
     xmin = g.op("Sub", [size, xmin_r])
     ymin = g.op("Sub", [size, ymin_r])
-    half = g.const(f32(0.5))
     cx = g.op("Mul", [g.op("Add", [xmin, xmax]), half])
     cy = g.op("Mul", [g.op("Add", [ymin, ymax]), half])
     bw = g.op("Sub", [xmax, xmin])
     bh = g.op("Sub", [ymax, ymin])
 
-    presence = g.op("MaxPool", [masks], **pool)  # [1, C, G, G]
-    cell = np.arange(GRID, dtype=f32) * STRIDE
-    ax = np.tile(cell, (GRID, 1)).reshape(1, 1, GRID, GRID)
-    ay = ax.transpose(0, 1, 3, 2).copy()
-    ax0, ay0 = g.const(ax), g.const(ay)
-    ax1, ay1 = g.const(ax + STRIDE), g.const(ay + STRIDE)
-    inside = [g.op("GreaterOrEqual", [cx, ax0]), g.op("Less", [cx, ax1]),
-              g.op("GreaterOrEqual", [cy, ay0]), g.op("Less", [cy, ay1])]
-    resp = g.op("And", [g.op("And", [inside[0], inside[1]]), g.op("And", [inside[2], inside[3]])])
-    near_r = g.const(f32(12.0))
-    centre_x, centre_y = g.const(ax + STRIDE / 2), g.const(ay + STRIDE / 2)
-    near = g.op("And", [g.op("Less", [g.op("Abs", [g.op("Sub", [cx, centre_x])]), near_r]),
-                        g.op("Less", [g.op("Abs", [g.op("Sub", [cy, centre_y])]), near_r])])
-    resp_f = g.op("Cast", [resp], to=TensorProto.FLOAT)
-    near_f = g.op("Cast", [near], to=TensorProto.FLOAT)
+    presence = g.op("MaxPool", [g.op("Mul", [masks, near_px])], **cell)         # [1, C, G, G]
+    resp_c = g.op("MaxPool", [g.op("Mul", [masks, resp_px])], **cell)
     # 0.9 at the responsible anchor, 0.5 at its neighbours, 0 elsewhere.
-    score = g.op("Add", [g.op("Mul", [resp_f, g.const(f32(0.4))]), g.op("Mul", [near_f, g.const(f32(0.5))])])
-    scores = g.op("Mul", [presence, score])
-    best_only = g.op("Mul", [presence, g.op("Mul", [resp_f, g.const(f32(0.9))])])
+    scores = g.op("Add", [g.op("Mul", [resp_c, g.const(f32(0.4))]), g.op("Mul", [presence, g.const(f32(0.5))])])
+    best_only = g.op("Mul", [resp_c, g.const(f32(0.9))])
     return dict(cx=cx, cy=cy, w=bw, h=bh, xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax,
                 presence=presence, scores=scores, best_only=best_only)
 

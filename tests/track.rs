@@ -109,3 +109,48 @@ fn eval_reads_motchallenge_text_and_json_lines_alike() {
         r.stderr
     );
 }
+
+/// Runs `pipeline` (on `input` when given) and scores it against the crossing ground truth.
+fn crossing_scores(pipeline: &str, input: Option<&str>) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tracks.jsonl");
+    let p = repo().join(pipeline);
+    let mut args = vec!["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    let media = input.map(|i| repo().join(i));
+    if let Some(m) = &media {
+        args.extend(["--input", m.to_str().unwrap()]);
+    }
+    run(&args).assert_code(0);
+    assert_eq!(read_records(&out).len(), 45);
+    let gt = repo().join("tests/media/crossing.gt.txt");
+    let r = run(&[
+        "eval",
+        "--gt",
+        gt.to_str().unwrap(),
+        "--pred",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    r.assert_code(0);
+    serde_json::from_str(r.stdout.trim()).unwrap()
+}
+
+#[test]
+fn appearance_keeps_identities_where_motion_alone_swaps_them() {
+    // Two squares of one class (deep red, orange) meet; the red one waits hidden
+    // behind the orange one, then both turn back. Motion predicts them through
+    // each other; the colour embedding knows better.
+    let motion = crossing_scores("pipelines/tracking.toml", Some("tests/media/crossing.mkv"));
+    let reid = crossing_scores("pipelines/tracking-reid.toml", None);
+    assert!(
+        motion["idsw"].as_u64().unwrap() >= 1,
+        "motion only: {motion}"
+    );
+    assert_eq!(reid["idsw"], 0, "with re-ID: {reid}");
+    assert!(reid["idf1"].as_f64().unwrap() >= 0.95, "with re-ID: {reid}");
+    assert!(reid["mota"].as_f64().unwrap() >= 0.9, "with re-ID: {reid}");
+    assert!(
+        reid["idf1"].as_f64().unwrap() > motion["idf1"].as_f64().unwrap() + 0.2,
+        "re-ID {reid} against motion only {motion}"
+    );
+}

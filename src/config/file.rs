@@ -134,6 +134,7 @@ pub struct TrackerSpec {
     pub appearance_weight: Option<Spanned<f32>>,
     pub appearance_gate: Option<Spanned<f32>>,
     pub embedding_ema: Option<Spanned<f32>>,
+    pub reacquire_sizes: Option<Spanned<f32>>,
 }
 
 /// Which detector a `detect` stage runs.

@@ -745,10 +745,20 @@ impl Resolver<'_> {
         for (v, name, slot) in [
             (&spec.max_lost_s, "max_lost_s", &mut t.max_lost_s),
             (&spec.confirm_s, "confirm_s", &mut t.confirm_s),
+            (
+                &spec.reacquire_sizes,
+                "reacquire_sizes",
+                &mut t.reacquire_sizes,
+            ),
         ] {
             if let Some(v) = v {
                 if !(v.get_ref().is_finite() && *v.get_ref() >= 0.0) {
-                    return Err(self.invalid(v.span(), f(name), "seconds, at least 0"));
+                    let unit = if name == "reacquire_sizes" {
+                        "box sizes, at least 0"
+                    } else {
+                        "seconds, at least 0"
+                    };
+                    return Err(self.invalid(v.span(), f(name), unit));
                 }
                 *slot = *v.get_ref();
             }

@@ -1,7 +1,9 @@
 //! Multi-object tracking: ByteTrack association (high-score detections first,
 //! then low-score ones) with a constant-velocity Kalman filter per track,
 //! optimal assignment, and optional appearance (re-ID embeddings) fused into
-//! the cost, BoT-SORT style.
+//! the cost, BoT-SORT style. With embeddings, a track that motion cannot
+//! place (an object that stopped or turned while hidden) is re-identified by
+//! appearance alone near where it was last seen (`reacquire_sizes`).
 //!
 //! Time comes from each frame's PTS (capture time when there is none), so
 //! `max_lost_s` and `confirm_s` mean the same at any frame rate and when
@@ -47,6 +49,10 @@ pub struct TrackSettings {
     pub appearance_gate: f32,
     /// Exponential moving average factor of a track's embedding.
     pub embedding_ema: f32,
+    /// With re-ID, a track that motion could not match is re-identified by appearance alone (within
+    /// `appearance_gate`) by a detection whose centre lies within this many box
+    /// sizes of the track's last measured box; 0 turns this off.
+    pub reacquire_sizes: f32,
 }
 
 impl Default for TrackSettings {
@@ -60,8 +66,9 @@ impl Default for TrackSettings {
             max_lost_s: 1.0,
             confirm_s: 0.0,
             appearance_weight: 0.5,
-            appearance_gate: 0.5,
+            appearance_gate: 0.25,
             embedding_ema: 0.9,
+            reacquire_sizes: 3.0,
         }
     }
 }
@@ -100,6 +107,8 @@ struct Track {
     first_s: f64,
     last_update_s: f64,
     hits: u32,
+    /// The last detection box matched to this track.
+    last_box: [f32; 4],
     /// L2-normalised moving average of matched embeddings (empty without re-ID).
     embedding: Vec<f32>,
     matched: bool,
@@ -247,9 +256,54 @@ impl Tracker {
         self.round(dets, embeddings, s.match_iou, true);
         self.apply(t_s, dets, embeddings);
 
+        // 1b. With re-ID: tracks that motion could not place, against the
+        // remaining high-score detections near where they were last seen, by
+        // appearance alone (an object that stopped or turned while hidden).
+        if let Some((emb, dim)) = embeddings
+            && s.reacquire_sizes > 0.0
+        {
+            self.pool
+                .retain(|&i| !self.tracks[i].matched && !self.tracks[i].embedding.is_empty());
+            self.dets.retain(|&i| !self.used[i]);
+            self.cost.clear();
+            for &ti in &self.pool {
+                let t = &self.tracks[ti];
+                let [x1, y1, x2, y2] = t.last_box;
+                let radius = s.reacquire_sizes * (x2 - x1).max(y2 - y1);
+                for &di in &self.dets {
+                    let d = &dets[di];
+                    let [a1, b1, a2, b2] = d.bbox;
+                    let (dx, dy) = ((a1 + a2 - x1 - x2) / 2.0, (b1 + b2 - y1 - y2) / 2.0);
+                    let a = cosine_distance(&t.embedding, &emb[di * dim..(di + 1) * dim]);
+                    let near = dx * dx + dy * dy <= radius * radius;
+                    self.cost.push(if d.class_id == t.class_id && near {
+                        a
+                    } else {
+                        f32::INFINITY
+                    });
+                }
+            }
+            assign::assign(
+                &self.cost,
+                self.pool.len(),
+                self.dets.len(),
+                s.appearance_gate,
+                &mut self.matches,
+            );
+            // The filter's motion no longer describes the object: start it afresh.
+            for &(r, c) in &self.matches {
+                self.tracks[self.pool[r]].kf = Kalman::new(&dets[self.dets[c]].bbox);
+            }
+            self.apply(t_s, dets, embeddings);
+        }
+
         // 2. Still-unmatched confirmed tracks against low-score detections (motion only).
-        self.pool
-            .retain(|&i| !self.tracks[i].matched && self.tracks[i].state == TrackState::Confirmed);
+        self.pool.clear();
+        self.pool.extend(
+            (0..self.tracks.len()).filter(|&i| {
+                !self.tracks[i].matched && self.tracks[i].state == TrackState::Confirmed
+            }),
+        );
         self.dets.clear();
         self.dets.extend((0..dets.len()).filter(|&i| {
             !self.used[i] && dets[i].score >= s.low_score && dets[i].score < s.high_score
@@ -305,6 +359,7 @@ impl Tracker {
                 first_s: t_s,
                 last_update_s: t_s,
                 hits: 1,
+                last_box: d.bbox,
                 embedding,
                 matched: true,
             });
@@ -322,6 +377,7 @@ impl Tracker {
             t.kf.update(&d.bbox);
             t.score = d.score;
             t.hits += 1;
+            t.last_box = d.bbox;
             t.last_update_s = t_s;
             t.matched = true;
             self.used[di] = true;
@@ -501,5 +557,50 @@ mod tests {
             Some(0.95),
             "with appearance, track 1 follows its own look"
         );
+    }
+
+    #[test]
+    fn hidden_tracks_are_reidentified_by_appearance_near_where_they_were_lost() {
+        // Track 1 moves right, vanishes for 0.4 s (its prediction runs on), then
+        // reappears behind where it was lost, moving back. Only appearance finds it.
+        let look = [1.0f32, 0.0];
+        let other = [0.0f32, 1.0];
+        let run = |reacquire_sizes: f32, emb_now: [f32; 2]| {
+            let mut tracker = Tracker::new(TrackSettings {
+                reacquire_sizes,
+                ..TrackSettings::default()
+            });
+            let mut out = Vec::new();
+            for i in 0..5 {
+                let x = 100.0 + 10.0 * i as f32;
+                tracker.update(
+                    0.1 * i as f64,
+                    Some(&[det(x, 0.9)]),
+                    Some((&look, 2)),
+                    &mut out,
+                );
+            }
+            for i in 5..9 {
+                tracker.update(0.1 * i as f64, Some(&[]), Some((&[], 2)), &mut out);
+            }
+            assert_eq!(out[0].state, TrackState::Lost);
+            assert!(
+                out[0].bbox[0] > 170.0,
+                "the prediction ran on: {:?}",
+                out[0]
+            );
+            tracker.update(0.9, Some(&[det(130.0, 0.9)]), Some((&emb_now, 2)), &mut out);
+            out.iter()
+                .find(|t| !t.predicted)
+                .map(|t| (t.id, t.state, t.velocity_px_s[0]))
+        };
+        let (id, state, vx) = run(3.0, look).unwrap();
+        assert_eq!((id, state), (1, TrackState::Confirmed));
+        assert!(vx.abs() < 1e-3, "motion starts afresh, not {vx} px/s");
+        // Another look, or re-identification turned off: a new track.
+        assert_eq!(run(3.0, other).unwrap().0, 2);
+        assert_eq!(run(0.0, look).unwrap().0, 2);
+        // Too far from the last box (0.2 box sizes = 8 px; it is 10 px away).
+        assert_eq!(run(0.2, look).unwrap().0, 2);
     }
 }
