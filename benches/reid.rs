@@ -49,6 +49,7 @@ fn frame() -> Frame {
         },
         buffer: gst::Buffer::from_slice(bytes),
         info: Arc::new(info),
+        right: None,
     }
 }
 
@@ -62,6 +63,7 @@ fn detections(n: usize) -> Detections {
             class_id: 0,
             class: Arc::from("person"),
             score: 0.9,
+            position: None,
         });
     }
     d

@@ -25,6 +25,7 @@ fn detections(n: usize, frame: usize) -> Vec<Detection> {
                 class_id: 0,
                 class: class.clone(),
                 score: 0.9,
+                position: None,
             }
         })
         .collect()

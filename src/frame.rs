@@ -47,6 +47,8 @@ pub struct Frame {
     pub buffer: gst::Buffer,
     /// Layout of `buffer`: format, size, strides. Shared while caps do not change.
     pub info: Arc<gst_video::VideoInfo>,
+    /// The right view of a stereo pair (this frame is the left one).
+    pub right: Option<Box<Frame>>,
 }
 
 impl Frame {
@@ -88,6 +90,59 @@ pub struct Detection {
     pub class_id: u32,
     pub class: Arc<str>,
     pub score: f32,
+    /// Where it is in 3D, once a depth stage has run.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+}
+
+/// Where a depth value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepthSource {
+    /// Rectified stereo and SGBM disparity.
+    Stereo,
+    /// A monocular depth model (metric after fitting to stereo or a set scale).
+    Mono,
+}
+
+/// An object's 3D position in the left rectified camera frame (x right,
+/// y down, z forward), metres.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Position {
+    pub position_m: [f32; 3],
+    pub depth_source: DepthSource,
+}
+
+/// A depth map in metres (0 = invalid), row-major, `width × height`, in the
+/// left rectified view (stereo) or the model's output grid (mono). Pixel
+/// `(u, v)` of the map covers frame pixel `(u / scale, v / scale)`.
+#[derive(Debug, Clone, Default)]
+pub struct DepthMap {
+    pub width: u32,
+    pub height: u32,
+    pub scale: f32,
+    pub metres: Pooled<f32>,
+    pub source: Option<DepthSource>,
+}
+
+/// How a stereo pair was put together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairClock {
+    /// Media timestamps (recordings).
+    Pts,
+    /// The GStreamer pipeline clock's capture times (live sources).
+    Pipeline,
+}
+
+/// A stereo pair's bookkeeping, written with its record.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PairInfo {
+    pub left_seq: u64,
+    pub right_seq: u64,
+    /// Right time minus left time, ns.
+    pub skew_ns: i64,
+    pub clock: PairClock,
 }
 
 /// A per-frame result vector borrowed from the producing stage's pool and
@@ -190,6 +245,10 @@ pub struct Record {
     pub embeddings: Option<Embeddings>,
     /// From a `track` stage.
     pub tracks: Option<Tracks>,
+    /// From the stereo pairing.
+    pub pair: Option<PairInfo>,
+    /// From a `stereo_depth` or `depth` stage.
+    pub depth: Option<DepthMap>,
     pub skipped: Vec<Skip>,
     pub failed: Vec<Failure>,
 }
@@ -217,5 +276,6 @@ pub(crate) fn test_frame(info: gst_video::VideoInfo, bytes: Vec<u8>, seq: u64) -
         },
         buffer: gst::Buffer::from_slice(bytes),
         info: Arc::new(info),
+        right: None,
     }
 }

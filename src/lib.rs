@@ -13,8 +13,10 @@
 //! [`runtime::run`] builds the threads and edges and returns a summary.
 //! See `ARCHITECTURE.md` for one line per module.
 
+pub mod calib;
 pub mod clock;
 pub mod config;
+pub mod cvmat;
 pub mod detect;
 pub mod error;
 pub mod eval;
@@ -25,6 +27,7 @@ pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod stage;
+pub mod stereo;
 pub mod track;
 
 pub use error::Error;

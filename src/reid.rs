@@ -148,6 +148,7 @@ mod tests {
                 class_id: 0,
                 class: Arc::from("x"),
                 score: 0.9,
+                position: None,
             });
         }
         d

@@ -11,4 +11,5 @@ mod recording;
 mod runtime;
 mod signals;
 mod sources;
+mod stereo;
 mod track;

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand. `main` parses, runs and
 //! maps errors to exit codes (2 bad input/configuration, 1 run-time failure).
 
+mod calibrate;
 mod check;
 mod eval;
 mod model_info;
@@ -34,6 +35,10 @@ enum Command {
     ModelInfo(model_info::ModelInfoArgs),
     /// Score tracks against ground truth: MOTA, IDF1, ID switches, fragmentations, precision, recall.
     Eval(eval::EvalArgs),
+    /// Calibrate a stereo pair from chessboard image pairs (OpenCV) into a calibration file.
+    Calibrate(calibrate::CalibrateArgs),
+    /// Convert an OpenCV FileStorage or ROS camera_info calibration into percept's format.
+    ImportCalibration(calibrate::ImportArgs),
 }
 
 /// Pipeline file and the command-line replacements shared by `run` and `check`.
@@ -67,6 +72,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::ModelInfo(args) => model_info::model_info(args),
         Command::Eval(args) => eval::eval(args),
+        Command::Calibrate(args) => calibrate::calibrate(args),
+        Command::ImportCalibration(args) => calibrate::import_calibration(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -252,6 +252,7 @@ impl Stage for DetectStage {
                 class_id: c.class_id,
                 class: self.labels.name(c.class_id),
                 score: c.score,
+                position: None,
             });
         }
         record.detections = Some(detections);

@@ -294,6 +294,7 @@ impl Source {
                     },
                     buffer,
                     info: layout,
+                    right: None,
                 },
                 record: Record::default(),
             };

@@ -95,6 +95,9 @@ pub struct TrackOut {
     pub state: TrackState,
     /// The box is the filter's prediction: no detection matched it on this frame.
     pub predicted: bool,
+    /// Where it is in 3D, once a depth stage has run.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub position: Option<crate::frame::Position>,
 }
 
 struct Track {
@@ -187,6 +190,7 @@ impl Tracker {
                 age_s: (t_s - t.first_s) as f32,
                 state: t.state,
                 predicted: !t.matched,
+                position: None,
             });
         }
     }
@@ -462,6 +466,7 @@ mod tests {
             class_id: 0,
             class: Arc::from("person"),
             score,
+            position: None,
         }
     }
 

@@ -1,0 +1,91 @@
+//! Rectification of a calibrated pair, computed once (OpenCV `stereoRectify`
+//! and `initUndistortRectifyMap`); per frame only `remap` runs, into buffers
+//! the caller keeps.
+
+use opencv::calib3d;
+use opencv::core::{CV_16SC2, Mat, Rect, Size};
+use opencv::prelude::*;
+
+use super::{StereoCalibration, column, mat3};
+
+/// Rectifying rotations, projections and pixel maps of a stereo pair.
+pub struct Rectification {
+    pub r1: Mat,
+    pub r2: Mat,
+    pub p1: Mat,
+    pub p2: Mat,
+    pub q: Mat,
+    /// Rectified focal length (px) and principal point of the left view.
+    pub focal_px: f64,
+    pub cx: f64,
+    pub cy: f64,
+    /// Baseline (m) of the rectified pair.
+    pub baseline_m: f64,
+    pub size: Size,
+    pub left_map: (Mat, Mat),
+    pub right_map: (Mat, Mat),
+    /// Pixels of the left rectified view with valid source pixels.
+    pub valid_left: Rect,
+}
+
+impl Rectification {
+    pub fn new(c: &StereoCalibration) -> opencv::Result<Rectification> {
+        let size = Size::new(c.image_size.0 as i32, c.image_size.1 as i32);
+        let (k1, d1) = (mat3(&c.left.matrix)?, column(&c.left.distortion)?);
+        let (k2, d2) = (mat3(&c.right.matrix)?, column(&c.right.distortion)?);
+        let r = mat3(&c.rotation)?;
+        let t = column(c.translation_m.as_slice())?;
+        let (mut r1, mut r2, mut p1, mut p2, mut q) = (
+            Mat::default(),
+            Mat::default(),
+            Mat::default(),
+            Mat::default(),
+            Mat::default(),
+        );
+        let (mut roi1, mut roi2) = (Rect::default(), Rect::default());
+        calib3d::stereo_rectify(
+            &k1,
+            &d1,
+            &k2,
+            &d2,
+            size,
+            &r,
+            &t,
+            &mut r1,
+            &mut r2,
+            &mut p1,
+            &mut p2,
+            &mut q,
+            calib3d::CALIB_ZERO_DISPARITY,
+            0.0,
+            size,
+            Some(&mut roi1),
+            Some(&mut roi2),
+        )?;
+        let map = |k: &Mat, d: &Mat, r: &Mat, p: &Mat| -> opencv::Result<(Mat, Mat)> {
+            let (mut a, mut b) = (Mat::default(), Mat::default());
+            calib3d::init_undistort_rectify_map(k, d, r, p, size, CV_16SC2, &mut a, &mut b)?;
+            Ok((a, b))
+        };
+        let left_map = map(&k1, &d1, &r1, &p1)?;
+        let right_map = map(&k2, &d2, &r2, &p2)?;
+        let focal_px = *p1.at_2d::<f64>(0, 0)?;
+        // P2[0, 3] = -f · B for a horizontal pair (Tx of the right view).
+        let baseline_m = (*p2.at_2d::<f64>(0, 3)? / *p2.at_2d::<f64>(0, 0)?).abs();
+        Ok(Rectification {
+            cx: *p1.at_2d::<f64>(0, 2)?,
+            cy: *p1.at_2d::<f64>(1, 2)?,
+            r1,
+            r2,
+            p1,
+            p2,
+            q,
+            focal_px,
+            baseline_m,
+            size,
+            left_map,
+            right_map,
+            valid_left: roi1,
+        })
+    }
+}
