@@ -319,6 +319,42 @@ def crossing():
     return frames, truth
 
 
+# Stereo stills: textured red squares in front of a textured wall, for an ideal
+# pair (f = 500 px, B = 0.1 m; calibration/synthetic_400x300.toml).
+# Disparity d gives depth 500 * 0.1 / d: wall 10 px (5 m), squares 40 px
+# (1.25 m) and 25 px (2 m). stereo.gt.json lists each square's box in the
+# left view and its position in metres.
+STEREO_SQUARES = [((60, 100, 36), 40), ((250, 120, 32), 25)]   # ((x, y, side), disparity)
+
+
+def stereo_pair():
+    rng = np.random.default_rng(5)
+    wall = rng.integers(0, 70, (HEIGHT, WIDTH + 64), dtype=np.uint8)
+    left = np.repeat(wall[:, 32:32 + WIDTH, None], 3, axis=2).copy()
+    right = np.repeat(wall[:, 42:42 + WIDTH, None], 3, axis=2).copy()   # wall at 10 px
+    truth = []
+    for (x, y, side), d in STEREO_SQUARES:
+        tex = np.zeros((side, side, 3), np.uint8)
+        tex[..., 0] = rng.integers(200, 256, (side, side))
+        tex[..., 1] = rng.integers(0, 40, (side, side))
+        tex[..., 2] = rng.integers(0, 40, (side, side))
+        left[y:y + side, x:x + side] = tex
+        right[y:y + side, x - d:x - d + side] = tex
+        z = 500 * 0.1 / d
+        cx, cy = x + side / 2 - 200, y + side / 2 - 150
+        truth.append({"bbox": [x, y, x + side, y + side], "disparity": d,
+                      "position_m": [cx * z / 500, cy * z / 500, z]})
+    return left, right, truth
+
+
+def write_png(image, path):
+    h, w, _ = image.shape
+    cmd = ["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!", "rawvideoparse", "format=rgb", f"width={w}",
+           f"height={h}", "framerate=1/1", "!", "videoconvert", "!", "pngenc", "snapshot=true", "!",
+           "filesink", f"location={path}"]
+    subprocess.run(cmd, input=image.tobytes(), check=True)
+
+
 def write_recording(frames, path):
     cmd = ["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!",
            f"rawvideoparse", "format=rgb", f"width={WIDTH}", f"height={HEIGHT}", f"framerate={FPS}/1", "!",
@@ -349,6 +385,10 @@ def main():
             x1, y1, x2, y2 = o["bbox"]
             mot.append(f"{t['seq'] + 1},{o['id']},{x1},{y1},{x2 - x1},{y2 - y1},1,1,1\n")
     (media / "crossing.gt.txt").write_text("".join(mot))
+    left, right, truth = stereo_pair()
+    write_png(left, media / "stereo_left.png")
+    write_png(right, media / "stereo_right.png")
+    (media / "stereo.gt.json").write_text(json.dumps(truth) + "\n")
 
 
 if __name__ == "__main__":

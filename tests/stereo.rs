@@ -69,3 +69,313 @@ fn sgbm_on_the_aloe_pair_is_within_half_a_pixel_of_ground_truth() {
     assert!(bad < 0.10, "{:.1} % off by more than 2 px", bad * 100.0);
     assert!(covered > 0.8, "only {:.1} % matched", covered * 100.0);
 }
+
+fn f(v: &serde_json::Value) -> f64 {
+    v.as_f64().unwrap()
+}
+
+#[test]
+fn detections_get_3d_positions_and_depth_maps_are_written_as_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let depth_dir = dir.path().join("depth");
+    let p = repo().join("pipelines/stereo-objects.toml");
+    run(&[
+        "run",
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--depth-out",
+        depth_dir.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len(), 1, "two stills are one stereo frame");
+    let r = &records[0];
+    assert_eq!(r["stream"], "pair");
+    assert_eq!(r["stereo"]["skew_ns"], 0);
+    assert!(f(&r["depth"]["valid"]) > 0.9, "{r}");
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/media/stereo.gt.json")).unwrap(),
+    )
+    .unwrap();
+    let dets = r["detections"].as_array().unwrap();
+    assert_eq!(dets.len(), 2, "{r}");
+    for t in truth.as_array().unwrap() {
+        let d = dets
+            .iter()
+            .find(|d| (f(&d["bbox"][0]) - f(&t["bbox"][0])).abs() < 3.0)
+            .unwrap_or_else(|| panic!("no detection at {t}"));
+        assert_eq!(d["depth_source"], "stereo");
+        let (got, want) = (&d["position_m"], &t["position_m"]);
+        assert!(
+            (f(&got[2]) - f(&want[2])).abs() < 0.02 * f(&want[2]),
+            "{got} vs {want}"
+        );
+        for i in 0..2 {
+            assert!((f(&got[i]) - f(&want[i])).abs() < 0.02, "{got} vs {want}");
+        }
+    }
+    // The PNG: 16-bit millimetres, named by stream and sequence number.
+    let png = depth_dir.join("pair_000000.png");
+    let m = imgcodecs::imread(png.to_str().unwrap(), imgcodecs::IMREAD_UNCHANGED).unwrap();
+    assert_eq!(
+        (m.cols(), m.rows(), m.typ()),
+        (400, 300, opencv::core::CV_16UC1)
+    );
+    // Square centres at 1.25 m and 2 m, the wall at 5 m.
+    assert_eq!(*m.at_2d::<u16>(118, 78).unwrap(), 1250);
+    assert_eq!(*m.at_2d::<u16>(136, 266).unwrap(), 2000);
+    assert_eq!(*m.at_2d::<u16>(250, 200).unwrap(), 5000);
+}
+
+#[test]
+fn aloe_depth_png_gives_back_the_ground_truth_disparity() {
+    // The user's path: two stills as a one-frame stereo recording, depth out
+    // as PNG millimetres, turned back into disparity d = f · B / Z.
+    let dir = tempfile::tempdir().unwrap();
+    let depth_dir = dir.path().join("depth");
+    let out = dir.path().join("out.jsonl");
+    let p = repo().join("pipelines/stereo-aloe.toml");
+    run(&[
+        "run",
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--depth-out",
+        depth_dir.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let png = depth_dir.join("aloe_000000.png");
+    let mm = imgcodecs::imread(png.to_str().unwrap(), imgcodecs::IMREAD_UNCHANGED).unwrap();
+    let truth = gray(&media("aloeGT.png"));
+    let mut disparity = Mat::new_rows_cols_with_default(
+        mm.rows(),
+        mm.cols(),
+        CV_16S,
+        opencv::core::Scalar::all(0.0),
+    )
+    .unwrap();
+    for y in 0..mm.rows() {
+        let src = mm.at_row::<u16>(y).unwrap();
+        let dst = disparity.at_row_mut::<i16>(y).unwrap();
+        for (d, z) in dst.iter_mut().zip(src) {
+            *d = if *z == 0 {
+                -16
+            } else {
+                (3740.0 * 0.16 / (f64::from(*z) / 1000.0) * 16.0).round() as i16
+            };
+        }
+    }
+    let (median, bad, covered) = disparity_errors(&disparity, &truth, 32);
+    assert!(median <= 0.5, "median error {median}");
+    assert!(bad < 0.10, "{:.1} % off by more than 2 px", bad * 100.0);
+    assert!(covered > 0.8, "only {:.1} % matched", covered * 100.0);
+}
+
+#[test]
+fn two_streams_pair_by_time_and_every_unpaired_frame_is_counted() {
+    // Left at 30 fps; right at 25 fps, 3 ms late: frames pair only where
+    // their times come within 10 ms, the rest are dropped as unpaired.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let summary = dir.path().join("summary.json");
+    let p = pipeline(
+        dir.path(),
+        "pair.toml",
+        r#"
+version = 1
+[[source]]
+id = "l"
+kind = "gst"
+launch = "videotestsrc num-buffers=30 ! video/x-raw,width=64,height=48,framerate=30/1"
+[[source]]
+id = "r"
+kind = "gst"
+launch = "videotestsrc num-buffers=25 timestamp-offset=3000000 ! video/x-raw,width=64,height=48,framerate=25/1"
+[[stereo]]
+id = "lr"
+left = "l"
+right = "r"
+max_skew_ms = 10
+[[stage]]
+id = "stats"
+kind = "image_stats"
+streams = ["lr"]
+"#,
+    );
+    run(&[
+        "run",
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let records = read_records(&out);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let pair = &s["stereo"][0];
+    let n = pair["pairs"].as_u64().unwrap();
+    assert_eq!(n as usize, records.len());
+    assert_eq!(n + pair["unpaired_left"].as_u64().unwrap(), 30, "{pair}");
+    assert_eq!(n + pair["unpaired_right"].as_u64().unwrap(), 25, "{pair}");
+    // Brute force: left frame i (i/30 s) with right frame j (j/25 s + 3 ms) within 10 ms.
+    let expected = (0..30)
+        .filter(|i| {
+            (0..25).any(|j| (f64::from(j) / 25.0 + 0.003 - f64::from(*i) / 30.0).abs() <= 0.010)
+        })
+        .count();
+    assert_eq!(n as usize, expected, "{pair}");
+    let mut last = (-1i64, -1i64);
+    for (k, r) in records.iter().enumerate() {
+        let st = &r["stereo"];
+        assert_eq!(r["seq"].as_u64().unwrap(), k as u64);
+        assert!(st["skew_ns"].as_i64().unwrap().abs() <= 10_000_000, "{r}");
+        assert_eq!(st["clock"], "pts");
+        let seqs = (
+            st["left_seq"].as_i64().unwrap(),
+            st["right_seq"].as_i64().unwrap(),
+        );
+        assert!(seqs.0 > last.0 && seqs.1 > last.1, "{r}");
+        last = seqs;
+        assert!(r["image_stats"].is_object());
+    }
+    assert!(
+        s["drops"].to_string().contains("unpaired"),
+        "{}",
+        s["drops"]
+    );
+}
+
+#[test]
+fn a_calibration_for_another_image_size_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("pipelines/stereo-objects.toml"))
+        .unwrap()
+        .replace("../tests/", &format!("{}/tests/", repo().display()))
+        .replace(
+            "../calibration/synthetic_400x300.toml",
+            &format!("{}/calibration/middlebury_aloe.toml", repo().display()),
+        )
+        .replace("../out/", "");
+    let p = pipeline(dir.path(), "bad.toml", &text);
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("middlebury_aloe.toml")
+            && r.stderr.contains("`image_size`")
+            && r.stderr.contains("400x300"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn calibrate_finds_the_boards_in_opencvs_sample_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three sample pairs plus one without a board (the Aloe views).
+    for name in [
+        "left01", "right01", "left02", "right02", "left03", "right03", "left04", "right04",
+    ] {
+        std::os::unix::fs::symlink(
+            media(&format!("{name}.jpg")),
+            dir.path().join(format!("{name}.jpg")),
+        )
+        .unwrap();
+    }
+    let aloe = |side: &str| {
+        imgcodecs::imread(
+            media(&format!("aloe{side}.jpg")).to_str().unwrap(),
+            imgcodecs::IMREAD_GRAYSCALE,
+        )
+        .unwrap()
+    };
+    let mut small = Mat::default();
+    for (side, name) in [("L", "left99.jpg"), ("R", "right99.jpg")] {
+        opencv::imgproc::resize(
+            &aloe(side),
+            &mut small,
+            opencv::core::Size::new(640, 480),
+            0.0,
+            0.0,
+            opencv::imgproc::INTER_AREA,
+        )
+        .unwrap();
+        imgcodecs::imwrite(
+            dir.path().join(name).to_str().unwrap(),
+            &small,
+            &opencv::core::Vector::new(),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("cal/stereo.toml");
+    let d = dir.path().display();
+    let r = run(&[
+        "calibrate",
+        "--left",
+        &format!("{d}/left*.jpg"),
+        "--right",
+        &format!("{d}/right*.jpg"),
+        "--board",
+        "9x6",
+        "--square-mm",
+        "25",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("4 of 5 pairs used"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("left99.jpg") && r.stderr.contains("board not found"),
+        "{}",
+        r.stderr
+    );
+    let c = StereoCalibration::load(&out).unwrap();
+    let rms = c.rms_px.unwrap();
+    // Four pairs only; the full set below must reach under 0.6 px.
+    assert!(rms < 1.0, "RMS {rms}");
+    assert_eq!(c.image_size, (640, 480));
+    // The sample rig: about 8 cm apart, side by side.
+    assert!((c.baseline_m() - 0.083).abs() < 0.01, "{}", c.baseline_m());
+    assert!(c.translation_m.x < 0.0);
+
+    // All 13 sample pairs (there is no pair 10): the figure in the closing note.
+    let all = dir.path().join("all.toml");
+    let m = std::env::var("PERCEPT_MEDIA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| media("left01.jpg").parent().unwrap().to_path_buf());
+    let r = run(&[
+        "calibrate",
+        "--left",
+        &format!("{}/left*.jpg", m.display()),
+        "--right",
+        &format!("{}/right*.jpg", m.display()),
+        "--board",
+        "9x6",
+        "--square-mm",
+        "25",
+        "--out",
+        all.to_str().unwrap(),
+    ]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("13 of 13 pairs used"), "{}", r.stdout);
+    assert!(StereoCalibration::load(&all).unwrap().rms_px.unwrap() < 0.6);
+    // No board anywhere: exit 2, naming why.
+    let r = run(&[
+        "calibrate",
+        "--left",
+        &format!("{d}/left99.jpg"),
+        "--right",
+        &format!("{d}/right99.jpg"),
+        "--board",
+        "9x6",
+        "--square-mm",
+        "25",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("at least 3"), "{}", r.stderr);
+}

@@ -52,6 +52,9 @@ struct PipelineArgs {
     /// Write JSON Lines here instead (`-` for standard output).
     #[arg(short, long, value_name = "PATH")]
     output: Option<String>,
+    /// Also write each frame's depth map as a 16-bit PNG (millimetres, 0 = invalid) into this folder.
+    #[arg(long, value_name = "DIR")]
+    depth_out: Option<String>,
 }
 
 impl PipelineArgs {
@@ -59,6 +62,7 @@ impl PipelineArgs {
         let overrides = Overrides {
             inputs: self.inputs.clone(),
             output: self.output.clone(),
+            depth_out: self.depth_out.clone(),
         };
         Ok(Plan::load(&self.pipeline, &overrides)?)
     }

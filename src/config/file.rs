@@ -21,6 +21,9 @@ pub struct PipelineFile {
     /// Sources, in order (`[[source]]`).
     #[serde(rename = "source", default)]
     pub sources: Vec<SourceSpec>,
+    /// Stereo pairs made of sources (`[[stereo]]`).
+    #[serde(rename = "stereo", default)]
+    pub stereo: Vec<StereoSpec>,
     /// Stages, in processing order (`[[stage]]`).
     #[serde(rename = "stage", default)]
     pub stages: Vec<StageSpec>,
@@ -118,6 +121,14 @@ pub struct StageSpec {
     pub hog: Option<Spanned<HogSpec>>,
     /// `track`: tracker parameters (`[stage.tracker]`).
     pub tracker: Option<Spanned<TrackerSpec>>,
+    /// `stereo_depth`: the calibration file (TOML, see calibration/README.md).
+    pub calibration: Option<Spanned<String>>,
+    /// `stereo_depth`: StereoSGBM parameters (`[stage.sgbm]`).
+    pub sgbm: Option<Spanned<SgbmSpec>>,
+    /// `stereo_depth`: depths beyond this are invalid (metres; default: no limit).
+    pub max_depth_m: Option<Spanned<f32>>,
+    /// `stereo_depth`: each side of a box shrinks by this fraction before its median depth (default 0.25).
+    pub box_shrink: Option<Spanned<f32>>,
 }
 
 /// `[stage.tracker]`: ByteTrack parameters; times in seconds.
@@ -205,6 +216,44 @@ pub enum StageKind {
     Track,
     /// Appearance embeddings of the detections (ONNX re-ID model).
     Reid,
+    /// Rectification + SGBM disparity → metric depth and 3D positions (stereo pairs).
+    StereoDepth,
+}
+
+/// One `[[stereo]]` table: two sources paired by time, or one side-by-side source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StereoSpec {
+    /// The paired stream's id (what stages list in `streams`).
+    pub id: Spanned<String>,
+    /// Source id of the left camera.
+    pub left: Option<Spanned<String>>,
+    /// Source id of the right camera.
+    pub right: Option<Spanned<String>>,
+    /// Source id of a side-by-side stream (left half, right half).
+    pub side_by_side: Option<Spanned<String>>,
+    /// Largest |right time − left time| of a pair, milliseconds (default 10).
+    pub max_skew_ms: Option<Spanned<f64>>,
+    /// Live sources: how long a frame waits for its partner, milliseconds (default 100).
+    pub max_wait_ms: Option<Spanned<f64>>,
+}
+
+/// `[stage.sgbm]`: OpenCV StereoSGBM parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgbmSpec {
+    pub min_disparity: Option<Spanned<i32>>,
+    pub num_disparities: Option<Spanned<i32>>,
+    pub block_size: Option<Spanned<i32>>,
+    pub p1: Option<Spanned<i32>>,
+    pub p2: Option<Spanned<i32>>,
+    pub disp12_max_diff: Option<Spanned<i32>>,
+    pub pre_filter_cap: Option<Spanned<i32>>,
+    pub uniqueness_ratio: Option<Spanned<i32>>,
+    pub speckle_window_size: Option<Spanned<i32>>,
+    pub speckle_range: Option<Spanned<i32>>,
+    pub mode: Option<Spanned<crate::stereo::depth::SgbmMode>>,
+    pub full_width: Option<Spanned<bool>>,
 }
 
 /// One `[[sink]]` table.
@@ -222,6 +271,8 @@ pub struct SinkSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkKind {
+    /// 16-bit PNG depth maps in millimetres, one file per frame, into the folder `path`.
+    DepthPng,
     /// One JSON object per frame and line.
     Jsonl,
 }
@@ -264,8 +315,8 @@ macro_rules! file_names {
 file_names! {
     SourceKind { File => "file", Uri => "uri", V4l2 => "v4l2", Test => "test", Gst => "gst" }
     Delivery { Lossless => "lossless", Latest => "latest" }
-    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect", Track => "track", Reid => "reid" }
+    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect", Track => "track", Reid => "reid", StereoDepth => "stereo_depth" }
     DetectBackend { Onnx => "onnx", HogPeople => "hog_people" }
-    SinkKind { Jsonl => "jsonl" }
+    SinkKind { Jsonl => "jsonl", DepthPng => "depth_png" }
     EdgePolicy { Block => "block", DropOldest => "drop_oldest" }
 }

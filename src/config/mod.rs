@@ -12,7 +12,7 @@ use std::path::PathBuf;
 pub use file::{Delivery, EdgePolicy, SinkKind, SourceKind, StageKind};
 pub use plan::{
     EdgePlan, OutputPath, Overrides, Plan, SinkPlan, SourceInput, SourcePlan, StagePlan,
-    StageSettings,
+    StageSettings, StereoInput, StereoPlan,
 };
 
 /// A pipeline file that cannot be used.

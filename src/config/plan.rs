@@ -40,6 +40,8 @@ pub struct Overrides {
     pub inputs: Vec<String>,
     /// Replaces the JSON Lines destination (`-` = stdout).
     pub output: Option<String>,
+    /// Also writes depth maps as PNG files into this folder.
+    pub depth_out: Option<String>,
 }
 
 /// A validated pipeline, ready to run.
@@ -48,6 +50,7 @@ pub struct Plan {
     pub path: PathBuf,
     pub name: String,
     pub sources: Vec<SourcePlan>,
+    pub stereo: Vec<StereoPlan>,
     pub stages: Vec<StagePlan>,
     pub sinks: Vec<SinkPlan>,
 }
@@ -83,6 +86,33 @@ pub struct SourcePlan {
     pub delivery: Delivery,
 }
 
+/// Where a stereo pair's views come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StereoInput {
+    /// Two sources, paired by time.
+    Pair { left: String, right: String },
+    /// One source whose frames hold both views side by side.
+    SideBySide(String),
+}
+
+/// A resolved `[[stereo]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StereoPlan {
+    pub id: String,
+    pub input: StereoInput,
+    pub settings: crate::stereo::PairSettings,
+}
+
+impl StereoPlan {
+    /// The source ids this pair consumes.
+    pub fn consumes(&self, source: &str) -> bool {
+        match &self.input {
+            StereoInput::Pair { left, right } => left == source || right == source,
+            StereoInput::SideBySide(s) => s == source,
+        }
+    }
+}
+
 /// A bounded edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EdgePlan {
@@ -109,6 +139,7 @@ pub enum StageSettings {
     Detect(DetectSettings),
     Track(TrackSettings),
     Reid(ModelSettings),
+    StereoDepth(Box<crate::stereo::depth::StereoDepthSettings>),
 }
 
 /// Where a sink writes.
@@ -249,11 +280,25 @@ impl Resolver<'_> {
             EdgePolicy::Block
         };
 
+        let mut stereo = Vec::with_capacity(file.stereo.len());
+        for (i, spec) in file.stereo.iter().enumerate() {
+            let field = format!("stereo[{i}]");
+            self.check_id(&spec.id, &field, &mut ids)?;
+            stereo.push(self.stereo(spec, &field, &sources, &stereo)?);
+        }
+        // Streams stages see: sources not consumed by a pair, and the pairs.
+        let streams: Vec<String> = sources
+            .iter()
+            .map(|s| s.id.clone())
+            .filter(|id| !stereo.iter().any(|p: &StereoPlan| p.consumes(id)))
+            .chain(stereo.iter().map(|p| p.id.clone()))
+            .collect();
+
         let mut stages = Vec::with_capacity(file.stages.len());
         for (i, spec) in file.stages.iter().enumerate() {
             let field = format!("stage[{i}]");
             self.check_id(&spec.id, &field, &mut ids)?;
-            stages.push(self.stage(spec, &field, &sources, default_policy)?);
+            stages.push(self.stage(spec, &field, &sources, &streams, default_policy)?);
         }
 
         let mut sinks = Vec::with_capacity(file.sinks.len().max(1));
@@ -275,6 +320,16 @@ impl Resolver<'_> {
         if sinks.is_empty() {
             return Err(self.plan_error("no [[sink]]: add one or pass --output"));
         }
+        if let Some(dir) = &overrides.depth_out {
+            sinks.push(SinkPlan {
+                kind: SinkKind::DepthPng,
+                output: OutputPath::File(PathBuf::from(dir)),
+                input: EdgePlan {
+                    capacity: DEFAULT_QUEUE_CAPACITY,
+                    policy: default_policy,
+                },
+            });
+        }
 
         Ok(Plan {
             path: self.path.to_path_buf(),
@@ -284,8 +339,87 @@ impl Resolver<'_> {
                     .map_or_else(|| "pipeline".into(), |s| s.to_string_lossy().into_owned())
             }),
             sources,
+            stereo,
             stages,
             sinks,
+        })
+    }
+
+    fn stereo(
+        &self,
+        spec: &super::file::StereoSpec,
+        field: &str,
+        sources: &[SourcePlan],
+        earlier: &[StereoPlan],
+    ) -> Result<StereoPlan, ConfigError> {
+        let source = |v: &Spanned<String>, name: &str| -> Result<String, ConfigError> {
+            let id = v.get_ref();
+            if !sources.iter().any(|s| &s.id == id) {
+                return Err(self.invalid(
+                    v.span(),
+                    format!("{field}.{name}"),
+                    format!("no source has id `{id}`"),
+                ));
+            }
+            if earlier.iter().any(|p| p.consumes(id)) {
+                return Err(self.invalid(
+                    v.span(),
+                    format!("{field}.{name}"),
+                    format!("source `{id}` is already part of another stereo pair"),
+                ));
+            }
+            Ok(id.clone())
+        };
+        let input = match (&spec.left, &spec.right, &spec.side_by_side) {
+            (Some(l), Some(r), None) => {
+                let (left, right) = (source(l, "left")?, source(r, "right")?);
+                if left == right {
+                    return Err(self.invalid(
+                        r.span(),
+                        format!("{field}.right"),
+                        "left and right must be different sources",
+                    ));
+                }
+                StereoInput::Pair { left, right }
+            }
+            (None, None, Some(s)) => StereoInput::SideBySide(source(s, "side_by_side")?),
+            _ => {
+                return Err(self.invalid(
+                    spec.id.span(),
+                    field.to_string(),
+                    "give `left` and `right` (two sources) or `side_by_side` (one source)",
+                ));
+            }
+        };
+        let ms = |v: &Option<Spanned<f64>>, name: &str, default: f64| -> Result<u64, ConfigError> {
+            match v {
+                None => Ok((default * 1e6) as u64),
+                Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 0.0 => {
+                    Ok((*v.get_ref() * 1e6) as u64)
+                }
+                Some(v) => Err(self.invalid(
+                    v.span(),
+                    format!("{field}.{name}"),
+                    "milliseconds, at least 0",
+                )),
+            }
+        };
+        let max_skew_ns = ms(&spec.max_skew_ms, "max_skew_ms", 10.0)?;
+        let max_wait_ns = ms(&spec.max_wait_ms, "max_wait_ms", 100.0)?;
+        let live = sources
+            .iter()
+            .filter(|s| match &input {
+                StereoInput::Pair { left, right } => &s.id == left || &s.id == right,
+                StereoInput::SideBySide(x) => &s.id == x,
+            })
+            .any(|s| s.live || s.realtime);
+        Ok(StereoPlan {
+            id: spec.id.get_ref().clone(),
+            input,
+            settings: crate::stereo::PairSettings {
+                max_skew_ns,
+                max_wait_ns: live.then_some(max_wait_ns),
+            },
         })
     }
 
@@ -621,6 +755,7 @@ impl Resolver<'_> {
         spec: &StageSpec,
         field: &str,
         sources: &[SourcePlan],
+        known_streams: &[String],
         default_policy: EdgePolicy,
     ) -> Result<StagePlan, ConfigError> {
         let kind = *spec.kind.get_ref();
@@ -628,17 +763,13 @@ impl Resolver<'_> {
             None => None,
             Some(list) => {
                 for name in list.get_ref() {
-                    if !sources.iter().any(|s| &s.id == name) {
+                    if !known_streams.iter().any(|s| s == name) {
                         return Err(self.invalid(
                             list.span(),
                             format!("{field}.streams"),
                             format!(
                                 "no source has id `{name}` (sources: {})",
-                                sources
-                                    .iter()
-                                    .map(|s| s.id.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
+                                known_streams.join(", ")
                             ),
                         ));
                     }
@@ -700,6 +831,9 @@ impl Resolver<'_> {
                     settings.preprocess.resize = crate::model::preprocess::Resize::Stretch;
                 }
                 StageSettings::Reid(settings)
+            }
+            StageKind::StereoDepth => {
+                StageSettings::StereoDepth(Box::new(self.stereo_depth(spec, field)?))
             }
         };
         Ok(StagePlan {
@@ -793,6 +927,22 @@ impl Resolver<'_> {
             ),
             ("hog", spec.hog.as_ref().map(Spanned::span)),
         ];
+        if spec.kind.get_ref() != &StageKind::StereoDepth {
+            for (name, span) in [
+                ("calibration", spec.calibration.as_ref().map(Spanned::span)),
+                ("sgbm", spec.sgbm.as_ref().map(Spanned::span)),
+                ("max_depth_m", spec.max_depth_m.as_ref().map(Spanned::span)),
+                ("box_shrink", spec.box_shrink.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    return Err(self.invalid(
+                        span,
+                        format!("{field}.{name}"),
+                        "only used by kind = \"stereo_depth\"",
+                    ));
+                }
+            }
+        }
         if spec.kind.get_ref() != &StageKind::Track
             && let Some(t) = &spec.tracker
         {
@@ -921,6 +1071,147 @@ impl Resolver<'_> {
             max_detections,
             classes: spec.classes.as_ref().map(|c| c.get_ref().clone()),
             labels,
+        })
+    }
+
+    fn stereo_depth(
+        &self,
+        spec: &StageSpec,
+        field: &str,
+    ) -> Result<crate::stereo::depth::StereoDepthSettings, ConfigError> {
+        use crate::stereo::depth::{SgbmSettings, StereoDepthSettings};
+        let Some(cal) = &spec.calibration else {
+            return Err(self.invalid(
+                spec.kind.span(),
+                format!("{field}.calibration"),
+                "a stereo_depth stage needs `calibration` (a file in calibration/)",
+            ));
+        };
+        let calibration_path = self.existing_file(cal, &format!("{field}.calibration"))?;
+        let calibration = crate::calib::StereoCalibration::load(&calibration_path)?;
+        let mut sgbm = SgbmSettings::default();
+        if let Some(g) = &spec.sgbm {
+            let g = g.get_ref();
+            let int = |v: &Option<Spanned<i32>>,
+                       name: &str,
+                       default: i32,
+                       ok: &dyn Fn(i32) -> bool,
+                       rule: &str| {
+                match v {
+                    None => Ok(default),
+                    Some(v) if ok(*v.get_ref()) => Ok(*v.get_ref()),
+                    Some(v) => Err(self.invalid(
+                        v.span(),
+                        format!("{field}.sgbm.{name}"),
+                        rule.to_string(),
+                    )),
+                }
+            };
+            let any = |_: i32| true;
+            let nonneg = |x: i32| x >= 0;
+            sgbm.min_disparity = int(
+                &g.min_disparity,
+                "min_disparity",
+                sgbm.min_disparity,
+                &any,
+                "",
+            )?;
+            sgbm.num_disparities = int(
+                &g.num_disparities,
+                "num_disparities",
+                sgbm.num_disparities,
+                &|x| x > 0 && x % 16 == 0,
+                "a positive multiple of 16",
+            )?;
+            sgbm.block_size = int(
+                &g.block_size,
+                "block_size",
+                sgbm.block_size,
+                &|x| (1..=11).contains(&x) && x % 2 == 1,
+                "odd, 1 to 11",
+            )?;
+            sgbm.p1 = g.p1.as_ref().map(|v| *v.get_ref());
+            sgbm.p2 = g.p2.as_ref().map(|v| *v.get_ref());
+            if let (Some(p1), Some(p2)) = (sgbm.p1, sgbm.p2)
+                && p2 <= p1
+            {
+                let span = g.p2.as_ref().map_or(spec.kind.span(), Spanned::span);
+                return Err(self.invalid(
+                    span,
+                    format!("{field}.sgbm.p2"),
+                    "must be larger than p1",
+                ));
+            }
+            sgbm.disp12_max_diff = int(
+                &g.disp12_max_diff,
+                "disp12_max_diff",
+                sgbm.disp12_max_diff,
+                &any,
+                "",
+            )?;
+            sgbm.pre_filter_cap = int(
+                &g.pre_filter_cap,
+                "pre_filter_cap",
+                sgbm.pre_filter_cap,
+                &nonneg,
+                "at least 0",
+            )?;
+            sgbm.uniqueness_ratio = int(
+                &g.uniqueness_ratio,
+                "uniqueness_ratio",
+                sgbm.uniqueness_ratio,
+                &nonneg,
+                "at least 0",
+            )?;
+            sgbm.speckle_window_size = int(
+                &g.speckle_window_size,
+                "speckle_window_size",
+                sgbm.speckle_window_size,
+                &nonneg,
+                "at least 0",
+            )?;
+            sgbm.speckle_range = int(
+                &g.speckle_range,
+                "speckle_range",
+                sgbm.speckle_range,
+                &nonneg,
+                "at least 0",
+            )?;
+            if let Some(m) = &g.mode {
+                sgbm.mode = *m.get_ref();
+            }
+            if let Some(f) = &g.full_width {
+                sgbm.full_width = *f.get_ref();
+            }
+        }
+        let max_depth_m = match &spec.max_depth_m {
+            None => 0.0,
+            Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 0.0 => *v.get_ref(),
+            Some(v) => {
+                return Err(self.invalid(
+                    v.span(),
+                    format!("{field}.max_depth_m"),
+                    "metres, at least 0",
+                ));
+            }
+        };
+        let box_shrink = match &spec.box_shrink {
+            None => 0.25,
+            Some(v) if (0.0..0.5).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                return Err(self.invalid(
+                    v.span(),
+                    format!("{field}.box_shrink"),
+                    "a fraction, at least 0 and under 0.5",
+                ));
+            }
+        };
+        Ok(StereoDepthSettings {
+            calibration_path,
+            calibration,
+            sgbm,
+            max_depth_m,
+            box_shrink,
         })
     }
 
@@ -1093,7 +1384,7 @@ impl Resolver<'_> {
                 return Err(self.invalid(
                     spec.kind.span(),
                     format!("{field}.path"),
-                    "a jsonl sink needs `path` (`-` for standard output)",
+                    "a sink needs `path` (jsonl: a file or `-` for standard output; depth_png: a folder)",
                 ));
             }
         };
@@ -1196,8 +1487,8 @@ mod tests {
     #[test]
     fn output_override_adds_or_replaces_the_jsonl_sink() {
         let overrides = Overrides {
-            inputs: vec![],
             output: Some("-".into()),
+            ..Overrides::default()
         };
         let p = Plan::from_str(TEST_SOURCE, Path::new("x.toml"), &overrides).unwrap();
         assert_eq!(p.sinks.len(), 1);

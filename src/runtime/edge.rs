@@ -128,6 +128,11 @@ impl EdgeRx {
         self.stats.max_depth.fetch_max(depth, Ordering::Relaxed);
     }
 
+    /// The channel itself, to wait on several edges at once.
+    pub fn receiver(&self) -> &Receiver<Work> {
+        &self.rx
+    }
+
     pub fn stats(&self) -> &Arc<EdgeStats> {
         &self.stats
     }

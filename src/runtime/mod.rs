@@ -33,6 +33,8 @@ use stats::{Latency, RunStats, SinkStats, StageStats, Summary};
 
 /// How often the monitor thread wakes to draw progress.
 const MONITOR_TICK: Duration = Duration::from_millis(100);
+/// How often a pairing thread with nothing to read checks its waiting frames.
+const PAIR_TICK: Duration = Duration::from_millis(5);
 
 /// How a run is driven from outside.
 #[derive(Debug, Clone, Default)]
@@ -86,12 +88,21 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         } else {
             format!("jsonl{i}")
         };
-        let sink = JsonlSink::create(&s.output).map_err(|source| Error::Sink {
+        let sink: std::io::Result<Box<dyn Sink>> = match (s.kind, &s.output) {
+            (crate::config::SinkKind::DepthPng, crate::config::OutputPath::File(dir)) => {
+                crate::sink::DepthPngSink::create(dir.clone()).map(|x| Box::new(x) as Box<dyn Sink>)
+            }
+            (crate::config::SinkKind::DepthPng, _) => Err(std::io::Error::other(
+                "depth_png needs a folder, not standard output",
+            )),
+            _ => JsonlSink::create(&s.output).map(|x| Box::new(x) as Box<dyn Sink>),
+        };
+        let sink = sink.map_err(|source| Error::Sink {
             sink: name.clone(),
             path: s.output.to_string().into(),
             source,
         })?;
-        sinks.push((name, Box::new(sink), s));
+        sinks.push((name, sink, s));
     }
 
     let halt = Arc::new(AtomicBool::new(false));
@@ -153,11 +164,78 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         })?);
     }
 
-    for (source, source_plan) in sources.into_iter().zip(&plan.sources) {
+    // Stereo pairs: their sources feed a pairing thread, which feeds the stages.
+    let mut source_outputs: Vec<Option<Outputs>> = vec![None; plan.sources.len()];
+    for pair in &plan.stereo {
+        let pair_stats = Arc::new(crate::stereo::PairStats::default());
+        stats.pairs.push((pair.id.clone(), pair_stats.clone()));
+        let index = |id: &str| plan.sources.iter().position(|s| s.id == id);
+        let edge_plan = crate::config::EdgePlan {
+            capacity: crate::config::plan::DEFAULT_QUEUE_CAPACITY,
+            policy: if pair.settings.max_wait_ns.is_some() {
+                crate::config::EdgePolicy::DropOldest
+            } else {
+                crate::config::EdgePolicy::Block
+            },
+        };
+        let out = downstream.clone();
+        let halt = halt.clone();
+        let name = format!("pair:{}", pair.id);
+        match &pair.input {
+            crate::config::StereoInput::Pair { left, right } => {
+                let (ltx, lrx) = edge::edge(&format!("{}/left", pair.id), edge_plan);
+                let (rtx, rrx) = edge::edge(&format!("{}/right", pair.id), edge_plan);
+                stats.edges.push(ltx.stats().clone());
+                stats.edges.push(rtx.stats().clone());
+                if let (Some(l), Some(r)) = (index(left), index(right)) {
+                    source_outputs[l] = Some(Outputs::new(vec![ltx]));
+                    source_outputs[r] = Some(Outputs::new(vec![rtx]));
+                }
+                let pairer = crate::stereo::Pairer::new(&pair.id, pair.settings, pair_stats);
+                threads.push(spawn(name, move || {
+                    pair_loop(pairer, &lrx, &rrx, &out);
+                    Ok(())
+                })?);
+            }
+            crate::config::StereoInput::SideBySide(source) => {
+                let (tx, rx) = edge::edge(&pair.id, edge_plan);
+                stats.edges.push(tx.stats().clone());
+                if let Some(i) = index(source) {
+                    source_outputs[i] = Some(Outputs::new(vec![tx]));
+                }
+                let mut split = crate::stereo::SideBySide::new(&pair.id, pair_stats);
+                let id = pair.id.clone();
+                threads.push(spawn(name, move || {
+                    while let Some(work) = rx.recv() {
+                        let work = split.split(work).map_err(|message| Error::Stage {
+                            stage: format!("stereo {id}"),
+                            action: "split side-by-side frames",
+                            message,
+                        });
+                        let work = match work {
+                            Ok(w) => w,
+                            Err(e) => {
+                                halt.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        };
+                        if out.send(work).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })?);
+            }
+        }
+    }
+
+    for ((source, source_plan), own_out) in
+        sources.into_iter().zip(&plan.sources).zip(source_outputs)
+    {
         let id = source_plan.id.clone();
         let source_stats = Arc::new(SourceStats::default());
         stats.sources.push((id.clone(), source_stats.clone()));
-        let out = downstream.clone();
+        let out = own_out.unwrap_or_else(|| downstream.clone());
         let stop = options.stop.clone();
         let halt = halt.clone();
         threads.push(spawn(format!("src:{id}"), move || {
@@ -195,6 +273,38 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         summary: stats.summary(&plan.name, started.elapsed(), stopped),
         error,
     })
+}
+
+/// Pairs two edges' frames by time until both end (see [`crate::stereo::Pairer`]).
+fn pair_loop(mut pairer: crate::stereo::Pairer, left: &EdgeRx, right: &EdgeRx, out: &Outputs) {
+    use crate::stereo::Side;
+    let mut ended = [false, false];
+    let mut closed = false;
+    while !pairer.done() && !closed {
+        let never = crossbeam_channel::never();
+        let l = if ended[0] || !pairer.wants(Side::Left) {
+            &never
+        } else {
+            left.receiver()
+        };
+        let r = if ended[1] || !pairer.wants(Side::Right) {
+            &never
+        } else {
+            right.receiver()
+        };
+        crossbeam_channel::select! {
+            recv(l) -> m => match m {
+                Ok(w) => pairer.push(Side::Left, w, clock::monotonic_ns()),
+                Err(_) => { ended[0] = true; pairer.end(Side::Left); }
+            },
+            recv(r) -> m => match m {
+                Ok(w) => pairer.push(Side::Right, w, clock::monotonic_ns()),
+                Err(_) => { ended[1] = true; pairer.end(Side::Right); }
+            },
+            default(PAIR_TICK) => {}
+        }
+        pairer.poll(clock::monotonic_ns(), |w| closed |= out.send(w).is_err());
+    }
 }
 
 fn spawn(
@@ -275,6 +385,10 @@ impl StageWorker {
                 self.stats.processed.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = result {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    if self.stage.fatal() {
+                        // Frames already out are kept; this one and the rest are not.
+                        return Err(stage_error("process frames", e));
+                    }
                     tracing::warn!(stage = %self.id, seq = work.frame.meta.seq, "{e}");
                     work.record.failed.push(Failure {
                         stage: self.id.clone(),

@@ -93,6 +93,7 @@ pub struct SinkStats {
 #[derive(Debug, Default)]
 pub struct RunStats {
     pub sources: Vec<(String, Arc<SourceStats>)>,
+    pub pairs: Vec<(String, Arc<crate::stereo::PairStats>)>,
     pub stages: Vec<Arc<StageStats>>,
     pub sinks: Vec<Arc<SinkStats>>,
     pub edges: Vec<Arc<EdgeStats>>,
@@ -108,6 +109,7 @@ pub struct Summary {
     pub fps: f64,
     pub stopped: bool,
     pub sources: Vec<SourceSummary>,
+    pub stereo: Vec<PairSummary>,
     pub stages: Vec<StageSummary>,
     pub sinks: Vec<SinkSummary>,
     /// Drop and skip counts as `(where, reason, count)`.
@@ -118,6 +120,16 @@ pub struct Summary {
 pub struct SourceSummary {
     pub id: String,
     pub frames: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PairSummary {
+    pub id: String,
+    pub pairs: u64,
+    pub unpaired_left: u64,
+    pub unpaired_right: u64,
+    /// |right − left| time of the emitted pairs.
+    pub skew: LatencySummary,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,6 +169,17 @@ impl RunStats {
                 frames: load(&s.frames),
             })
             .collect();
+        let stereo: Vec<PairSummary> = self
+            .pairs
+            .iter()
+            .map(|(id, p)| PairSummary {
+                id: id.clone(),
+                pairs: load(&p.pairs),
+                unpaired_left: load(&p.unpaired_left),
+                unpaired_right: load(&p.unpaired_right),
+                skew: p.skew.summary(),
+            })
+            .collect();
         let edge_of = |name: &str| self.edges.iter().find(|e| e.name == name);
         let stages = self
             .stages
@@ -193,6 +216,17 @@ impl RunStats {
                 });
             }
         }
+        for p in &stereo {
+            for (side, n) in [("left", p.unpaired_left), ("right", p.unpaired_right)] {
+                if n > 0 {
+                    drops.push(DropCount {
+                        at: format!("stereo {} {side}", p.id),
+                        reason: "unpaired",
+                        count: n,
+                    });
+                }
+            }
+        }
         for e in &self.edges {
             let n = load(&e.dropped_full);
             if n > 0 {
@@ -218,6 +252,7 @@ impl RunStats {
             },
             stopped,
             sources,
+            stereo,
             stages,
             sinks,
             drops,
@@ -241,6 +276,19 @@ impl fmt::Display for Summary {
         )?;
         for s in &self.sources {
             writeln!(f, "  source {:<14} {} frames", s.id, s.frames)?;
+        }
+        for p in &self.stereo {
+            writeln!(
+                f,
+                "  stereo {:<14} {} pairs, unpaired {} left / {} right, skew p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                p.id,
+                p.pairs,
+                p.unpaired_left,
+                p.unpaired_right,
+                p.skew.p50_ms,
+                p.skew.p99_ms,
+                p.skew.max_ms
+            )?;
         }
         for s in &self.stages {
             writeln!(

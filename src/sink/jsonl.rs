@@ -54,6 +54,28 @@ impl<'a> From<&'a ImageStats> for StatsView<'a> {
     }
 }
 
+/// A depth map's summary (the map itself goes to `--depth-out`).
+#[derive(Serialize)]
+struct DepthView {
+    source: Option<crate::frame::DepthSource>,
+    width: u32,
+    height: u32,
+    /// Share of pixels with a valid depth.
+    valid: f32,
+}
+
+impl From<&crate::frame::DepthMap> for DepthView {
+    fn from(d: &crate::frame::DepthMap) -> Self {
+        let valid = d.metres.iter().filter(|z| **z > 0.0).count();
+        DepthView {
+            source: d.source,
+            width: d.width,
+            height: d.height,
+            valid: valid as f32 / d.metres.len().max(1) as f32,
+        }
+    }
+}
+
 /// One output line. Field names are the stable schema: add, never rename.
 #[derive(Serialize)]
 struct Line<'a> {
@@ -76,6 +98,10 @@ struct Line<'a> {
     detections: Option<&'a [Detection]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tracks: Option<&'a [crate::track::TrackOut]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stereo: Option<crate::frame::PairInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    depth: Option<DepthView>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     skipped: &'a [Skip],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -102,6 +128,8 @@ impl Sink for JsonlSink {
             image_stats: work.record.image_stats.as_ref().map(StatsView::from),
             detections: work.record.detections.as_deref(),
             tracks: work.record.tracks.as_deref(),
+            stereo: work.record.pair,
+            depth: work.record.depth.as_ref().map(DepthView::from),
             skipped: &work.record.skipped,
             failed: &work.record.failed,
         };

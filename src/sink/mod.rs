@@ -4,8 +4,10 @@
 //! is prompt when percept keeps up and batched when it is busy, and always
 //! flushed at the end, including after an error or Ctrl-C.
 
+mod depth_png;
 mod jsonl;
 
+pub use depth_png::DepthPngSink;
 pub use jsonl::{JsonlSink, OUTPUT_SCHEMA_VERSION};
 
 use std::io;

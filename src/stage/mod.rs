@@ -32,6 +32,12 @@ pub trait Stage: Send {
     /// Works on one frame and writes the result into `record`.
     fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError>;
 
+    /// After an error from `process`: true when the stage cannot work on any
+    /// later frame either (wrong calibration for the stream), so the run stops.
+    fn fatal(&self) -> bool {
+        false
+    }
+
     /// Releases per-run state after the last frame.
     fn stop(&mut self) -> Result<(), StageError> {
         Ok(())
@@ -71,6 +77,17 @@ pub fn build(plan: &StagePlan) -> Result<Built, ModelError> {
         },
         StageSettings::Track(settings) => Built {
             stage: Box::new(crate::track::TrackStage::new(*settings)),
+            detector: None,
+        },
+        StageSettings::StereoDepth(settings) => Built {
+            stage: Box::new(
+                crate::stereo::depth::StereoDepthStage::new(settings).map_err(|message| {
+                    ModelError::Run {
+                        path: settings.calibration_path.clone(),
+                        message,
+                    }
+                })?,
+            ),
             detector: None,
         },
     })

@@ -251,6 +251,7 @@ pub struct StereoDepthStage {
     corners_rect: Vector<Point2f>,
     samples: Vec<f32>,
     pool: (Sender<Vec<f32>>, Receiver<Vec<f32>>),
+    fatal: bool,
 }
 
 impl StereoDepthStage {
@@ -266,6 +267,7 @@ impl StereoDepthStage {
             corners_rect: Vector::new(),
             samples: Vec::new(),
             pool: crossbeam_channel::bounded(POOL),
+            fatal: false,
         })
     }
 
@@ -347,14 +349,24 @@ pub(crate) fn median_position(
 }
 
 impl Stage for StereoDepthStage {
+    fn fatal(&self) -> bool {
+        self.fatal
+    }
+
     fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
         let Some(right) = frame.right.as_deref() else {
+            self.fatal = true;
             return Err(StageError(
                 "stereo_depth needs stereo pairs: list a `[[stereo]]` id in `streams`".into(),
             ));
         };
-        self.check_size(frame, "left").map_err(StageError)?;
-        self.check_size(right, "right").map_err(StageError)?;
+        let sizes = self
+            .check_size(frame, "left")
+            .and_then(|()| self.check_size(right, "right"));
+        if let Err(e) = sizes {
+            self.fatal = true;
+            return Err(StageError(e));
+        }
         let matcher = &mut self.matcher;
         with_frame_mat(frame, |left, format| {
             with_frame_mat(right, |right, _| {

@@ -98,6 +98,12 @@ impl Pairer {
         });
     }
 
+    /// Whether a side has room for another frame; a reader that respects this
+    /// gives recordings backpressure instead of drops.
+    pub fn wants(&self, side: Side) -> bool {
+        self.sides[side as usize].len() < MAX_PENDING
+    }
+
     /// Marks a side as finished: its partner frames stop waiting for it.
     pub fn end(&mut self, side: Side) {
         self.ended[side as usize] = true;
