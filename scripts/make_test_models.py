@@ -12,6 +12,9 @@ output layout percept decodes:
   squares_boxes_scores.onnx  boxes [1, N, 4] (x1, y1, x2, y2) + scores [1, N, C]
   squares_yolov8_nhwc.onnx   the YOLOv8 layout with an NHWC input [1, 256, 256, 3]
   wrong_rank.onnx            an input of rank 3, for the contract error test
+  mono_depth.onnx            monocular depth: image [1, 3, 192, 256] -> relative inverse
+                             depth [1, 192, 256] (smoothed luminance; the stereo stills are
+                             painted so that it is right)
   colour_embed.onnx          re-ID embedding: crops [N, 3, 32, 32] -> [N, 24], soft
                              8-bin histograms of R, G and B (objects of different
                              colours get different embeddings)
@@ -323,21 +326,24 @@ def crossing():
 # pair (f = 500 px, B = 0.1 m; calibration/synthetic_400x300.toml).
 # Disparity d gives depth 500 * 0.1 / d: wall 10 px (5 m), squares 40 px
 # (1.25 m) and 25 px (2 m). stereo.gt.json lists each square's box in the
-# left view and its position in metres.
-STEREO_SQUARES = [((60, 100, 36), 40), ((250, 120, 32), 25)]   # ((x, y, side), disparity)
+# left view and its position in metres. The textures' mean luminance is
+# 0.1 + 0.5 / depth (wall 0.2, squares 0.5 and 0.35), which is what the
+# monocular test model reads as relative inverse depth.
+STEREO_SQUARES = [((60, 100, 36), 40, 95), ((250, 120, 32), 25, 31)]   # ((x, y, side), disparity, mean G)
+MONO_SIZE = (256, 192)   # mono_depth.onnx input and output, width x height
 
 
 def stereo_pair():
     rng = np.random.default_rng(5)
-    wall = rng.integers(0, 70, (HEIGHT, WIDTH + 64), dtype=np.uint8)
+    wall = rng.integers(21, 82, (HEIGHT, WIDTH + 64), dtype=np.uint8)      # luminance 0.2
     left = np.repeat(wall[:, 32:32 + WIDTH, None], 3, axis=2).copy()
     right = np.repeat(wall[:, 42:42 + WIDTH, None], 3, axis=2).copy()   # wall at 10 px
     truth = []
-    for (x, y, side), d in STEREO_SQUARES:
+    for (x, y, side), d, green in STEREO_SQUARES:
         tex = np.zeros((side, side, 3), np.uint8)
-        tex[..., 0] = rng.integers(200, 256, (side, side))
-        tex[..., 1] = rng.integers(0, 40, (side, side))
-        tex[..., 2] = rng.integers(0, 40, (side, side))
+        tex[..., 0] = rng.integers(215, 256, (side, side))
+        tex[..., 1] = rng.integers(green - 15, green + 16, (side, side))
+        tex[..., 2] = rng.integers(0, 26, (side, side))
         left[y:y + side, x:x + side] = tex
         right[y:y + side, x - d:x - d + side] = tex
         z = 500 * 0.1 / d
@@ -345,6 +351,21 @@ def stereo_pair():
         truth.append({"bbox": [x, y, x + side, y + side], "disparity": d,
                       "position_m": [cx * z / 500, cy * z / 500, z]})
     return left, right, truth
+
+
+def mono_depth():
+    """Relative inverse depth as a depth network would give it: here the
+    image's luminance, smoothed over 9x9 pixels, output [1, H, W]."""
+    g = Graph()
+    w = np.array([0.299, 0.587, 0.114], np.float32).reshape(1, 3, 1, 1)
+    lum = g.op("Conv", ["image", g.const(w)])
+    smooth = g.op("AveragePool", [lum], kernel_shape=[9, 9], pads=[4, 4, 4, 4], count_include_pad=0)
+    g.op_named("Squeeze", [smooth, g.const(np.array([1], np.int64))], "depth")
+    wdt, hgt = MONO_SIZE
+    model = g.model("mono_depth", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, hgt, wdt])],
+                    [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, hgt, wdt])])
+    del model.metadata_props[:]
+    return model
 
 
 def write_png(image, path):
@@ -370,7 +391,8 @@ def main():
     media.mkdir(parents=True, exist_ok=True)
     for name, build in [("squares_yolov8", yolov8), ("squares_yolov5", yolov5), ("squares_end2end", end2end),
                         ("squares_boxes_scores", boxes_scores), ("wrong_rank", wrong_rank),
-                        ("colour_embed", colour_embed), ("squares_yolov8_nhwc", lambda: yolov8(nhwc=True))]:
+                        ("colour_embed", colour_embed), ("squares_yolov8_nhwc", lambda: yolov8(nhwc=True)),
+                        ("mono_depth", mono_depth)]:
         onnx.save(build(), str(models / f"{name}.onnx"))
     (models / "squares.names").write_text("".join(c + "\n" for c in CLASSES))
     frames, truth = scene()
@@ -388,6 +410,7 @@ def main():
     left, right, truth = stereo_pair()
     write_png(left, media / "stereo_left.png")
     write_png(right, media / "stereo_right.png")
+    write_png(np.concatenate([left, right], axis=1), media / "stereo_sbs.png")
     (media / "stereo.gt.json").write_text(json.dumps(truth) + "\n")
 
 

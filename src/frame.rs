@@ -114,15 +114,23 @@ pub struct Position {
 }
 
 /// A depth map in metres (0 = invalid), row-major, `width × height`, in the
-/// left rectified view (stereo) or the model's output grid (mono). Pixel
-/// `(u, v)` of the map covers frame pixel `(u / scale, v / scale)`.
+/// left rectified view (stereo) or the depth model's output grid (mono).
 #[derive(Debug, Clone, Default)]
 pub struct DepthMap {
     pub width: u32,
     pub height: u32,
-    pub scale: f32,
     pub metres: Pooled<f32>,
     pub source: Option<DepthSource>,
+}
+
+/// The map from a monocular model's relative output `r` to metric depth:
+/// `z = 1 / (scale · r + shift)` for inverse-depth models, else `scale · r + shift`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MonoFit {
+    pub scale: f32,
+    pub shift: f32,
+    /// Stereo pixels the fit used; 0 for a fixed scale from the pipeline file.
+    pub samples: u32,
 }
 
 /// How a stereo pair was put together.
@@ -249,6 +257,8 @@ pub struct Record {
     pub pair: Option<PairInfo>,
     /// From a `stereo_depth` or `depth` stage.
     pub depth: Option<DepthMap>,
+    /// From a `depth` stage: how its relative output became metric.
+    pub mono_fit: Option<MonoFit>,
     pub skipped: Vec<Skip>,
     pub failed: Vec<Failure>,
 }

@@ -17,6 +17,7 @@ pub mod calib;
 pub mod clock;
 pub mod config;
 pub mod cvmat;
+pub mod depth;
 pub mod detect;
 pub mod error;
 pub mod eval;

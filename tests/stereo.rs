@@ -379,3 +379,262 @@ fn calibrate_finds_the_boards_in_opencvs_sample_pairs() {
     r.assert_code(2);
     assert!(r.stderr.contains("at least 3"), "{}", r.stderr);
 }
+
+fn truth() -> Vec<serde_json::Value> {
+    let t: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/media/stereo.gt.json")).unwrap(),
+    )
+    .unwrap();
+    t.as_array().unwrap().clone()
+}
+
+/// Runs a pipeline (with extra arguments) and returns its one record.
+fn one_record(pipeline: &str, extra: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let p = repo().join(pipeline);
+    let mut args = vec!["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args).assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len(), 1);
+    records[0].clone()
+}
+
+fn assert_positions(objects: &serde_json::Value, source: &str, tolerance: f64) {
+    let objects = objects.as_array().unwrap();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    for t in truth() {
+        let o = objects
+            .iter()
+            .find(|d| (f(&d["bbox"][0]) - f(&t["bbox"][0])).abs() < 3.0)
+            .unwrap_or_else(|| panic!("nothing at {t}"));
+        assert_eq!(o["depth_source"], source, "{o}");
+        let (got, want) = (&o["position_m"], &t["position_m"]);
+        assert!(
+            (f(&got[2]) - f(&want[2])).abs() < tolerance * f(&want[2]),
+            "{got} vs {want}"
+        );
+        for i in 0..2 {
+            assert!((f(&got[i]) - f(&want[i])).abs() < 0.03, "{got} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn tracks_get_positions_too_and_side_by_side_frames_give_the_same_answer() {
+    let r = one_record("pipelines/stereo-objects.toml", &[]);
+    assert_positions(&r["tracks"], "stereo", 0.02);
+    // The same views side by side in one 800x300 image.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("pipelines/stereo-objects.toml"))
+        .unwrap()
+        .replace("../", &format!("{}/", repo().display()));
+    let (head, rest) = text.split_once("[[source]]").unwrap();
+    let (_, after) = rest.split_once("[[stage]]").unwrap();
+    let sbs = format!(
+        "{head}[[source]]\nid = \"cam\"\nkind = \"file\"\nlocation = \"{}\"\n\n[[stereo]]\nid = \"pair\"\nside_by_side = \"cam\"\n\n[[stage]]{after}",
+        repo().join("tests/media/stereo_sbs.png").display()
+    );
+    let p = pipeline(dir.path(), "sbs.toml", &sbs);
+    let out = dir.path().join("sbs.jsonl");
+    run(&["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0]["width"].as_u64(), records[0]["stream"].as_str()),
+        (Some(400), Some("pair"))
+    );
+    assert_positions(&records[0]["detections"], "stereo", 0.02);
+}
+
+#[test]
+fn mono_depth_places_objects_with_a_fixed_scale_or_one_fitted_to_stereo() {
+    let dir = tempfile::tempdir().unwrap();
+    let depth_dir = dir.path().join("d");
+    let r = one_record(
+        "pipelines/mono-depth.toml",
+        &["--depth-out", depth_dir.to_str().unwrap()],
+    );
+    assert_positions(&r["detections"], "mono", 0.03);
+    assert_eq!(r["depth"]["source"], "mono");
+    assert_eq!(
+        (r["depth"]["width"].as_u64(), r["depth"]["height"].as_u64()),
+        (Some(256), Some(192))
+    );
+    let png = depth_dir.join("cam0_000000.png");
+    let m = imgcodecs::imread(png.to_str().unwrap(), imgcodecs::IMREAD_UNCHANGED).unwrap();
+    // The wall, far from the squares: 5 m.
+    let wall = f64::from(*m.at_2d::<u16>(170, 128).unwrap());
+    assert!((wall - 5000.0).abs() < 250.0, "{wall} mm");
+
+    // With stereo on the same frame, the relative output is fitted to it:
+    // the scene is painted so that 1 / z = 2 r - 0.2.
+    let r = one_record("pipelines/stereo-mono-fit.toml", &[]);
+    let fit = &r["mono_fit"];
+    assert!((f(&fit["scale"]) - 2.0).abs() < 0.1, "{fit}");
+    assert!((f(&fit["shift"]) + 0.2).abs() < 0.02, "{fit}");
+    assert!(fit["samples"].as_u64().unwrap() > 1000, "{fit}");
+    assert_eq!(
+        r["depth"]["source"], "stereo",
+        "the stereo map stays the frame's map"
+    );
+}
+
+#[test]
+fn a_mono_depth_stage_without_stereo_or_scale_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("pipelines/mono-depth.toml"))
+        .unwrap()
+        .replace("../", &format!("{}/", repo().display()))
+        .replace("scale = 2.0", "")
+        .replace("shift = -0.2", "");
+    let p = pipeline(dir.path(), "mono.toml", &text);
+    let r = run(&["check", p.to_str().unwrap()]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("mono.toml:") && r.stderr.contains("`stage[1].scale`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn opencv_and_ros_calibrations_import_to_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let original =
+        StereoCalibration::load(&repo().join("calibration/opencv_sample_stereo.toml")).unwrap();
+    let d = dir.path();
+    // OpenCV FileStorage, as OpenCV's stereo_calib sample writes it (T in board units: mm).
+    let mut fs = opencv::core::FileStorage::new(
+        d.join("intrinsics.yml").to_str().unwrap(),
+        opencv::core::FileStorage_Mode::WRITE as i32,
+        "",
+    )
+    .unwrap();
+    let m = |k: &nalgebra::Matrix3<f64>| {
+        Mat::from_slice_2d(&[
+            [k[(0, 0)], k[(0, 1)], k[(0, 2)]],
+            [k[(1, 0)], k[(1, 1)], k[(1, 2)]],
+            [k[(2, 0)], k[(2, 1)], k[(2, 2)]],
+        ])
+        .unwrap()
+    };
+    let v = |x: &[f64]| Mat::from_slice_2d(&[x]).unwrap();
+    fs.write_mat("M1", &m(&original.left.matrix)).unwrap();
+    fs.write_mat("D1", &v(&original.left.distortion)).unwrap();
+    fs.write_mat("M2", &m(&original.right.matrix)).unwrap();
+    fs.write_mat("D2", &v(&original.right.distortion)).unwrap();
+    fs.write_mat("R", &m(&original.rotation)).unwrap();
+    let t_mm: Vec<f64> = original.translation_m.iter().map(|x| x * 1000.0).collect();
+    fs.write_mat("T", &v(&t_mm)).unwrap();
+    fs.release().unwrap();
+    let out = d.join("from_opencv.toml");
+    let yml = d.join("intrinsics.yml");
+    run(&[
+        "import-calibration",
+        "--from",
+        "opencv",
+        yml.to_str().unwrap(),
+        "--size",
+        "640x480",
+        "--unit-m",
+        "0.001",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let back = StereoCalibration::load(&out).unwrap();
+    assert!((back.rotation - original.rotation).abs().max() < 1e-9);
+    assert!((back.translation_m - original.translation_m).norm() < 1e-9);
+    assert_eq!(back.left.distortion.len(), original.left.distortion.len());
+    // Without the size it cannot know the image size: exit 2, naming what to pass.
+    let r = run(&[
+        "import-calibration",
+        "--from",
+        "opencv",
+        yml.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--size"), "{}", r.stderr);
+
+    // ROS camera_info, written from the same calibration's rectification.
+    let rect = percept::calib::rectify::Rectification::new(&original).unwrap();
+    let vals = |m: &Mat| -> Vec<f64> {
+        (0..m.rows())
+            .flat_map(|r| (0..m.cols()).map(move |c| (r, c)))
+            .map(|(r, c)| *m.at_2d::<f64>(r, c).unwrap())
+            .collect()
+    };
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:e}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (name, cam, r, p) in [
+        ("left", &original.left, &rect.r1, &rect.p1),
+        ("right", &original.right, &rect.r2, &rect.p2),
+    ] {
+        let k: Vec<f64> = (0..3)
+            .flat_map(|i| (0..3).map(move |j| (i, j)))
+            .map(|(i, j)| cam.matrix[(i, j)])
+            .collect();
+        let yaml = format!(
+            "image_width: 640\nimage_height: 480\ncamera_name: {name}\ncamera_matrix:\n  rows: 3\n  cols: 3\n  data: [{}]\ndistortion_model: plumb_bob\ndistortion_coefficients:\n  rows: 1\n  cols: 5\n  data: [{}]\nrectification_matrix:\n  rows: 3\n  cols: 3\n  data: [{}]\nprojection_matrix:\n  rows: 3\n  cols: 4\n  data: [{}]\n",
+            list(&k),
+            list(&cam.distortion),
+            list(&vals(r)),
+            list(&vals(p))
+        );
+        std::fs::write(d.join(format!("{name}.yaml")), yaml).unwrap();
+    }
+    let out = d.join("from_ros.toml");
+    let (l, r) = (d.join("left.yaml"), d.join("right.yaml"));
+    run(&[
+        "import-calibration",
+        "--from",
+        "ros",
+        l.to_str().unwrap(),
+        r.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let back = StereoCalibration::load(&out).unwrap();
+    assert!(
+        (back.rotation - original.rotation).abs().max() < 1e-6,
+        "{}",
+        back.rotation
+    );
+    assert!(
+        (back.translation_m - original.translation_m).norm() < 1e-4,
+        "{}",
+        back.translation_m
+    );
+    // A broken camera_info names its file and field.
+    std::fs::write(
+        &r,
+        std::fs::read_to_string(&r)
+            .unwrap()
+            .replace("rows: 3\n  cols: 4", "rows: 3\n  cols: 3"),
+    )
+    .unwrap();
+    let e = run(&[
+        "import-calibration",
+        "--from",
+        "ros",
+        l.to_str().unwrap(),
+        r.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    e.assert_code(2);
+    assert!(
+        e.stderr.contains("right.yaml") && e.stderr.contains("`projection_matrix`"),
+        "{}",
+        e.stderr
+    );
+}

@@ -233,11 +233,6 @@ impl StereoCalibration {
             s,
             "# percept stereo calibration (format: calibration/README.md)"
         );
-        if let Some(d) = &self.description {
-            for line in d.lines() {
-                let _ = writeln!(s, "# {line}");
-            }
-        }
         let _ = writeln!(s, "version = {CALIBRATION_VERSION}");
         if let Some(d) = &self.description {
             let _ = writeln!(s, "description = {}", toml_string(d));

@@ -129,6 +129,11 @@ pub struct StageSpec {
     pub max_depth_m: Option<Spanned<f32>>,
     /// `stereo_depth`: each side of a box shrinks by this fraction before its median depth (default 0.25).
     pub box_shrink: Option<Spanned<f32>>,
+    /// `depth`: the model outputs relative inverse depth (default true).
+    pub inverse: Option<Spanned<bool>>,
+    /// `depth`: fixed map to metric depth, `scale · r + shift` (inverted for inverse models).
+    pub scale: Option<Spanned<f32>>,
+    pub shift: Option<Spanned<f32>>,
 }
 
 /// `[stage.tracker]`: ByteTrack parameters; times in seconds.
@@ -218,6 +223,8 @@ pub enum StageKind {
     Reid,
     /// Rectification + SGBM disparity → metric depth and 3D positions (stereo pairs).
     StereoDepth,
+    /// Monocular depth (ONNX), made metric by a fit to stereo or a fixed scale.
+    Depth,
 }
 
 /// One `[[stereo]]` table: two sources paired by time, or one side-by-side source.
@@ -315,7 +322,7 @@ macro_rules! file_names {
 file_names! {
     SourceKind { File => "file", Uri => "uri", V4l2 => "v4l2", Test => "test", Gst => "gst" }
     Delivery { Lossless => "lossless", Latest => "latest" }
-    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect", Track => "track", Reid => "reid", StereoDepth => "stereo_depth" }
+    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect", Track => "track", Reid => "reid", StereoDepth => "stereo_depth", Depth => "depth" }
     DetectBackend { Onnx => "onnx", HogPeople => "hog_people" }
     SinkKind { Jsonl => "jsonl", DepthPng => "depth_png" }
     EdgePolicy { Block => "block", DropOldest => "drop_oldest" }

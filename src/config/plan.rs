@@ -140,6 +140,7 @@ pub enum StageSettings {
     Track(TrackSettings),
     Reid(ModelSettings),
     StereoDepth(Box<crate::stereo::depth::StereoDepthSettings>),
+    Depth(Box<crate::depth::MonoDepthSettings>),
 }
 
 /// Where a sink writes.
@@ -298,7 +299,20 @@ impl Resolver<'_> {
         for (i, spec) in file.stages.iter().enumerate() {
             let field = format!("stage[{i}]");
             self.check_id(&spec.id, &field, &mut ids)?;
-            stages.push(self.stage(spec, &field, &sources, &streams, default_policy)?);
+            let stage = self.stage(spec, &field, &sources, &streams, default_policy)?;
+            if let StageSettings::Depth(d) = &stage.settings
+                && d.fixed.is_none()
+                && !stages
+                    .iter()
+                    .any(|s: &StagePlan| s.kind == StageKind::StereoDepth)
+            {
+                return Err(self.invalid(
+                    spec.kind.span(),
+                    format!("{field}.scale"),
+                    "a depth stage needs a stereo_depth stage before it to fit against, or a fixed `scale` (and `shift`)",
+                ));
+            }
+            stages.push(stage);
         }
 
         let mut sinks = Vec::with_capacity(file.sinks.len().max(1));
@@ -835,6 +849,7 @@ impl Resolver<'_> {
             StageKind::StereoDepth => {
                 StageSettings::StereoDepth(Box::new(self.stereo_depth(spec, field)?))
             }
+            StageKind::Depth => StageSettings::Depth(Box::new(self.mono_depth(spec, field)?)),
         };
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
@@ -923,24 +938,65 @@ impl Resolver<'_> {
                 spec.model
                     .as_ref()
                     .map(Spanned::span)
-                    .filter(|_| *spec.kind.get_ref() != StageKind::Reid),
+                    .filter(|_| !matches!(spec.kind.get_ref(), StageKind::Reid | StageKind::Depth)),
             ),
             ("hog", spec.hog.as_ref().map(Spanned::span)),
         ];
-        if spec.kind.get_ref() != &StageKind::StereoDepth {
-            for (name, span) in [
-                ("calibration", spec.calibration.as_ref().map(Spanned::span)),
-                ("sgbm", spec.sgbm.as_ref().map(Spanned::span)),
-                ("max_depth_m", spec.max_depth_m.as_ref().map(Spanned::span)),
-                ("box_shrink", spec.box_shrink.as_ref().map(Spanned::span)),
-            ] {
-                if let Some(span) = span {
-                    return Err(self.invalid(
-                        span,
-                        format!("{field}.{name}"),
-                        "only used by kind = \"stereo_depth\"",
-                    ));
-                }
+        let kind = *spec.kind.get_ref();
+        let depth_kinds = [StageKind::StereoDepth, StageKind::Depth];
+        let both = "stereo_depth and depth";
+        for (name, span, kinds, used_by) in [
+            (
+                "calibration",
+                spec.calibration.as_ref().map(Spanned::span),
+                &depth_kinds[..],
+                both,
+            ),
+            (
+                "max_depth_m",
+                spec.max_depth_m.as_ref().map(Spanned::span),
+                &depth_kinds[..],
+                both,
+            ),
+            (
+                "box_shrink",
+                spec.box_shrink.as_ref().map(Spanned::span),
+                &depth_kinds[..],
+                both,
+            ),
+            (
+                "sgbm",
+                spec.sgbm.as_ref().map(Spanned::span),
+                &depth_kinds[..1],
+                "stereo_depth",
+            ),
+            (
+                "inverse",
+                spec.inverse.as_ref().map(Spanned::span),
+                &depth_kinds[1..],
+                "depth",
+            ),
+            (
+                "scale",
+                spec.scale.as_ref().map(Spanned::span),
+                &depth_kinds[1..],
+                "depth",
+            ),
+            (
+                "shift",
+                spec.shift.as_ref().map(Spanned::span),
+                &depth_kinds[1..],
+                "depth",
+            ),
+        ] {
+            if let Some(span) = span
+                && !kinds.contains(&kind)
+            {
+                return Err(self.invalid(
+                    span,
+                    format!("{field}.{name}"),
+                    format!("only used by kind = {used_by}"),
+                ));
             }
         }
         if spec.kind.get_ref() != &StageKind::Track
@@ -1074,6 +1130,90 @@ impl Resolver<'_> {
         })
     }
 
+    fn mono_depth(
+        &self,
+        spec: &StageSpec,
+        field: &str,
+    ) -> Result<crate::depth::MonoDepthSettings, ConfigError> {
+        let Some(model) = &spec.model else {
+            return Err(self.invalid(
+                spec.kind.span(),
+                format!("{field}.model"),
+                "a depth stage needs `[stage.model]` with `path`",
+            ));
+        };
+        let Some(cal) = &spec.calibration else {
+            return Err(self.invalid(
+                spec.kind.span(),
+                format!("{field}.calibration"),
+                "a depth stage needs `calibration` (its left camera gives the intrinsics)",
+            ));
+        };
+        let mut settings = self.model(model.get_ref(), &format!("{field}.model"))?;
+        if model.get_ref().resize.is_none() {
+            settings.preprocess.resize = crate::model::preprocess::Resize::Stretch;
+        }
+        let calibration_path = self.existing_file(cal, &format!("{field}.calibration"))?;
+        let calibration = crate::calib::StereoCalibration::load(&calibration_path)?;
+        let fixed = match (&spec.scale, &spec.shift) {
+            (Some(s), shift) => {
+                if !s.get_ref().is_finite() || *s.get_ref() == 0.0 {
+                    return Err(self.invalid(
+                        s.span(),
+                        format!("{field}.scale"),
+                        "a finite, non-zero number",
+                    ));
+                }
+                Some((*s.get_ref(), shift.as_ref().map_or(0.0, |t| *t.get_ref())))
+            }
+            (None, Some(t)) => {
+                return Err(self.invalid(
+                    t.span(),
+                    format!("{field}.shift"),
+                    "only used with `scale`",
+                ));
+            }
+            (None, None) => None,
+        };
+        let (max_depth_m, box_shrink) = self.depth_common(spec, field)?;
+        Ok(crate::depth::MonoDepthSettings {
+            model: settings,
+            calibration_path,
+            calibration,
+            inverse: spec.inverse.as_ref().is_none_or(|v| *v.get_ref()),
+            fixed,
+            max_depth_m,
+            box_shrink,
+        })
+    }
+
+    /// `max_depth_m` and `box_shrink`, shared by the depth stages.
+    fn depth_common(&self, spec: &StageSpec, field: &str) -> Result<(f32, f32), ConfigError> {
+        let max_depth_m = match &spec.max_depth_m {
+            None => 0.0,
+            Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 0.0 => *v.get_ref(),
+            Some(v) => {
+                return Err(self.invalid(
+                    v.span(),
+                    format!("{field}.max_depth_m"),
+                    "metres, at least 0",
+                ));
+            }
+        };
+        let box_shrink = match &spec.box_shrink {
+            None => 0.25,
+            Some(v) if (0.0..0.5).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                return Err(self.invalid(
+                    v.span(),
+                    format!("{field}.box_shrink"),
+                    "a fraction, at least 0 and under 0.5",
+                ));
+            }
+        };
+        Ok((max_depth_m, box_shrink))
+    }
+
     fn stereo_depth(
         &self,
         spec: &StageSpec,
@@ -1184,28 +1324,7 @@ impl Resolver<'_> {
                 sgbm.full_width = *f.get_ref();
             }
         }
-        let max_depth_m = match &spec.max_depth_m {
-            None => 0.0,
-            Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 0.0 => *v.get_ref(),
-            Some(v) => {
-                return Err(self.invalid(
-                    v.span(),
-                    format!("{field}.max_depth_m"),
-                    "metres, at least 0",
-                ));
-            }
-        };
-        let box_shrink = match &spec.box_shrink {
-            None => 0.25,
-            Some(v) if (0.0..0.5).contains(v.get_ref()) => *v.get_ref(),
-            Some(v) => {
-                return Err(self.invalid(
-                    v.span(),
-                    format!("{field}.box_shrink"),
-                    "a fraction, at least 0 and under 0.5",
-                ));
-            }
-        };
+        let (max_depth_m, box_shrink) = self.depth_common(spec, field)?;
         Ok(StereoDepthSettings {
             calibration_path,
             calibration,

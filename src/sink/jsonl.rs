@@ -102,6 +102,8 @@ struct Line<'a> {
     stereo: Option<crate::frame::PairInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     depth: Option<DepthView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mono_fit: Option<crate::frame::MonoFit>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     skipped: &'a [Skip],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -130,6 +132,7 @@ impl Sink for JsonlSink {
             tracks: work.record.tracks.as_deref(),
             stereo: work.record.pair,
             depth: work.record.depth.as_ref().map(DepthView::from),
+            mono_fit: work.record.mono_fit,
             skipped: &work.record.skipped,
             failed: &work.record.failed,
         };

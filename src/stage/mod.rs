@@ -79,6 +79,10 @@ pub fn build(plan: &StagePlan) -> Result<Built, ModelError> {
             stage: Box::new(crate::track::TrackStage::new(*settings)),
             detector: None,
         },
+        StageSettings::Depth(settings) => Built {
+            stage: Box::new(crate::depth::MonoDepthStage::new(settings)?),
+            detector: None,
+        },
         StageSettings::StereoDepth(settings) => Built {
             stage: Box::new(
                 crate::stereo::depth::StereoDepthStage::new(settings).map_err(|message| {

@@ -403,7 +403,6 @@ impl Stage for StereoDepthStage {
         record.depth = Some(DepthMap {
             width: size.width as u32,
             height: size.height as u32,
-            scale: 1.0,
             metres,
             source: Some(DepthSource::Stereo),
         });
