@@ -63,6 +63,7 @@ fn frame(path: &Path) -> Frame {
             capture_ns: 0,
             capture_clock: CaptureClock::Arrival,
             capture_wall_ns: 0,
+            deadline_ns: None,
         },
         buffer: gst::Buffer::from_slice(bytes),
         info: Arc::new(info),

@@ -38,6 +38,9 @@ pub struct FrameMeta {
     pub capture_clock: CaptureClock,
     /// Wall-clock capture time in ns since the Unix epoch.
     pub capture_wall_ns: u64,
+    /// Monotonic time by which the frame's output is due (live and paced
+    /// sources: capture + budget); `None` for recordings read as fast as possible.
+    pub deadline_ns: Option<u64>,
 }
 
 /// A decoded frame.
@@ -283,6 +286,7 @@ pub(crate) fn test_frame(info: gst_video::VideoInfo, bytes: Vec<u8>, seq: u64) -
             capture_ns: 0,
             capture_clock: CaptureClock::Arrival,
             capture_wall_ns: 0,
+            deadline_ns: None,
         },
         buffer: gst::Buffer::from_slice(bytes),
         info: Arc::new(info),

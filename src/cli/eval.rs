@@ -24,6 +24,10 @@ pub struct EvalArgs {
     /// Print one JSON object (fractions, not percentages) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Streaming evaluation: each ground-truth frame is scored against the
+    /// newest output written by its capture instant (needs percept's JSON Lines).
+    #[arg(long)]
+    streaming: bool,
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
@@ -45,7 +49,18 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot score {}", args.pred.display()))
     };
     let gt = load(&args.gt, true)?;
-    let pred = load(&args.pred, false)?;
+    let pred = if args.streaming {
+        percept::eval::streaming_predictions(&args.pred, args.stream.as_deref(), &gt)
+            .map_err(|e| {
+                percept::Error::Config(percept::config::ConfigError::Plan {
+                    path: args.pred.clone(),
+                    message: format!("line {}: {}", e.line, e.message),
+                })
+            })
+            .with_context(|| format!("cannot score {}", args.pred.display()))?
+    } else {
+        load(&args.pred, false)?
+    };
     let m = evaluate(&gt, &pred, args.iou);
     if args.json {
         println!("{}", serde_json::to_string(&m)?);

@@ -55,6 +55,10 @@ struct PipelineArgs {
     /// Also write each frame's depth map as a 16-bit PNG (millimetres, 0 = invalid) into this folder.
     #[arg(long, value_name = "DIR")]
     depth_out: Option<String>,
+    /// Pace recordings at their native frame rate, like cameras: frames get
+    /// deadlines and busy stages skip instead of falling behind.
+    #[arg(long)]
+    realtime: bool,
 }
 
 impl PipelineArgs {
@@ -63,6 +67,7 @@ impl PipelineArgs {
             inputs: self.inputs.clone(),
             output: self.output.clone(),
             depth_out: self.depth_out.clone(),
+            realtime: self.realtime,
         };
         Ok(Plan::load(&self.pipeline, &overrides)?)
     }

@@ -24,6 +24,10 @@ pub struct RunArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Write a stats snapshot as one JSON line to this file every --stats-every
+    /// seconds (default 1), for plotting.
+    #[arg(long, value_name = "PATH")]
+    metrics_out: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -44,6 +48,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         stop,
         stats_every,
         progress: !args.no_progress,
+        quiet_stats: args.metrics_out.is_some() && args.stats_every.is_none(),
+        metrics_out: args.metrics_out.clone(),
     };
 
     let outcome = runtime::run(&plan, &options)

@@ -18,6 +18,9 @@ pub struct PipelineFile {
     pub name: Option<String>,
     /// Free text.
     pub description: Option<String>,
+    /// Per-frame time budget from capture to output, milliseconds (default:
+    /// one frame period). Applies to live and paced (`realtime`) sources.
+    pub budget_ms: Option<Spanned<f64>>,
     /// Sources, in order (`[[source]]`).
     #[serde(rename = "source", default)]
     pub sources: Vec<SourceSpec>,
@@ -129,6 +132,14 @@ pub struct StageSpec {
     pub max_depth_m: Option<Spanned<f32>>,
     /// `stereo_depth`: each side of a box shrinks by this fraction before its median depth (default 0.25).
     pub box_shrink: Option<Spanned<f32>>,
+    /// Skip a frame when this stage's recent p95 latency would end past the
+    /// frame's deadline (default: true for model stages, false for `track` and `image_stats`).
+    pub admission: Option<Spanned<bool>>,
+    /// Work on every Nth frame of a stream, or `"auto"` (N from the stage's
+    /// latency and the frame period). Default 1.
+    pub interval: Option<Spanned<IntervalSpec>>,
+    /// Load tests: spend this many more milliseconds on every frame the stage works on.
+    pub simulate_ms: Option<Spanned<f64>>,
     /// `depth`: the model outputs relative inverse depth (default true).
     pub inverse: Option<Spanned<bool>>,
     /// `depth`: fixed map to metric depth, `scale · r + shift` (inverted for inverse models).
@@ -225,6 +236,14 @@ pub enum StageKind {
     StereoDepth,
     /// Monocular depth (ONNX), made metric by a fit to stereo or a fixed scale.
     Depth,
+}
+
+/// A stage's `interval`: a number or `"auto"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum IntervalSpec {
+    Every(u32),
+    Named(String),
 }
 
 /// One `[[stereo]]` table: two sources paired by time, or one side-by-side source.

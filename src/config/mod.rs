@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 pub use file::{Delivery, EdgePolicy, SinkKind, SourceKind, StageKind};
 pub use plan::{
-    EdgePlan, OutputPath, Overrides, Plan, SinkPlan, SourceInput, SourcePlan, StagePlan,
+    EdgePlan, Interval, OutputPath, Overrides, Plan, SinkPlan, SourceInput, SourcePlan, StagePlan,
     StageSettings, StereoInput, StereoPlan,
 };
 

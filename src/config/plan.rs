@@ -42,6 +42,8 @@ pub struct Overrides {
     pub output: Option<String>,
     /// Also writes depth maps as PNG files into this folder.
     pub depth_out: Option<String>,
+    /// Paces every file and URI recording at its native rate (`realtime = true`).
+    pub realtime: bool,
 }
 
 /// A validated pipeline, ready to run.
@@ -84,6 +86,8 @@ pub struct SourcePlan {
     /// A recording paced at its native rate.
     pub realtime: bool,
     pub delivery: Delivery,
+    /// Capture-to-output budget per frame; `None`: one frame period.
+    pub budget: Option<Duration>,
 }
 
 /// Where a stereo pair's views come from.
@@ -129,6 +133,20 @@ pub struct StagePlan {
     pub streams: Option<Vec<String>>,
     pub input: EdgePlan,
     pub settings: StageSettings,
+    /// Skip frames this stage cannot finish before their deadline.
+    pub admission: bool,
+    pub interval: Interval,
+    /// Extra time spent on each frame worked on (load tests).
+    pub simulate: Option<Duration>,
+}
+
+/// How often a stage works on a stream's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    /// Every Nth frame (1 = all).
+    Every(u32),
+    /// N = ceil(recent p95 latency / frame period), at least 1.
+    Auto,
 }
 
 /// Kind-specific settings of a stage.
@@ -208,10 +226,27 @@ impl Plan {
                 message: e.message().trim_end().to_string(),
             }
         })?;
+        let budget = match &file.budget_ms {
+            None => None,
+            Some(b) if b.get_ref().is_finite() && *b.get_ref() > 0.0 => {
+                Some(Duration::from_secs_f64(*b.get_ref() / 1e3))
+            }
+            Some(b) => {
+                let (line, _) = line_col(text, b.span().start);
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    field: "budget_ms".into(),
+                    message: "milliseconds, more than 0".into(),
+                });
+            }
+        };
         Resolver {
             text,
             path,
             base: path.parent().unwrap_or(Path::new(".")),
+            realtime: overrides.realtime,
+            budget,
         }
         .resolve(file, overrides)
     }
@@ -221,6 +256,8 @@ struct Resolver<'a> {
     text: &'a str,
     path: &'a Path,
     base: &'a Path,
+    realtime: bool,
+    budget: Option<Duration>,
 }
 
 impl Resolver<'_> {
@@ -593,7 +630,9 @@ impl Resolver<'_> {
             SourceInput::File(_) => false,
             _ => spec.live.as_ref().is_some_and(|l| *l.get_ref()),
         };
-        let realtime = !live && spec.realtime.as_ref().is_some_and(|r| *r.get_ref());
+        let realtime = !live
+            && (spec.realtime.as_ref().is_some_and(|r| *r.get_ref())
+                || (self.realtime && matches!(input, SourceInput::File(_) | SourceInput::Uri(_))));
         let delivery = spec.delivery.as_ref().map_or(
             if live || realtime {
                 Delivery::Latest
@@ -612,6 +651,7 @@ impl Resolver<'_> {
             live,
             realtime,
             delivery,
+            budget: self.budget,
         })
     }
 
@@ -851,12 +891,46 @@ impl Resolver<'_> {
             }
             StageKind::Depth => StageSettings::Depth(Box::new(self.mono_depth(spec, field)?)),
         };
+        let admission = spec.admission.as_ref().map_or(
+            !matches!(kind, StageKind::Track | StageKind::ImageStats),
+            |a| *a.get_ref(),
+        );
+        let interval = match &spec.interval {
+            None => Interval::Every(1),
+            Some(i) => match i.get_ref() {
+                super::file::IntervalSpec::Every(n) if *n >= 1 => Interval::Every(*n),
+                super::file::IntervalSpec::Named(a) if a == "auto" => Interval::Auto,
+                _ => {
+                    return Err(self.invalid(
+                        i.span(),
+                        format!("{field}.interval"),
+                        "a whole number of frames, at least 1, or \"auto\"",
+                    ));
+                }
+            },
+        };
+        let simulate = match &spec.simulate_ms {
+            None => None,
+            Some(v) if (0.0..=60_000.0).contains(v.get_ref()) => {
+                Some(Duration::from_secs_f64(*v.get_ref() / 1e3))
+            }
+            Some(v) => {
+                return Err(self.invalid(
+                    v.span(),
+                    format!("{field}.simulate_ms"),
+                    "must be between 0 and 60000",
+                ));
+            }
+        };
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
             kind,
             streams,
             input: self.edge(&spec.queue, field, default_policy)?,
             settings,
+            admission,
+            interval,
+            simulate,
         })
     }
 

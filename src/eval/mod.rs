@@ -154,6 +154,131 @@ pub fn read_tracks(
     Ok(seq)
 }
 
+/// One output record's timing and confirmed tracks, for streaming evaluation.
+struct Emitted {
+    seq: u64,
+    pts_ns: Option<u64>,
+    capture_wall_ns: u64,
+    emit_wall_ns: u64,
+    objects: Vec<Object>,
+}
+
+/// Streaming evaluation (Li et al., "Towards Streaming Perception"): for
+/// each ground-truth frame, the prediction is the newest output record that
+/// had been written (`emit_wall_ns`) by the frame's capture instant, whatever
+/// frame that record was about. A frame's capture instant is its record's
+/// `capture_wall_ns`; for frames without a record (dropped), it follows from
+/// their media time (`pts_ns`, or the frame index at the recording's rate).
+/// Needs percept's JSON Lines output.
+pub fn streaming_predictions(
+    path: &Path,
+    stream: Option<&str>,
+    gt: &Sequence,
+) -> Result<Sequence, EvalError> {
+    let err = |line: usize, message: String| EvalError {
+        path: path.display().to_string(),
+        line,
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(0, e.to_string()))?;
+    let mut records = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let n = i + 1;
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            err(
+                n,
+                format!("streaming evaluation needs percept's JSON Lines: {e}"),
+            )
+        })?;
+        if let Some(want) = stream
+            && v["stream"].as_str().is_some_and(|s| s != want)
+        {
+            continue;
+        }
+        let num = |k: &str| {
+            v[k].as_u64()
+                .ok_or_else(|| err(n, format!("no `{k}`: not percept's output")))
+        };
+        let objects = read_tracks_value(&v["tracks"]).map_err(|m| err(n, m))?;
+        records.push(Emitted {
+            seq: num("seq")?,
+            pts_ns: v["pts_ns"].as_u64(),
+            capture_wall_ns: num("capture_wall_ns")?,
+            emit_wall_ns: num("emit_wall_ns")?,
+            objects,
+        });
+    }
+    let Some(first) = records.iter().min_by_key(|r| r.seq) else {
+        return Err(err(0, "no records".into()));
+    };
+    // Media time of a frame index, for frames without a record.
+    let mut steps: Vec<u64> = records
+        .windows(2)
+        .filter_map(|w| match (w[0].pts_ns, w[1].pts_ns) {
+            (Some(a), Some(b)) if w[1].seq > w[0].seq && b > a => {
+                Some((b - a) / (w[1].seq - w[0].seq))
+            }
+            _ => None,
+        })
+        .collect();
+    steps.sort_unstable();
+    let period = steps.get(steps.len() / 2).copied().unwrap_or(33_333_333);
+    let (seq0, wall0) = (first.seq, first.capture_wall_ns);
+    let by_seq: HashMap<u64, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.seq, i))
+        .collect();
+    let mut emitted: Vec<usize> = (0..records.len()).collect();
+    emitted.sort_by_key(|&i| records[i].emit_wall_ns);
+    let mut out = Sequence::new();
+    let frames: std::collections::BTreeSet<u64> =
+        gt.keys().copied().chain(by_seq.keys().copied()).collect();
+    for f in frames {
+        let at = match by_seq.get(&f) {
+            Some(&i) => records[i].capture_wall_ns,
+            None => (wall0 as i128 + (f as i128 - seq0 as i128) * period as i128).max(0) as u64,
+        };
+        // The newest record written by then.
+        let k = emitted.partition_point(|&i| records[i].emit_wall_ns <= at);
+        let objects = if k == 0 {
+            Vec::new()
+        } else {
+            records[emitted[k - 1]].objects.clone()
+        };
+        out.insert(f, objects);
+    }
+    Ok(out)
+}
+
+/// Confirmed tracks of a record's `tracks` array (absent: none).
+fn read_tracks_value(tracks: &serde_json::Value) -> Result<Vec<Object>, String> {
+    let Some(list) = tracks.as_array() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for o in list {
+        if o["state"].as_str().is_some_and(|s| s != "confirmed") {
+            continue;
+        }
+        let id = o["id"].as_u64().ok_or("a track has no integer `id`")?;
+        let b = o["bbox"]
+            .as_array()
+            .filter(|b| b.len() == 4)
+            .ok_or("`bbox` is not [x1, y1, x2, y2]")?;
+        let mut bbox = [0f32; 4];
+        for (slot, v) in bbox.iter_mut().zip(b) {
+            *slot = v.as_f64().ok_or("`bbox` holds a non-number")? as f32;
+        }
+        out.push(Object { id, bbox });
+    }
+    Ok(out)
+}
+
 /// Scores `pred` against `gt` with a minimum IoU for a match (0.5 in MOTChallenge).
 pub fn evaluate(gt: &Sequence, pred: &Sequence, min_iou: f32) -> Metrics {
     let max_cost = 1.0 - min_iou;
@@ -325,6 +450,41 @@ mod tests {
             (m.mota, m.idf1, m.idsw, m.fp, m.fn_, m.frag),
             (1.0, 1.0, 0, 0, 0, 0)
         );
+    }
+
+    #[test]
+    fn streaming_scores_each_frame_against_the_newest_output_written_by_then() {
+        // Frames every 100 ms; each record is written 150 ms after its capture,
+        // so at frame k's capture the newest written record is frame k - 2's.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut text = String::new();
+        for k in 0..5u64 {
+            let x = 10.0 * k as f64;
+            text += &format!(
+                "{{\"seq\":{k},\"pts_ns\":{},\"capture_wall_ns\":{},\"emit_wall_ns\":{},\"tracks\":[{{\"id\":1,\"bbox\":[{x},0,{},10],\"state\":\"confirmed\"}}]}}\n",
+                k * 100_000_000,
+                1_000_000_000 + k * 100_000_000,
+                1_150_000_000 + k * 100_000_000,
+                x + 10.0
+            );
+        }
+        std::fs::write(&path, text).unwrap();
+        let obj = |x: f32| Object {
+            id: 1,
+            bbox: [x, 0.0, x + 10.0, 10.0],
+        };
+        let gt: Sequence = (0..5).map(|k| (k, vec![obj(10.0 * k as f32)])).collect();
+        let pred = streaming_predictions(&path, None, &gt).unwrap();
+        assert!(pred[&0].is_empty() && pred[&1].is_empty());
+        assert_eq!(pred[&2][0].bbox[0], 0.0, "frame 2 sees frame 0's output");
+        assert_eq!(pred[&4][0].bbox[0], 20.0);
+        // Stale by two frames (20 px on 10 px boxes): nothing matches.
+        let m = evaluate(&gt, &pred, 0.5);
+        assert_eq!((m.tp, m.fn_, m.fp), (0, 5, 3));
+        // Offline, every frame matches.
+        let offline = read_tracks(&path, false, None).unwrap();
+        assert_eq!(evaluate(&gt, &offline, 0.5).tp, 5);
     }
 
     /// Hand-worked: two objects, the tracker swaps their ids at frame 2.

@@ -13,7 +13,7 @@
 pub mod edge;
 pub mod stats;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -33,6 +33,10 @@ use stats::{Latency, RunStats, SinkStats, StageStats, Summary};
 
 /// How often the monitor thread wakes to draw progress.
 const MONITOR_TICK: Duration = Duration::from_millis(100);
+/// A stage skipping every frame for its deadline still runs once this often.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
+/// Work times a stage's admission control looks back on.
+const LATENCY_WINDOW: usize = 32;
 /// How often a pairing thread with nothing to read checks its waiting frames.
 const PAIR_TICK: Duration = Duration::from_millis(5);
 
@@ -45,6 +49,10 @@ pub struct RunOptions {
     pub stats_every: Option<Duration>,
     /// Draw a progress bar for file sources (only when stderr is a terminal).
     pub progress: bool,
+    /// Append a summary snapshot as one JSON line every `stats_every` (default 1 s).
+    pub metrics_out: Option<std::path::PathBuf>,
+    /// With `metrics_out`: do not also print the snapshots.
+    pub quiet_stats: bool,
 }
 
 /// The end of a run: its summary, and the error that ended it, if any.
@@ -119,6 +127,8 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
             name: name.clone(),
             written: AtomicU64::new(0),
             latency: Latency::default(),
+            with_deadline: AtomicU64::new(0),
+            deadline_missed: AtomicU64::new(0),
         });
         stats.sinks.push(sink_stats.clone());
         let path = sink_plan.output.to_string();
@@ -142,12 +152,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
     for stage_plan in plan.stages.iter().rev() {
         let (tx, rx) = edge::edge(&stage_plan.id, stage_plan.input);
         stats.edges.push(tx.stats().clone());
-        let stage_stats = Arc::new(StageStats {
-            id: stage_plan.id.clone(),
-            processed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            latency: Latency::default(),
-        });
+        let stage_stats = Arc::new(StageStats::new(&stage_plan.id));
         stats.stages.insert(0, stage_stats.clone());
         let Some(built) = built.pop() else {
             break;
@@ -342,16 +347,67 @@ fn sink_loop(mut sink: Box<dyn Sink>, rx: &EdgeRx, stats: &SinkStats) -> std::io
         stats
             .latency
             .record_ns(emit_ns.saturating_sub(work.frame.meta.capture_ns));
+        if let Some(deadline) = work.frame.meta.deadline_ns {
+            stats.with_deadline.fetch_add(1, Ordering::Relaxed);
+            if emit_ns > deadline {
+                stats.deadline_missed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
     sink.flush()
 }
 
-/// A stage on its thread: filter by stream, time, record failures, forward.
+/// Recent work times of a stage, for admission control.
+struct RecentLatency {
+    ring: [u64; LATENCY_WINDOW],
+    len: usize,
+    next: usize,
+    scratch: [u64; LATENCY_WINDOW],
+}
+
+impl RecentLatency {
+    fn new() -> RecentLatency {
+        RecentLatency {
+            ring: [0; LATENCY_WINDOW],
+            len: 0,
+            next: 0,
+            scratch: [0; LATENCY_WINDOW],
+        }
+    }
+
+    fn record(&mut self, ns: u64) {
+        self.ring[self.next] = ns;
+        self.next = (self.next + 1) % LATENCY_WINDOW;
+        self.len = (self.len + 1).min(LATENCY_WINDOW);
+    }
+
+    /// The 95th percentile of the window; `None` before any sample.
+    fn p95(&mut self) -> Option<u64> {
+        if self.len == 0 {
+            return None;
+        }
+        let s = &mut self.scratch[..self.len];
+        s.copy_from_slice(&self.ring[..self.len]);
+        let k = (self.len * 95).div_ceil(100).saturating_sub(1);
+        Some(*s.select_nth_unstable(k).1)
+    }
+}
+
+/// A stage on its thread: filter by stream, admission control, interval,
+/// time, record failures and skips, forward.
 struct StageWorker {
     id: Arc<str>,
     streams: Option<Vec<String>>,
     stage: Box<dyn Stage>,
     stats: Arc<StageStats>,
+    admission: bool,
+    interval: crate::config::Interval,
+    simulate: Option<Duration>,
+    recent: RecentLatency,
+    /// Frames seen per stream, for `interval`.
+    counters: Vec<(Arc<str>, u64)>,
+    last_run_ns: u64,
+    warned: bool,
 }
 
 impl StageWorker {
@@ -361,7 +417,66 @@ impl StageWorker {
             streams: plan.streams.clone(),
             stage,
             stats,
+            admission: plan.admission,
+            interval: plan.interval,
+            simulate: plan.simulate,
+            recent: RecentLatency::new(),
+            counters: Vec::new(),
+            last_run_ns: 0,
+            warned: false,
         }
+    }
+
+    /// Why this frame should not be worked on, if it should not.
+    fn skip_reason(&mut self, work: &Work, now_ns: u64) -> Option<&'static str> {
+        let meta = &work.frame.meta;
+        let every = match self.interval {
+            crate::config::Interval::Every(n) => u64::from(n),
+            crate::config::Interval::Auto => {
+                let period = meta
+                    .duration_ns
+                    .filter(|d| *d > 0)
+                    .or(meta.deadline_ns.map(|d| d.saturating_sub(meta.capture_ns)))
+                    .unwrap_or(33_333_333)
+                    .max(1);
+                self.recent.p95().map_or(1, |p| p.div_ceil(period).max(1))
+            }
+        };
+        let count = match self.counters.iter_mut().find(|(s, _)| *s == meta.stream) {
+            Some((_, c)) => c,
+            None => {
+                self.counters.push((meta.stream.clone(), 0));
+                let last = self.counters.len() - 1;
+                &mut self.counters[last].1
+            }
+        };
+        let turn = (*count).is_multiple_of(every);
+        *count += 1;
+        if !turn {
+            return Some("interval");
+        }
+        if self.admission
+            && let (Some(deadline), Some(p95)) = (meta.deadline_ns, self.recent.p95())
+            && now_ns + p95 > deadline
+        {
+            let budget = deadline.saturating_sub(meta.capture_ns);
+            if p95 > budget && !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    stage = %self.id,
+                    "recent p95 latency {:.1} ms exceeds the frame budget {:.1} ms: it runs only once per {} s to re-measure; raise `budget_ms`",
+                    p95 as f64 / 1e6,
+                    budget as f64 / 1e6,
+                    PROBE_AFTER.as_secs_f64()
+                );
+            }
+            // A stage that has not run for a while runs anyway, so that its
+            // estimate follows the load down again.
+            if now_ns.saturating_sub(self.last_run_ns) < PROBE_AFTER.as_nanos() as u64 {
+                return Some("deadline");
+            }
+        }
+        None
     }
 
     fn applies_to(&self, work: &Work) -> bool {
@@ -371,8 +486,9 @@ impl StageWorker {
     }
 
     fn run(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
+        let id = self.id.clone();
         let stage_error = |action, e: stage::StageError| Error::Stage {
-            stage: self.id.to_string(),
+            stage: id.to_string(),
             action,
             message: e.0,
         };
@@ -380,8 +496,30 @@ impl StageWorker {
         while let Some(mut work) = rx.recv() {
             if self.applies_to(&work) {
                 let t0 = clock::monotonic_ns();
+                if let Some(reason) = self.skip_reason(&work, t0) {
+                    let counter = if reason == "deadline" {
+                        &self.stats.skipped_deadline
+                    } else {
+                        &self.stats.skipped_interval
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    work.record.skipped.push(crate::frame::Skip {
+                        stage: self.id.clone(),
+                        reason,
+                    });
+                    if out.send(work).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                self.last_run_ns = t0;
                 let result = self.stage.process(&work.frame, &mut work.record);
-                self.stats.latency.record_ns(clock::monotonic_ns() - t0);
+                if let Some(extra) = self.simulate {
+                    thread::sleep(extra);
+                }
+                let took = clock::monotonic_ns() - t0;
+                self.recent.record(took);
+                self.stats.latency.record_ns(took);
                 self.stats.processed.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = result {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -426,16 +564,37 @@ fn start_monitor(
         bar
     });
     let every = options.stats_every;
-    if bar.is_none() && every.is_none() {
-        return Ok(None);
-    }
+    let print_every = every.filter(|_| !options.quiet_stats);
+    let mut metrics = match &options.metrics_out {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|source| Error::Sink {
+                sink: "metrics".into(),
+                path: path.clone(),
+                source,
+            })?,
+        )),
+        None => None,
+    };
+    let metrics_every = every.unwrap_or(Duration::from_secs(1));
     let name = plan.name.clone();
     let handle = thread::Builder::new()
         .name("monitor".into())
         .spawn(move || {
-            let mut next_stats = every.map(|e| Instant::now() + e);
+            let mut next_stats = print_every.map(|e| Instant::now() + e);
+            let mut next_metrics = Instant::now() + metrics_every;
             while !done.load(Ordering::Relaxed) {
                 thread::sleep(MONITOR_TICK);
+                stats.memory.sample(started.elapsed());
+                if let Some(out) = metrics.as_mut()
+                    && Instant::now() >= next_metrics
+                {
+                    let snapshot = stats.summary(&name, started.elapsed(), false);
+                    // A metrics line that cannot be written is not worth failing the run.
+                    if serde_json::to_writer(&mut *out, &snapshot).is_ok() {
+                        let _ = writeln!(out).and_then(|()| out.flush());
+                    }
+                    next_metrics += metrics_every;
+                }
                 if let Some(bar) = &bar {
                     let (pos, len) = stats.sources.iter().fold((0, 0), |(p, l), (_, s)| {
                         (
@@ -451,7 +610,7 @@ fn start_monitor(
                         .map_or(0, |s| s.written.load(Ordering::Relaxed));
                     bar.set_message(format!("{frames} frames"));
                 }
-                if let (Some(at), Some(every)) = (next_stats, every)
+                if let (Some(at), Some(every)) = (next_stats, print_every)
                     && Instant::now() >= at
                 {
                     let snapshot = stats.summary(&name, started.elapsed(), false);

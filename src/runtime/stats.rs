@@ -71,6 +71,40 @@ impl fmt::Display for LatencySummary {
     }
 }
 
+/// The process's resident memory (from /proc/self/statm), sampled by the monitor.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// First sample after the run's first second (models loaded, buffers warm).
+    pub settled_kb: AtomicU64,
+    pub max_kb: AtomicU64,
+}
+
+impl Memory {
+    /// Resident set size now, kB (0 where /proc is unavailable).
+    pub fn rss_kb() -> u64 {
+        std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |pages| pages * 4)
+    }
+
+    pub fn sample(&self, elapsed: Duration) {
+        let kb = Self::rss_kb();
+        if elapsed >= Duration::from_secs(1) && self.settled_kb.load(Ordering::Relaxed) == 0 {
+            self.settled_kb.store(kb, Ordering::Relaxed);
+        }
+        self.max_kb.fetch_max(kb, Ordering::Relaxed);
+    }
+}
+
+/// Memory in the summary.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MemorySummary {
+    pub rss_settled_kb: u64,
+    pub rss_max_kb: u64,
+    pub rss_end_kb: u64,
+}
+
 /// Counters of one stage.
 #[derive(Debug)]
 pub struct StageStats {
@@ -78,6 +112,23 @@ pub struct StageStats {
     pub processed: AtomicU64,
     pub failed: AtomicU64,
     pub latency: Latency,
+    /// Frames not worked on: the deadline could not be met.
+    pub skipped_deadline: AtomicU64,
+    /// Frames not worked on: not this stage's turn (`interval`).
+    pub skipped_interval: AtomicU64,
+}
+
+impl StageStats {
+    pub fn new(id: &str) -> StageStats {
+        StageStats {
+            id: id.to_string(),
+            processed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            latency: Latency::default(),
+            skipped_deadline: AtomicU64::new(0),
+            skipped_interval: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Counters of one sink.
@@ -87,11 +138,15 @@ pub struct SinkStats {
     pub written: AtomicU64,
     /// Capture to output, per frame.
     pub latency: Latency,
+    /// Records with a deadline, and those written after it.
+    pub with_deadline: AtomicU64,
+    pub deadline_missed: AtomicU64,
 }
 
 /// Everything the monitor and the summary read while a run goes on.
 #[derive(Debug, Default)]
 pub struct RunStats {
+    pub memory: Memory,
     pub sources: Vec<(String, Arc<SourceStats>)>,
     pub pairs: Vec<(String, Arc<crate::stereo::PairStats>)>,
     pub stages: Vec<Arc<StageStats>>,
@@ -108,6 +163,7 @@ pub struct Summary {
     pub frames_out: u64,
     pub fps: f64,
     pub stopped: bool,
+    pub memory: MemorySummary,
     pub sources: Vec<SourceSummary>,
     pub stereo: Vec<PairSummary>,
     pub stages: Vec<StageSummary>,
@@ -137,6 +193,10 @@ pub struct StageSummary {
     pub id: String,
     pub processed: u64,
     pub failed: u64,
+    pub skipped_deadline: u64,
+    pub skipped_interval: u64,
+    /// Share of the frames it saw that it worked on.
+    pub run_rate: f64,
     pub queue_capacity: usize,
     pub max_queue_depth: usize,
     pub latency: LatencySummary,
@@ -146,6 +206,8 @@ pub struct StageSummary {
 pub struct SinkSummary {
     pub name: String,
     pub written: u64,
+    /// Share of records with a deadline written after it.
+    pub deadline_miss_rate: f64,
     /// Capture to output.
     pub latency: LatencySummary,
 }
@@ -181,15 +243,23 @@ impl RunStats {
             })
             .collect();
         let edge_of = |name: &str| self.edges.iter().find(|e| e.name == name);
-        let stages = self
+        let stages: Vec<StageSummary> = self
             .stages
             .iter()
             .map(|s| {
                 let edge = edge_of(&s.id);
+                let (processed, deadline, interval) = (
+                    load(&s.processed),
+                    load(&s.skipped_deadline),
+                    load(&s.skipped_interval),
+                );
                 StageSummary {
                     id: s.id.clone(),
-                    processed: load(&s.processed),
+                    processed,
                     failed: load(&s.failed),
+                    skipped_deadline: deadline,
+                    skipped_interval: interval,
+                    run_rate: processed as f64 / (processed + deadline + interval).max(1) as f64,
                     queue_capacity: edge.map_or(0, |e| e.plan.capacity),
                     max_queue_depth: edge.map_or(0, |e| e.max_depth.load(Ordering::Relaxed)),
                     latency: s.latency.summary(),
@@ -202,6 +272,8 @@ impl RunStats {
             .map(|s| SinkSummary {
                 name: s.name.clone(),
                 written: load(&s.written),
+                deadline_miss_rate: load(&s.deadline_missed) as f64
+                    / load(&s.with_deadline).max(1) as f64,
                 latency: s.latency.summary(),
             })
             .collect();
@@ -214,6 +286,20 @@ impl RunStats {
                     reason: "latest",
                     count: n,
                 });
+            }
+        }
+        for s in &stages {
+            for (reason, n) in [
+                ("deadline", s.skipped_deadline),
+                ("interval", s.skipped_interval),
+            ] {
+                if n > 0 {
+                    drops.push(DropCount {
+                        at: format!("stage {}", s.id),
+                        reason,
+                        count: n,
+                    });
+                }
             }
         }
         for p in &stereo {
@@ -251,6 +337,11 @@ impl RunStats {
                 0.0
             },
             stopped,
+            memory: MemorySummary {
+                rss_settled_kb: load(&self.memory.settled_kb),
+                rss_max_kb: load(&self.memory.max_kb),
+                rss_end_kb: Memory::rss_kb(),
+            },
             sources,
             stereo,
             stages,
@@ -291,17 +382,38 @@ impl fmt::Display for Summary {
             )?;
         }
         for s in &self.stages {
+            let skipped = s.skipped_deadline + s.skipped_interval;
+            let skips = if skipped > 0 {
+                format!(
+                    ", skipped {} deadline / {} interval (ran on {:.0} %)",
+                    s.skipped_deadline,
+                    s.skipped_interval,
+                    s.run_rate * 100.0
+                )
+            } else {
+                String::new()
+            };
             writeln!(
                 f,
-                "  stage  {:<14} {} frames, {} failed, queue max {}/{}, {}",
+                "  stage  {:<14} {} frames, {} failed{skips}, queue max {}/{}, {}",
                 s.id, s.processed, s.failed, s.max_queue_depth, s.queue_capacity, s.latency
             )?;
         }
         for s in &self.sinks {
             writeln!(
                 f,
-                "  sink   {:<14} {} records, capture to output {}",
-                s.name, s.written, s.latency
+                "  sink   {:<14} {} records, capture to output {}{}",
+                s.name,
+                s.written,
+                s.latency,
+                if s.deadline_miss_rate > 0.0 {
+                    format!(
+                        ", {:.1} % past their deadline",
+                        s.deadline_miss_rate * 100.0
+                    )
+                } else {
+                    String::new()
+                }
             )?;
         }
         if self.drops.is_empty() {

@@ -23,6 +23,8 @@ use crate::config::{Delivery, SourceInput, SourcePlan};
 use crate::frame::{CaptureClock, Frame, FrameMeta, Record, Work};
 use crate::runtime::edge::Outputs;
 
+/// Frame period assumed when a stream declares no frame rate (30 fps).
+const DEFAULT_PERIOD_NS: u64 = 33_333_333;
 const SINK_NAME: &str = "percept_sink";
 const SRC_NAME: &str = "percept_src";
 /// How long one pull waits before the loop looks at the bus and the stop flag.
@@ -280,6 +282,16 @@ impl Source {
                 }
             }
             let (capture_ns, capture_clock) = self.capture_time(&sample, pts_ns, arrival_ns);
+            let deadline_ns = (self.plan.live || self.plan.realtime).then(|| {
+                let period = match layout.fps() {
+                    f if f.numer() > 0 && f.denom() > 0 => {
+                        1_000_000_000 * f.denom() as u64 / f.numer() as u64
+                    }
+                    _ if frame_period_ns > 0 => frame_period_ns,
+                    _ => DEFAULT_PERIOD_NS,
+                };
+                capture_ns + self.plan.budget.map_or(period, |b| b.as_nanos() as u64)
+            });
 
             let work = Work {
                 frame: Frame {
@@ -291,6 +303,7 @@ impl Source {
                         capture_ns,
                         capture_clock,
                         capture_wall_ns: clock::wall_ns_of(capture_ns),
+                        deadline_ns,
                     },
                     buffer,
                     info: layout,
@@ -317,7 +330,7 @@ impl Source {
         pts_ns: Option<u64>,
         arrival_ns: u64,
     ) -> (u64, CaptureClock) {
-        if !self.plan.live {
+        if !(self.plan.live || self.plan.realtime) {
             return (arrival_ns, CaptureClock::Arrival);
         }
         let running = sample

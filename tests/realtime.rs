@@ -1,0 +1,157 @@
+//! Real time: deadlines, admission control, intervals, tracker prediction on
+//! skipped frames, bounded queues, flat memory, metrics file, streaming eval.
+//! Behaviour, not timing: every assertion holds on a slow or busy machine.
+
+use serde_json::Value;
+
+use crate::util::*;
+
+#[test]
+fn a_slow_stage_on_a_paced_recording_skips_with_reasons_and_every_frame_comes_out() {
+    // 30 fps paced like a camera, a stage that takes 50 ms (1.5x the frame
+    // period), 100 ms from capture to output allowed.
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    record_mkv(&clip, 150, 160, 120, 30);
+    let out = dir.path().join("out.jsonl");
+    let summary = dir.path().join("summary.json");
+    let metrics = dir.path().join("metrics.jsonl");
+    let p = pipeline(
+        dir.path(),
+        "slow.toml",
+        &format!(
+            r#"
+version = 1
+budget_ms = 100
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{}"
+delivery = "lossless"
+[[stage]]
+id = "slow"
+kind = "delay"
+delay_ms = 50
+[[stage]]
+id = "stats"
+kind = "image_stats"
+"#,
+            clip.display()
+        ),
+    );
+    run(&[
+        "run",
+        p.to_str().unwrap(),
+        "--realtime",
+        "-o",
+        out.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+        "--metrics-out",
+        metrics.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let records = read_records(&out);
+    // Every input frame has a record, in order.
+    assert_eq!(records.len(), 150);
+    assert_contiguous(&records);
+    let mut skipped = 0;
+    for r in &records {
+        assert_eq!(
+            r["capture_clock"], "pipeline",
+            "paced frames carry capture times: {r}"
+        );
+        assert!(r["image_stats"].is_object(), "{r}");
+        if let Some(s) = r["skipped"].as_array() {
+            assert_eq!(s.len(), 1, "{r}");
+            assert_eq!(
+                (s[0]["stage"].as_str(), s[0]["reason"].as_str()),
+                (Some("slow"), Some("deadline"))
+            );
+            skipped += 1;
+        }
+    }
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let slow = &s["stages"][0];
+    assert_eq!(slow["id"], "slow");
+    assert_eq!(slow["skipped_deadline"].as_u64().unwrap(), skipped);
+    assert!(
+        skipped >= 30,
+        "1.5x overload must skip about a third: {skipped}"
+    );
+    assert!(slow["processed"].as_u64().unwrap() >= 50, "{slow}");
+    for st in s["stages"].as_array().unwrap() {
+        assert!(
+            st["max_queue_depth"].as_u64() <= st["queue_capacity"].as_u64(),
+            "{st}"
+        );
+    }
+    assert!(
+        s["drops"].to_string().contains("deadline"),
+        "{}",
+        s["drops"]
+    );
+    // Memory stays flat: within 32 MB of what it was after the first second.
+    let m = &s["memory"];
+    let (settled, max) = (
+        m["rss_settled_kb"].as_u64().unwrap(),
+        m["rss_max_kb"].as_u64().unwrap(),
+    );
+    assert!(settled > 0 && max >= settled, "{m}");
+    assert!(
+        max - settled < 32 * 1024,
+        "RSS grew from {settled} kB to {max} kB"
+    );
+    // The metrics file: one JSON snapshot per second of the ~5 s run.
+    let lines = read_records(&metrics);
+    assert!(lines.len() >= 3, "{} snapshots", lines.len());
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["stages"].is_array() && l["memory"].is_object())
+    );
+}
+
+#[test]
+fn skipped_detections_are_predicted_by_the_tracker_and_intervals_are_counted() {
+    // Detection on every third frame: the frames between carry the reason and
+    // predicted tracks; ids never change.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("pipelines/tracking.toml"))
+        .unwrap()
+        .replace("../", &format!("{}/", repo().display()))
+        .replace("layout = \"yolov8\"", "layout = \"yolov8\"\ninterval = 3");
+    let p = pipeline(dir.path(), "every3.toml", &text);
+    let out = dir.path().join("out.jsonl");
+    run(&["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len(), 40);
+    for (i, r) in records.iter().enumerate() {
+        let tracks = r["tracks"].as_array().unwrap();
+        assert_eq!(tracks.len(), 3, "{r}");
+        let detected = i % 3 == 0;
+        assert_eq!(r["detections"].is_array(), detected, "{r}");
+        if !detected {
+            assert_eq!(r["skipped"][0]["reason"], "interval");
+        }
+        for t in tracks {
+            assert_eq!(t["predicted"], !detected, "{t}");
+            assert!((1..=3).contains(&t["id"].as_u64().unwrap()), "{t}");
+        }
+    }
+    let gt = repo().join("tests/media/squares.gt.jsonl");
+    let r = run(&[
+        "eval",
+        "--gt",
+        gt.to_str().unwrap(),
+        "--pred",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let m: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(m["idsw"], 0, "{m}");
+    assert!(
+        m["mota"].as_f64().unwrap() > 0.95,
+        "predicted boxes follow the squares: {m}"
+    );
+}
