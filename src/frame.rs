@@ -126,6 +126,16 @@ pub struct DepthMap {
     pub source: Option<DepthSource>,
 }
 
+/// Detections of an earlier frame (see [`Record::late`]).
+#[derive(Debug, Clone)]
+pub struct LateDetections {
+    /// The frame they were computed on.
+    pub seq: u64,
+    /// That frame's time in seconds (PTS, else capture time).
+    pub t_s: f64,
+    pub detections: Detections,
+}
+
 /// The map from a monocular model's relative output `r` to metric depth:
 /// `z = 1 / (scale · r + shift)` for inverse-depth models, else `scale · r + shift`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -262,6 +272,9 @@ pub struct Record {
     pub depth: Option<DepthMap>,
     /// From a `depth` stage: how its relative output became metric.
     pub mono_fit: Option<MonoFit>,
+    /// Detections an asynchronous `detect` stage finished for an earlier frame
+    /// of this stream, delivered with the first frame after they were ready.
+    pub late: Option<LateDetections>,
     pub skipped: Vec<Skip>,
     pub failed: Vec<Failure>,
 }

@@ -155,3 +155,61 @@ fn skipped_detections_are_predicted_by_the_tracker_and_intervals_are_counted() {
         "predicted boxes follow the squares: {m}"
     );
 }
+
+/// Runs an overload pipeline and scores it both ways against the squares' ground truth.
+fn overload(mode: &str) -> (Value, Value, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let p = repo().join(format!("pipelines/overload-{mode}.toml"));
+    run(&["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert_code(0);
+    let gt = repo().join("tests/media/squares.gt.jsonl");
+    let score = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "eval",
+            "--gt",
+            gt.to_str().unwrap(),
+            "--pred",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let r = run(&args);
+        r.assert_code(0);
+        serde_json::from_str(r.stdout.trim()).unwrap()
+    };
+    (score(&["--streaming"]), score(&[]), read_records(&out))
+}
+
+#[test]
+fn at_2x_overload_asynchronous_detection_beats_a_fixed_interval_in_streaming_scores() {
+    // The detector takes about two frame periods. A fixed interval of 2
+    // (DeepStream's way) keeps it busy and every frame waits behind it;
+    // asynchronous detection lets frames pass with predicted tracks and feeds
+    // each result to the tracker when it is ready.
+    let (stream_interval, _, records_interval) = overload("interval");
+    let (stream_async, offline_async, records_async) = overload("async");
+    for records in [&records_interval, &records_async] {
+        assert_eq!(records.len(), 40, "every frame comes out");
+        assert_contiguous(records);
+    }
+    let ran = records_async
+        .iter()
+        .filter(|r| r["skipped"][0]["reason"] == "async")
+        .count();
+    let busy = records_async
+        .iter()
+        .filter(|r| r["skipped"][0]["reason"] == "busy")
+        .count();
+    assert_eq!(ran + busy, 40);
+    assert!((8..=20).contains(&ran), "detection ran on {ran} frames");
+    assert_eq!(offline_async["idsw"], 0, "{offline_async}");
+    let (a, i) = (
+        stream_async["mota"].as_f64().unwrap(),
+        stream_interval["mota"].as_f64().unwrap(),
+    );
+    eprintln!("streaming MOTA: async {a:.3}, interval {i:.3}");
+    assert!(
+        a > i + 0.3,
+        "async {stream_async} vs interval {stream_interval}"
+    );
+}

@@ -138,6 +138,10 @@ pub struct StageSpec {
     /// Work on every Nth frame of a stream, or `"auto"` (N from the stage's
     /// latency and the frame period). Default 1.
     pub interval: Option<Spanned<IntervalSpec>>,
+    /// `detect`: run beside the stream instead of in it: frames pass while a
+    /// detection runs on an earlier one, whose result reaches the tracker late.
+    #[serde(rename = "async")]
+    pub asynchronous: Option<Spanned<bool>>,
     /// Load tests: spend this many more milliseconds on every frame the stage works on.
     pub simulate_ms: Option<Spanned<f64>>,
     /// `depth`: the model outputs relative inverse depth (default true).

@@ -138,6 +138,8 @@ pub struct StagePlan {
     pub interval: Interval,
     /// Extra time spent on each frame worked on (load tests).
     pub simulate: Option<Duration>,
+    /// Runs beside the stream (`detect` only): see [`crate::runtime`].
+    pub asynchronous: bool,
 }
 
 /// How often a stage works on a stream's frames.
@@ -922,6 +924,17 @@ impl Resolver<'_> {
                 ));
             }
         };
+        let asynchronous = match &spec.asynchronous {
+            Some(a) if *a.get_ref() && kind != StageKind::Detect => {
+                return Err(self.invalid(
+                    a.span(),
+                    format!("{field}.async"),
+                    "only a detect stage can run asynchronously",
+                ));
+            }
+            Some(a) => *a.get_ref(),
+            None => false,
+        };
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
             kind,
@@ -931,6 +944,7 @@ impl Resolver<'_> {
             admission,
             interval,
             simulate,
+            asynchronous,
         })
     }
 

@@ -408,6 +408,20 @@ struct StageWorker {
     counters: Vec<(Arc<str>, u64)>,
     last_run_ns: u64,
     warned: bool,
+    asynchronous: bool,
+}
+
+/// Stands in for a stage that moved to its helper thread.
+struct Idle;
+
+impl Stage for Idle {
+    fn process(
+        &mut self,
+        _: &crate::frame::Frame,
+        _: &mut crate::frame::Record,
+    ) -> Result<(), stage::StageError> {
+        Ok(())
+    }
 }
 
 impl StageWorker {
@@ -424,7 +438,125 @@ impl StageWorker {
             counters: Vec::new(),
             last_run_ns: 0,
             warned: false,
+            asynchronous: plan.asynchronous,
         }
+    }
+
+    /// Asynchronous mode: a helper thread works on one frame at a time while
+    /// the frames keep flowing; a finished result rides to the tracker on the
+    /// next frame of its stream (`Record::late`). Frames that arrive while the
+    /// helper is busy are skipped (`busy`); the one it takes is marked `async`.
+    fn run_beside(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
+        type Done = (
+            Arc<str>,
+            u64,
+            f64,
+            crate::frame::Record,
+            Result<(), stage::StageError>,
+            u64,
+        );
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<crate::frame::Frame>(1);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<Done>(1);
+        let mut stage = std::mem::replace(&mut self.stage, Box::new(Idle));
+        let simulate = self.simulate;
+        let id = self.id.clone();
+        let helper = thread::Builder::new()
+            .name(format!("stage:{id}:async"))
+            .spawn(move || -> Result<(), stage::StageError> {
+                stage.start()?;
+                while let Ok(frame) = job_rx.recv() {
+                    let t0 = clock::monotonic_ns();
+                    let mut record = crate::frame::Record::default();
+                    let result = stage.process(&frame, &mut record);
+                    if let Some(extra) = simulate {
+                        thread::sleep(extra);
+                    }
+                    let meta = &frame.meta;
+                    let t_s = meta.pts_ns.unwrap_or(meta.capture_ns) as f64 / 1e9;
+                    let took = clock::monotonic_ns() - t0;
+                    if done_tx
+                        .send((meta.stream.clone(), meta.seq, t_s, record, result, took))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                stage.stop()
+            })
+            .map_err(|e| Error::Stage {
+                stage: id.to_string(),
+                action: "spawn its helper thread",
+                message: e.to_string(),
+            })?;
+        let mut busy = false;
+        let mut ready: Vec<Done> = Vec::new();
+        while let Some(mut work) = rx.recv() {
+            if let Ok(done) = done_rx.try_recv() {
+                busy = false;
+                let (.., result, took) = &done;
+                self.stats.latency.record_ns(*took);
+                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = result {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(stage = %self.id, "{e}");
+                }
+                ready.push(done);
+            }
+            if self.applies_to(&work) {
+                let stream = work.frame.meta.stream.clone();
+                if let Some(i) = ready.iter().position(|d| d.0 == stream) {
+                    let (_, seq, t_s, record, result, _) = ready.swap_remove(i);
+                    if result.is_ok()
+                        && let Some(detections) = record.detections
+                    {
+                        work.record.late = Some(crate::frame::LateDetections {
+                            seq,
+                            t_s,
+                            detections,
+                        });
+                    }
+                }
+                let t0 = clock::monotonic_ns();
+                let reason = match self.skip_reason(&work, t0) {
+                    Some(reason) => reason,
+                    None if busy => "busy",
+                    None => {
+                        busy = true;
+                        self.last_run_ns = t0;
+                        if job_tx.send(work.frame.clone()).is_err() {
+                            break;
+                        }
+                        "async"
+                    }
+                };
+                let counter = match reason {
+                    "deadline" => Some(&self.stats.skipped_deadline),
+                    "interval" => Some(&self.stats.skipped_interval),
+                    "busy" => Some(&self.stats.skipped_busy),
+                    _ => None,
+                };
+                if let Some(c) = counter {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                work.record.skipped.push(crate::frame::Skip {
+                    stage: self.id.clone(),
+                    reason,
+                });
+            }
+            if out.send(work).is_err() {
+                break;
+            }
+        }
+        drop(job_tx);
+        drop(done_rx);
+        let result = helper
+            .join()
+            .unwrap_or_else(|_| Err(stage::StageError("panicked".into())));
+        result.map_err(|e| Error::Stage {
+            stage: id.to_string(),
+            action: "run",
+            message: e.0,
+        })
     }
 
     /// Why this frame should not be worked on, if it should not.
@@ -486,6 +618,9 @@ impl StageWorker {
     }
 
     fn run(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
+        if self.asynchronous {
+            return self.run_beside(rx, out);
+        }
         let id = self.id.clone();
         let stage_error = |action, e: stage::StageError| Error::Stage {
             stage: id.to_string(),

@@ -116,6 +116,8 @@ pub struct StageStats {
     pub skipped_deadline: AtomicU64,
     /// Frames not worked on: not this stage's turn (`interval`).
     pub skipped_interval: AtomicU64,
+    /// Frames not worked on: an asynchronous stage was busy with an earlier frame.
+    pub skipped_busy: AtomicU64,
 }
 
 impl StageStats {
@@ -127,6 +129,7 @@ impl StageStats {
             latency: Latency::default(),
             skipped_deadline: AtomicU64::new(0),
             skipped_interval: AtomicU64::new(0),
+            skipped_busy: AtomicU64::new(0),
         }
     }
 }
@@ -195,6 +198,7 @@ pub struct StageSummary {
     pub failed: u64,
     pub skipped_deadline: u64,
     pub skipped_interval: u64,
+    pub skipped_busy: u64,
     /// Share of the frames it saw that it worked on.
     pub run_rate: f64,
     pub queue_capacity: usize,
@@ -248,10 +252,11 @@ impl RunStats {
             .iter()
             .map(|s| {
                 let edge = edge_of(&s.id);
-                let (processed, deadline, interval) = (
+                let (processed, deadline, interval, busy) = (
                     load(&s.processed),
                     load(&s.skipped_deadline),
                     load(&s.skipped_interval),
+                    load(&s.skipped_busy),
                 );
                 StageSummary {
                     id: s.id.clone(),
@@ -259,7 +264,9 @@ impl RunStats {
                     failed: load(&s.failed),
                     skipped_deadline: deadline,
                     skipped_interval: interval,
-                    run_rate: processed as f64 / (processed + deadline + interval).max(1) as f64,
+                    skipped_busy: busy,
+                    run_rate: processed as f64
+                        / (processed + deadline + interval + busy).max(1) as f64,
                     queue_capacity: edge.map_or(0, |e| e.plan.capacity),
                     max_queue_depth: edge.map_or(0, |e| e.max_depth.load(Ordering::Relaxed)),
                     latency: s.latency.summary(),
@@ -292,6 +299,7 @@ impl RunStats {
             for (reason, n) in [
                 ("deadline", s.skipped_deadline),
                 ("interval", s.skipped_interval),
+                ("busy", s.skipped_busy),
             ] {
                 if n > 0 {
                     drops.push(DropCount {
@@ -382,12 +390,13 @@ impl fmt::Display for Summary {
             )?;
         }
         for s in &self.stages {
-            let skipped = s.skipped_deadline + s.skipped_interval;
+            let skipped = s.skipped_deadline + s.skipped_interval + s.skipped_busy;
             let skips = if skipped > 0 {
                 format!(
-                    ", skipped {} deadline / {} interval (ran on {:.0} %)",
+                    ", skipped {} deadline / {} interval / {} busy (ran on {:.0} %)",
                     s.skipped_deadline,
                     s.skipped_interval,
+                    s.skipped_busy,
                     s.run_rate * 100.0
                 )
             } else {

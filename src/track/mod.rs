@@ -129,6 +129,14 @@ pub struct Tracker {
     pool: Vec<usize>,
     dets: Vec<usize>,
     used: Vec<bool>,
+    /// How old the detections being folded in are, seconds (0: this frame's).
+    lag_s: f32,
+}
+
+/// `bbox` moved by `velocity` (px/s) for `dt` seconds.
+fn shifted(bbox: [f32; 4], velocity: [f32; 2], dt: f32) -> [f32; 4] {
+    let (dx, dy) = (velocity[0] * dt, velocity[1] * dt);
+    [bbox[0] + dx, bbox[1] + dy, bbox[2] + dx, bbox[3] + dy]
 }
 
 /// Cosine distance of two L2-normalised vectors.
@@ -155,7 +163,24 @@ impl Tracker {
             pool: Vec::new(),
             dets: Vec::new(),
             used: Vec::new(),
+            lag_s: 0.0,
         }
+    }
+
+    /// Like [`Tracker::update`] with detections made on an earlier frame, at
+    /// `detected_s`: tracks are associated through their boxes moved back to
+    /// that time and corrected with the detections moved forward to `t_s`
+    /// along each track's velocity (a measurement that arrives late).
+    pub fn update_late(
+        &mut self,
+        t_s: f64,
+        detected_s: f64,
+        detections: &[Detection],
+        out: &mut Vec<TrackOut>,
+    ) {
+        self.lag_s = (t_s - detected_s).max(0.0) as f32;
+        self.update(t_s, Some(detections), None, out);
+        self.lag_s = 0.0;
     }
 
     /// Advances to time `t_s` and folds in this frame's detections (`None`
@@ -208,7 +233,8 @@ impl Tracker {
         let s = &self.settings;
         for &ti in &self.pool {
             let t = &self.tracks[ti];
-            let pred = t.kf.bbox();
+            // Late detections meet the track where it was when they were made.
+            let pred = shifted(t.kf.bbox(), t.kf.velocity(), -self.lag_s);
             for &di in &self.dets {
                 let d = &dets[di];
                 let overlap = iou(&pred, &d.bbox);
@@ -378,7 +404,7 @@ impl Tracker {
             let (ti, di) = (self.pool[r], self.dets[c]);
             let d = &dets[di];
             let t = &mut self.tracks[ti];
-            t.kf.update(&d.bbox);
+            t.kf.update(&shifted(d.bbox, t.kf.velocity(), self.lag_s));
             t.score = d.score;
             t.hits += 1;
             t.last_box = d.bbox;
@@ -445,12 +471,18 @@ impl Stage for TrackStage {
             self.pool.0.clone(),
         );
         let embeddings = record.embeddings.as_ref().map(|e| (&*e.values, e.dim));
-        self.trackers[index].1.update(
-            t_s,
-            record.detections.as_deref(),
-            embeddings,
-            tracks.as_mut_vec(),
-        );
+        let tracker = &mut self.trackers[index].1;
+        match (&record.detections, &record.late) {
+            (None, Some(late)) => {
+                tracker.update_late(t_s, late.t_s, &late.detections, tracks.as_mut_vec())
+            }
+            _ => tracker.update(
+                t_s,
+                record.detections.as_deref(),
+                embeddings,
+                tracks.as_mut_vec(),
+            ),
+        }
         record.tracks = Some(tracks);
         Ok(())
     }
