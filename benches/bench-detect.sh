@@ -3,6 +3,9 @@
 # only calls session.run on one preprocessed tensor (same model, same threads).
 #   percept: vtest.avi -> GStreamer decode -> preprocess -> ONNX Runtime -> decode + NMS -> JSON Lines
 #   bare:    examples/bare_session_loop.rs
+#   python:  benches/baseline.py (OpenCV VideoCapture + onnxruntime + numpy NMS, same model
+#            and threads; opencv-python-headless is installed into the set-up venv for it)
+# and percept's pipeline overhead: 1 - (time inside ONNX Runtime's run) / (wall time).
 # Rounds alternate so machine noise hits both alike; prints median fps and the ratio.
 # Usage: benches/bench-detect.sh [MODEL.onnx] [FRAMES] [ROUNDS] [THREADS]
 # MODEL defaults to ../shared/models/yolov8n-random-init.onnx when present
@@ -18,6 +21,7 @@ MODEL="$(realpath "${1:-$default_model}")"
 FRAMES="${2:-150}"
 ROUNDS="${3:-3}"
 THREADS="${4:-2}"
+"$PERCEPT_PYTHON" -c "import cv2" 2>/dev/null || "$PERCEPT_PYTHON" -m pip install -q opencv-python-headless
 cargo build --release --locked -q --example bare_session_loop
 cargo build --release --locked -q
 tmp="$(mktemp -d)"
@@ -40,17 +44,27 @@ threads = $THREADS
 kind = "jsonl"
 path = "$tmp/out.jsonl"
 TOML
-bare=(); spin=(); perc=()
+bare=(); spin=(); perc=(); over=(); py=(); pylat=(); plat=()
 for ((i = 0; i < ROUNDS; i++)); do
   bare+=("$(target/release/examples/bare_session_loop "$MODEL" "$FRAMES" "$THREADS")")
   spin+=("$(target/release/examples/bare_session_loop "$MODEL" "$FRAMES" "$THREADS" spin)")
   target/release/percept run "$tmp/p.toml" --no-progress --summary-json "$tmp/s.json" 2>/dev/null
   perc+=("$(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['fps'], 3))" "$tmp/s.json")")
+  over+=("$(python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(round(1 - s['inference_s'] / s['elapsed_s'], 4))" "$tmp/s.json")")
+  plat+=("$(python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(round(s['sinks'][0]['latency']['p50_ms'], 1))" "$tmp/s.json")")
+  "$PERCEPT_PYTHON" benches/baseline.py "$MODEL" "$PERCEPT_MEDIA/vtest.avi" "$FRAMES" "$THREADS" >"$tmp/py.json"
+  py+=("$(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['fps'], 3))" "$tmp/py.json")")
+  pylat+=("$(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['latency_p50_ms'], 1))" "$tmp/py.json")")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mb=$(median "${bare[@]}"); ms=$(median "${spin[@]}"); mp=$(median "${perc[@]}")
+mo=$(median "${over[@]}"); mpy=$(median "${py[@]}")
 echo "model: $MODEL, $FRAMES frames of vtest.avi, $THREADS intra-op threads, $ROUNDS alternating rounds"
 echo "  bare session.run loop : ${bare[*]} fps (median $mb)   [percept's session options]"
 echo "  bare loop, spin-wait on: ${spin[*]} fps (median $ms)   [ONNX Runtime's default]"
 echo "  percept run pipeline  : ${perc[*]} fps (median $mp)"
 awk -v b="$mb" -v s="$ms" -v p="$mp" 'BEGIN { printf "  percept / bare throughput: %.3f (vs spin-wait loop %.3f)\n", p / b, p / s }'
+echo "  percept pipeline overhead (1 - inference / wall): ${over[*]} (median $mo)"
+echo "  python OpenCV+onnxruntime loop: ${py[*]} fps (median $mpy), per-frame latency p50 ${pylat[*]} ms"
+echo "  percept capture-to-output latency p50: ${plat[*]} ms (lossless recording: includes queueing)"
+awk -v p="$mp" -v y="$mpy" 'BEGIN { printf "  percept / python throughput: %.3f\n", p / y }'

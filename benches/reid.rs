@@ -23,7 +23,7 @@ use gstreamer_video as gst_video;
 use percept::frame::{CaptureClock, Detection, Detections, Frame, FrameMeta, Record};
 use percept::model::preprocess::Resize;
 use percept::model::{Engine, ModelSettings};
-use percept::reid::ReidStage;
+use percept::reid::{ReidStage, ReuseSettings};
 use percept::stage::Stage;
 
 const W: u32 = 1280;
@@ -100,7 +100,13 @@ fn reid(c: &mut Criterion) {
             group.throughput(Throughput::Elements(n as u64));
             let dets = detections(n);
             for (label, batch) in [("stage", 32usize), ("one run per crop", 1)] {
-                let mut stage = ReidStage::new(&settings(&path, batch)).expect("re-ID model");
+                // Every crop through the model each time: no reuse across iterations.
+                let never = ReuseSettings {
+                    iou: 2.0,
+                    ..ReuseSettings::default()
+                };
+                let mut stage =
+                    ReidStage::with_reuse(&settings(&path, batch), never).expect("re-ID model");
                 group.bench_with_input(BenchmarkId::new(label, n), &n, |b, _| {
                     b.iter(|| {
                         let mut record = Record {

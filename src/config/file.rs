@@ -124,6 +124,8 @@ pub struct StageSpec {
     pub hog: Option<Spanned<HogSpec>>,
     /// `track`: tracker parameters (`[stage.tracker]`).
     pub tracker: Option<Spanned<TrackerSpec>>,
+    /// `reid`: when a detection reuses its object's last embedding (`[stage.reuse]`).
+    pub reuse: Option<Spanned<ReuseSpec>>,
     /// `stereo_depth`: the calibration file (TOML, see calibration/README.md).
     pub calibration: Option<Spanned<String>>,
     /// `stereo_depth`: StereoSGBM parameters (`[stage.sgbm]`).
@@ -248,6 +250,15 @@ pub enum StageKind {
 pub enum IntervalSpec {
     Every(u32),
     Named(String),
+}
+
+/// `[stage.reuse]` of a `reid` stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReuseSpec {
+    pub iou: Option<Spanned<f32>>,
+    pub grow: Option<Spanned<f32>>,
+    pub refresh_s: Option<Spanned<f32>>,
 }
 
 /// One `[[stereo]]` table: two sources paired by time, or one side-by-side source.

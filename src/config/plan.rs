@@ -158,7 +158,7 @@ pub enum StageSettings {
     Delay(Duration),
     Detect(DetectSettings),
     Track(TrackSettings),
-    Reid(ModelSettings),
+    Reid(ModelSettings, crate::reid::ReuseSettings),
     StereoDepth(Box<crate::stereo::depth::StereoDepthSettings>),
     Depth(Box<crate::depth::MonoDepthSettings>),
 }
@@ -886,7 +886,7 @@ impl Resolver<'_> {
                 if model.get_ref().resize.is_none() {
                     settings.preprocess.resize = crate::model::preprocess::Resize::Stretch;
                 }
-                StageSettings::Reid(settings)
+                StageSettings::Reid(settings, self.reuse(spec, field)?)
             }
             StageKind::StereoDepth => {
                 StageSettings::StereoDepth(Box::new(self.stereo_depth(spec, field)?))
@@ -1087,6 +1087,15 @@ impl Resolver<'_> {
                 ));
             }
         }
+        if spec.kind.get_ref() != &StageKind::Reid
+            && let Some(r) = &spec.reuse
+        {
+            return Err(self.invalid(
+                r.span(),
+                format!("{field}.reuse"),
+                "only used by kind = \"reid\"",
+            ));
+        }
         if spec.kind.get_ref() != &StageKind::Track
             && let Some(t) = &spec.tracker
         {
@@ -1216,6 +1225,57 @@ impl Resolver<'_> {
             classes: spec.classes.as_ref().map(|c| c.get_ref().clone()),
             labels,
         })
+    }
+
+    fn reuse(
+        &self,
+        spec: &StageSpec,
+        field: &str,
+    ) -> Result<crate::reid::ReuseSettings, ConfigError> {
+        let mut r = crate::reid::ReuseSettings::default();
+        let Some(spec) = &spec.reuse else {
+            return Ok(r);
+        };
+        let spec = spec.get_ref();
+        let check = |v: &Option<Spanned<f32>>,
+                     name: &str,
+                     slot: &mut f32,
+                     ok: fn(f32) -> bool,
+                     rule: &str| {
+            if let Some(v) = v {
+                if !ok(*v.get_ref()) {
+                    return Err(self.invalid(
+                        v.span(),
+                        format!("{field}.reuse.{name}"),
+                        rule.to_string(),
+                    ));
+                }
+                *slot = *v.get_ref();
+            }
+            Ok(())
+        };
+        check(
+            &spec.iou,
+            "iou",
+            &mut r.iou,
+            |x| (0.0..=1.01).contains(&x),
+            "an IoU, 0 to 1 (above 1: never reuse)",
+        )?;
+        check(
+            &spec.grow,
+            "grow",
+            &mut r.grow,
+            |x| x.is_finite() && x >= 1.0,
+            "an area ratio, at least 1",
+        )?;
+        check(
+            &spec.refresh_s,
+            "refresh_s",
+            &mut r.refresh_s,
+            |x| x.is_finite() && x >= 0.0,
+            "seconds, at least 0",
+        )?;
+        Ok(r)
     }
 
     fn mono_depth(

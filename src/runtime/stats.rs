@@ -166,6 +166,9 @@ pub struct Summary {
     pub frames_out: u64,
     pub fps: f64,
     pub stopped: bool,
+    /// ONNX Runtime `run` calls and the seconds spent in them (all engines).
+    pub inference_runs: u64,
+    pub inference_s: f64,
     pub memory: MemorySummary,
     pub sources: Vec<SourceSummary>,
     pub stereo: Vec<PairSummary>,
@@ -345,6 +348,8 @@ impl RunStats {
                 0.0
             },
             stopped,
+            inference_runs: crate::model::INFERENCE.totals().0,
+            inference_s: crate::model::INFERENCE.totals().1 as f64 / 1e9,
             memory: MemorySummary {
                 rss_settled_kb: load(&self.memory.settled_kb),
                 rss_max_kb: load(&self.memory.max_kb),
@@ -375,6 +380,15 @@ impl fmt::Display for Summary {
         )?;
         for s in &self.sources {
             writeln!(f, "  source {:<14} {} frames", s.id, s.frames)?;
+        }
+        if self.inference_runs > 0 {
+            writeln!(
+                f,
+                "  inference {} runs, {:.2} s in ONNX Runtime ({:.1} % of the wall time)",
+                self.inference_runs,
+                self.inference_s,
+                100.0 * self.inference_s / self.elapsed_s.max(1e-9)
+            )?;
         }
         for p in &self.stereo {
             writeln!(

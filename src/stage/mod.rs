@@ -71,8 +71,8 @@ pub fn build(plan: &StagePlan) -> Result<Built, ModelError> {
                 detector: Some(info),
             }
         }
-        StageSettings::Reid(settings) => Built {
-            stage: Box::new(crate::reid::ReidStage::new(settings)?),
+        StageSettings::Reid(settings, reuse) => Built {
+            stage: Box::new(crate::reid::ReidStage::with_reuse(settings, *reuse)?),
             detector: None,
         },
         StageSettings::Track(settings) => Built {
