@@ -15,6 +15,9 @@ output layout percept decodes:
   mono_depth.onnx            monocular depth: image [1, 3, 192, 256] -> relative inverse
                              depth [1, 192, 256] (smoothed luminance; the stereo stills are
                              painted so that it is right)
+  cascade_exit1.onnx, cascade_exit2.onnx
+                             a two-exit colour classifier (red / green) for early exit:
+                             exit 1 is sure only when red and green differ a lot
   colour_embed.onnx          re-ID embedding: crops [N, 3, 32, 32] -> [N, 24], soft
                              8-bin histograms of R, G and B (objects of different
                              colours get different embeddings)
@@ -368,6 +371,33 @@ def mono_depth():
     return model
 
 
+def cascade_exit1():
+    """First exit of a two-exit colour classifier (classes red, green): the
+    image's mean colour is the features; scores = softmax(8 (R - G), 8 (G - R)),
+    confident only when red and green differ a lot."""
+    g = Graph()
+    mean = g.op("GlobalAveragePool", ["images"])                                   # [1, 3, 1, 1]
+    g.op_named("Flatten", [mean], "features", axis=1)                              # [1, 3]
+    w = np.array([[8.0, -8.0], [-8.0, 8.0], [0.0, 0.0]], np.float32)
+    g.op_named("Softmax", [g.op("MatMul", ["features", g.const(w)])], "scores", axis=1)
+    model = g.model("cascade_exit1", [image_input((1, 3, 32, 32))],
+                    [out("features", [1, 3]), out("scores", [1, 2])])
+    del model.metadata_props[:]
+    model.metadata_props.append(onnx.StringStringEntryProto(key="names", value=json.dumps(["red", "green"])))
+    return model
+
+
+def cascade_exit2():
+    """Second exit: the same decision, sharp: softmax(100 (R - G), 100 (G - R))."""
+    g = Graph()
+    w = np.array([[100.0, -100.0], [-100.0, 100.0], [0.0, 0.0]], np.float32)
+    g.op_named("Softmax", [g.op("MatMul", ["features", g.const(w)])], "scores", axis=1)
+    model = g.model("cascade_exit2", [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 3])],
+                    [out("scores", [1, 2])])
+    del model.metadata_props[:]
+    return model
+
+
 def write_png(image, path):
     h, w, _ = image.shape
     cmd = ["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!", "rawvideoparse", "format=rgb", f"width={w}",
@@ -392,7 +422,8 @@ def main():
     for name, build in [("squares_yolov8", yolov8), ("squares_yolov5", yolov5), ("squares_end2end", end2end),
                         ("squares_boxes_scores", boxes_scores), ("wrong_rank", wrong_rank),
                         ("colour_embed", colour_embed), ("squares_yolov8_nhwc", lambda: yolov8(nhwc=True)),
-                        ("mono_depth", mono_depth)]:
+                        ("mono_depth", mono_depth), ("cascade_exit1", cascade_exit1),
+                        ("cascade_exit2", cascade_exit2)]:
         onnx.save(build(), str(models / f"{name}.onnx"))
     (models / "squares.names").write_text("".join(c + "\n" for c in CLASSES))
     frames, truth = scene()

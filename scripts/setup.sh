@@ -92,7 +92,8 @@ outputs=(tests/models/squares_yolov8.onnx tests/models/squares_yolov5.onnx tests
   tests/models/squares_boxes_scores.onnx tests/models/wrong_rank.onnx tests/models/colour_embed.onnx tests/models/squares_yolov8_nhwc.onnx
   tests/media/squares.mkv tests/media/squares.gt.jsonl tests/media/crossing.mkv tests/media/crossing.gt.jsonl
   tests/media/crossing.gt.txt tests/media/stereo_left.png tests/media/stereo_right.png tests/media/stereo.gt.json
-  tests/media/stereo_sbs.png tests/models/mono_depth.onnx)
+  tests/media/stereo_sbs.png tests/models/mono_depth.onnx tests/models/cascade_exit1.onnx
+  tests/models/cascade_exit2.onnx)
 stale=0
 [ "$(cat "$ROOT/tests/models/STAMP" 2>/dev/null)" = "$stamp" ] || stale=1
 for f in "${outputs[@]}"; do [ -s "$ROOT/$f" ] || stale=1; done

@@ -272,6 +272,8 @@ pub struct Record {
     pub depth: Option<DepthMap>,
     /// From a `depth` stage: how its relative output became metric.
     pub mono_fit: Option<MonoFit>,
+    /// From a `cascade` stage.
+    pub classification: Option<crate::cascade::Classification>,
     /// Detections an asynchronous `detect` stage finished for an earlier frame
     /// of this stream, delivered with the first frame after they were ready.
     pub late: Option<LateDetections>,

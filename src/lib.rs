@@ -14,6 +14,7 @@
 //! See `ARCHITECTURE.md` for one line per module.
 
 pub mod calib;
+pub mod cascade;
 pub mod clock;
 pub mod config;
 pub mod cvmat;

@@ -213,3 +213,58 @@ fn at_2x_overload_asynchronous_detection_beats_a_fixed_interval_in_streaming_sco
         "async {stream_async} vs interval {stream_interval}"
     );
 }
+
+/// The classification of every record of the cascade example with `edit` applied.
+fn cascade(edit: impl Fn(String) -> String) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("pipelines/cascade.toml"))
+        .unwrap()
+        .replace("../", &format!("{}/", repo().display()));
+    let p = pipeline(dir.path(), "cascade.toml", &edit(text));
+    let out = dir.path().join("out.jsonl");
+    run(&["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len(), 5);
+    records
+        .iter()
+        .map(|r| r["classification"].clone())
+        .collect()
+}
+
+#[test]
+fn an_easy_input_leaves_at_the_first_exit_a_hard_one_at_the_second_unless_the_deadline_says_no() {
+    // Clear red: the first exit is sure.
+    for c in cascade(|t| t) {
+        assert_eq!(
+            (c["class"].as_str(), c["exit"].as_u64()),
+            (Some("red"), Some(1)),
+            "{c}"
+        );
+        assert!(c["score"].as_f64().unwrap() >= 0.9);
+    }
+    // Brownish (red and green close): the first exit is unsure, the second decides.
+    let hard = |t: String| t.replace("0xffe61e1e", "0xff8c7850");
+    for c in cascade(hard) {
+        assert_eq!(
+            (c["class"].as_str(), c["exit"].as_u64()),
+            (Some("red"), Some(2)),
+            "{c}"
+        );
+        assert!(c["score"].as_f64().unwrap() > 0.99, "{c}");
+    }
+    // The same frames live, with a budget already spent: the first exit's answer.
+    let late = |t: String| {
+        hard(t)
+            .replace("num-buffers=5", "num-buffers=5 is-live=true")
+            .replace("kind = \"gst\"", "kind = \"gst\"\nlive = true")
+            .replace(
+                "name = \"cascade\"",
+                "name = \"cascade\"\nbudget_ms = 0.001",
+            )
+    };
+    for c in cascade(late) {
+        assert_eq!(c["exit"], 1, "{c}");
+        let s = c["score"].as_f64().unwrap();
+        assert!(s > 0.5 && s < 0.9, "{c}");
+    }
+}

@@ -124,6 +124,10 @@ pub struct StageSpec {
     pub hog: Option<Spanned<HogSpec>>,
     /// `track`: tracker parameters (`[stage.tracker]`).
     pub tracker: Option<Spanned<TrackerSpec>>,
+    /// `cascade`: the first exit's confidence threshold (the `[stage.model]`).
+    pub threshold: Option<Spanned<f32>>,
+    /// `cascade`: the later exits, in order (`[[stage.exit]]`).
+    pub exit: Option<Spanned<Vec<ExitSpec>>>,
     /// `reid`: when a detection reuses its object's last embedding (`[stage.reuse]`).
     pub reuse: Option<Spanned<ReuseSpec>>,
     /// `stereo_depth`: the calibration file (TOML, see calibration/README.md).
@@ -242,6 +246,8 @@ pub enum StageKind {
     StereoDepth,
     /// Monocular depth (ONNX), made metric by a fit to stereo or a fixed scale.
     Depth,
+    /// A multi-exit classifier: a chain of ONNX sub-models with early exit.
+    Cascade,
 }
 
 /// A stage's `interval`: a number or `"auto"`.
@@ -250,6 +256,16 @@ pub enum StageKind {
 pub enum IntervalSpec {
     Every(u32),
     Named(String),
+}
+
+/// One `[[stage.exit]]` of a `cascade` stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitSpec {
+    pub path: Spanned<String>,
+    /// Stop here when the best score reaches this (default 0: the last exit always answers).
+    pub threshold: Option<Spanned<f32>>,
+    pub threads: Option<Spanned<usize>>,
 }
 
 /// `[stage.reuse]` of a `reid` stage.
@@ -356,7 +372,7 @@ macro_rules! file_names {
 file_names! {
     SourceKind { File => "file", Uri => "uri", V4l2 => "v4l2", Test => "test", Gst => "gst" }
     Delivery { Lossless => "lossless", Latest => "latest" }
-    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect", Track => "track", Reid => "reid", StereoDepth => "stereo_depth", Depth => "depth" }
+    StageKind { ImageStats => "image_stats", Delay => "delay", Detect => "detect", Track => "track", Reid => "reid", StereoDepth => "stereo_depth", Depth => "depth", Cascade => "cascade" }
     DetectBackend { Onnx => "onnx", HogPeople => "hog_people" }
     SinkKind { Jsonl => "jsonl", DepthPng => "depth_png" }
     EdgePolicy { Block => "block", DropOldest => "drop_oldest" }

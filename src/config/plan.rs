@@ -161,6 +161,7 @@ pub enum StageSettings {
     Reid(ModelSettings, crate::reid::ReuseSettings),
     StereoDepth(Box<crate::stereo::depth::StereoDepthSettings>),
     Depth(Box<crate::depth::MonoDepthSettings>),
+    Cascade(Box<crate::cascade::CascadeSettings>),
 }
 
 /// Where a sink writes.
@@ -892,6 +893,7 @@ impl Resolver<'_> {
                 StageSettings::StereoDepth(Box::new(self.stereo_depth(spec, field)?))
             }
             StageKind::Depth => StageSettings::Depth(Box::new(self.mono_depth(spec, field)?)),
+            StageKind::Cascade => StageSettings::Cascade(Box::new(self.cascade(spec, field)?)),
         };
         let admission = spec.admission.as_ref().map_or(
             !matches!(kind, StageKind::Track | StageKind::ImageStats),
@@ -1023,16 +1025,19 @@ impl Resolver<'_> {
             ("labels", spec.labels.as_ref().map(Spanned::span)),
             (
                 "model",
-                spec.model
-                    .as_ref()
-                    .map(Spanned::span)
-                    .filter(|_| !matches!(spec.kind.get_ref(), StageKind::Reid | StageKind::Depth)),
+                spec.model.as_ref().map(Spanned::span).filter(|_| {
+                    !matches!(
+                        spec.kind.get_ref(),
+                        StageKind::Reid | StageKind::Depth | StageKind::Cascade
+                    )
+                }),
             ),
             ("hog", spec.hog.as_ref().map(Spanned::span)),
         ];
         let kind = *spec.kind.get_ref();
         let depth_kinds = [StageKind::StereoDepth, StageKind::Depth];
         let both = "stereo_depth and depth";
+        let cascade = [StageKind::Cascade];
         for (name, span, kinds, used_by) in [
             (
                 "calibration",
@@ -1075,6 +1080,18 @@ impl Resolver<'_> {
                 spec.shift.as_ref().map(Spanned::span),
                 &depth_kinds[1..],
                 "depth",
+            ),
+            (
+                "threshold",
+                spec.threshold.as_ref().map(Spanned::span),
+                &cascade[..],
+                "cascade",
+            ),
+            (
+                "exit",
+                spec.exit.as_ref().map(Spanned::span),
+                &cascade[..],
+                "cascade",
             ),
         ] {
             if let Some(span) = span
@@ -1224,6 +1241,50 @@ impl Resolver<'_> {
             max_detections,
             classes: spec.classes.as_ref().map(|c| c.get_ref().clone()),
             labels,
+        })
+    }
+
+    fn cascade(
+        &self,
+        spec: &StageSpec,
+        field: &str,
+    ) -> Result<crate::cascade::CascadeSettings, ConfigError> {
+        use crate::cascade::{CascadeSettings, ExitSettings};
+        let Some(model) = &spec.model else {
+            return Err(self.invalid(
+                spec.kind.span(),
+                format!("{field}.model"),
+                "a cascade stage needs `[stage.model]`: its first exit",
+            ));
+        };
+        let threshold = |v: &Option<Spanned<f32>>, name: String, default: f32| match v {
+            None => Ok(default),
+            Some(t) if (0.0..=1.0).contains(t.get_ref()) => Ok(*t.get_ref()),
+            Some(t) => Err(self.invalid(t.span(), name, "a score, 0 to 1")),
+        };
+        let first = ExitSettings {
+            model: self.model(model.get_ref(), &format!("{field}.model"))?,
+            threshold: threshold(&spec.threshold, format!("{field}.threshold"), 0.9)?,
+        };
+        let mut rest = Vec::new();
+        for (i, e) in spec
+            .exit
+            .iter()
+            .flat_map(|e| e.get_ref().iter())
+            .enumerate()
+        {
+            let f = format!("{field}.exit[{i}]");
+            let mut m = ModelSettings::new(self.existing_file(&e.path, &format!("{f}.path"))?);
+            m.threads = e.threads.as_ref().map_or(1, |t| *t.get_ref());
+            rest.push(ExitSettings {
+                model: m,
+                threshold: threshold(&e.threshold, format!("{f}.threshold"), 0.0)?,
+            });
+        }
+        Ok(CascadeSettings {
+            first,
+            rest,
+            labels: Vec::new(),
         })
     }
 

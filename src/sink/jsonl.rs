@@ -99,6 +99,8 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tracks: Option<&'a [crate::track::TrackOut]>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    classification: Option<&'a crate::cascade::Classification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     stereo: Option<crate::frame::PairInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     depth: Option<DepthView>,
@@ -130,6 +132,7 @@ impl Sink for JsonlSink {
             image_stats: work.record.image_stats.as_ref().map(StatsView::from),
             detections: work.record.detections.as_deref(),
             tracks: work.record.tracks.as_deref(),
+            classification: work.record.classification.as_ref(),
             stereo: work.record.pair,
             depth: work.record.depth.as_ref().map(DepthView::from),
             mono_fit: work.record.mono_fit,

@@ -79,6 +79,10 @@ pub fn build(plan: &StagePlan) -> Result<Built, ModelError> {
             stage: Box::new(crate::track::TrackStage::new(*settings)),
             detector: None,
         },
+        StageSettings::Cascade(settings) => Built {
+            stage: Box::new(crate::cascade::CascadeStage::new(settings)?),
+            detector: None,
+        },
         StageSettings::Depth(settings) => Built {
             stage: Box::new(crate::depth::MonoDepthStage::new(settings)?),
             detector: None,
