@@ -64,6 +64,7 @@ fn frame(path: &Path) -> Frame {
             capture_clock: CaptureClock::Arrival,
             capture_wall_ns: 0,
             deadline_ns: None,
+            ntp_ns: None,
         },
         buffer: gst::Buffer::from_slice(bytes),
         info: Arc::new(info),

@@ -41,6 +41,9 @@ pub struct FrameMeta {
     /// Monotonic time by which the frame's output is due (live and paced
     /// sources: capture + budget); `None` for recordings read as fast as possible.
     pub deadline_ns: Option<u64>,
+    /// The sender's NTP time (ns since 1900) when the stream carries one (RTSP
+    /// with RTCP sender reports); stereo pairing prefers it.
+    pub ntp_ns: Option<u64>,
 }
 
 /// A decoded frame.
@@ -154,6 +157,8 @@ pub enum PairClock {
     Pts,
     /// The GStreamer pipeline clock's capture times (live sources).
     Pipeline,
+    /// The senders' NTP times (RTSP/RTP with RTCP sender reports).
+    Ntp,
 }
 
 /// A stereo pair's bookkeeping, written with its record.
@@ -302,6 +307,7 @@ pub(crate) fn test_frame(info: gst_video::VideoInfo, bytes: Vec<u8>, seq: u64) -
             capture_clock: CaptureClock::Arrival,
             capture_wall_ns: 0,
             deadline_ns: None,
+            ntp_ns: None,
         },
         buffer: gst::Buffer::from_slice(bytes),
         info: Arc::new(info),

@@ -96,6 +96,20 @@ pub struct Source {
     appsink: gst_app::AppSink,
 }
 
+/// The sender's NTP time of a buffer (ns since 1900), when GStreamer attached
+/// one (`GstReferenceTimestampMeta` with `timestamp/x-ntp` caps: rtspsrc with
+/// `add-reference-timestamp-meta`, from RTCP sender reports).
+pub fn ntp_time(buffer: &gst::BufferRef) -> Option<u64> {
+    buffer
+        .iter_meta::<gst::ReferenceTimestampMeta>()
+        .find(|m| {
+            m.reference()
+                .structure(0)
+                .is_some_and(|s| s.name() == "timestamp/x-ntp")
+        })
+        .map(|m| m.timestamp().nseconds())
+}
+
 /// The GStreamer description a source plan runs.
 pub fn launch_description(plan: &SourcePlan) -> String {
     let head = match &plan.input {
@@ -154,7 +168,19 @@ impl Source {
                 SourceInput::File(path) => {
                     src.set_property("location", path.to_string_lossy().as_ref())
                 }
-                SourceInput::Uri(uri) => src.set_property("uri", uri.as_str()),
+                SourceInput::Uri(uri) => {
+                    src.set_property("uri", uri.as_str());
+                    // RTSP: ask rtspsrc for the sender's NTP time of each frame
+                    // (RTCP sender reports), used to pair streams from different hosts.
+                    src.connect("source-setup", false, |args| {
+                        if let Some(Ok(element)) = args.get(1).map(|v| v.get::<gst::Element>())
+                            && element.has_property("add-reference-timestamp-meta")
+                        {
+                            element.set_property("add-reference-timestamp-meta", true);
+                        }
+                        None
+                    });
+                }
                 SourceInput::V4l2(dev) => {
                     src.set_property("device", dev.to_string_lossy().as_ref())
                 }
@@ -282,6 +308,7 @@ impl Source {
                 }
             }
             let (capture_ns, capture_clock) = self.capture_time(&sample, pts_ns, arrival_ns);
+            let ntp_ns = ntp_time(buffer.as_ref());
             let deadline_ns = (self.plan.live || self.plan.realtime).then(|| {
                 let period = match layout.fps() {
                     f if f.numer() > 0 && f.denom() > 0 => {
@@ -304,6 +331,7 @@ impl Source {
                         capture_clock,
                         capture_wall_ns: clock::wall_ns_of(capture_ns),
                         deadline_ns,
+                        ntp_ns,
                     },
                     buffer,
                     info: layout,

@@ -41,6 +41,9 @@ pub struct PairStats {
 
 /// A frame's time for pairing, and which clock it is on.
 fn time_of(frame: &Frame) -> (i64, PairClock) {
+    if let Some(ntp) = frame.meta.ntp_ns {
+        return (ntp as i64, PairClock::Ntp);
+    }
     match (frame.meta.capture_clock, frame.meta.pts_ns) {
         (CaptureClock::Pipeline, _) | (_, None) => {
             (frame.meta.capture_ns as i64, PairClock::Pipeline)
@@ -355,6 +358,41 @@ mod tests {
         // Nothing within the skew: nothing paired, everything counted.
         let (pairs, ul, ur) = run(&[0, 100], &[50, 150], 10);
         assert_eq!((pairs.len(), ul, ur), (0, 2, 2));
+    }
+
+    #[test]
+    fn sender_ntp_times_pair_streams_whose_pts_disagree() {
+        // Two RTSP cameras: their PTS start anywhere, their NTP times agree.
+        let stats = Arc::new(PairStats::default());
+        let mut p = Pairer::new(
+            "pair",
+            PairSettings {
+                max_skew_ns: 5_000_000,
+                max_wait_ns: None,
+            },
+            stats,
+        );
+        let ntp = |seq: u64, pts_ms: u64, ntp_ms: u64| {
+            let mut w = work(seq, pts_ms);
+            let mut buffer = gstreamer::Buffer::new();
+            let caps = gstreamer::Caps::new_empty_simple("timestamp/x-ntp");
+            gstreamer::ReferenceTimestampMeta::add(
+                buffer.get_mut().unwrap(),
+                &caps,
+                gstreamer::ClockTime::from_mseconds(ntp_ms),
+                gstreamer::ClockTime::NONE,
+            );
+            w.frame.meta.ntp_ns = crate::source::ntp_time(buffer.as_ref());
+            w
+        };
+        p.push(Side::Left, ntp(0, 0, 5_000), 0);
+        p.push(Side::Right, ntp(0, 9_000, 5_002), 0);
+        p.end(Side::Left);
+        p.end(Side::Right);
+        let mut out = Vec::new();
+        p.poll(0, |w| out.push(w.record.pair.unwrap()));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].clock, out[0].skew_ns), (PairClock::Ntp, 2_000_000));
     }
 
     #[test]
