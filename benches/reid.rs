@@ -20,7 +20,7 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gstreamer as gst;
 use gstreamer_video as gst_video;
-use percept::frame::{CaptureClock, Detection, Detections, Frame, FrameMeta, Record};
+use percept::frame::{Detection, Detections, Frame, Record};
 use percept::model::preprocess::Resize;
 use percept::model::{Engine, ModelSettings};
 use percept::reid::{ReidStage, ReuseSettings};
@@ -37,22 +37,7 @@ fn frame() -> Frame {
     let bytes: Vec<u8> = (0..info.size())
         .map(|i| ((i * 2_654_435_761) >> 20) as u8)
         .collect();
-    Frame {
-        meta: FrameMeta {
-            stream: Arc::from("bench"),
-            seq: 0,
-            pts_ns: Some(0),
-            duration_ns: None,
-            capture_ns: 0,
-            capture_clock: CaptureClock::Arrival,
-            capture_wall_ns: 0,
-            deadline_ns: None,
-            ntp_ns: None,
-        },
-        buffer: gst::Buffer::from_slice(bytes),
-        info: Arc::new(info),
-        right: None,
-    }
+    Frame::from_bytes(info, bytes, "bench", 0)
 }
 
 /// `n` person-shaped boxes (60x150 px) spread over the frame.

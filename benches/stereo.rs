@@ -15,7 +15,6 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gstreamer as gst;
@@ -25,7 +24,7 @@ use opencv::core::{self, Mat};
 use opencv::imgcodecs;
 use opencv::prelude::*;
 use percept::calib::StereoCalibration;
-use percept::frame::{CaptureClock, Frame, FrameMeta, Record};
+use percept::frame::{Frame, Record};
 use percept::stage::Stage;
 use percept::stereo::depth::{SgbmSettings, StereoDepthSettings, StereoDepthStage};
 
@@ -54,22 +53,7 @@ fn frame(path: &Path) -> Frame {
     for y in 0..h as usize {
         bytes[y * stride..y * stride + row].copy_from_slice(&data[y * row..(y + 1) * row]);
     }
-    Frame {
-        meta: FrameMeta {
-            stream: Arc::from("pair"),
-            seq: 0,
-            pts_ns: Some(0),
-            duration_ns: None,
-            capture_ns: 0,
-            capture_clock: CaptureClock::Arrival,
-            capture_wall_ns: 0,
-            deadline_ns: None,
-            ntp_ns: None,
-        },
-        buffer: gst::Buffer::from_slice(bytes),
-        info: Arc::new(info),
-        right: None,
-    }
+    Frame::from_bytes(info, bytes, "pair", 0)
 }
 
 fn stereo(c: &mut Criterion) {

@@ -293,24 +293,32 @@ pub struct Work {
     pub record: Record,
 }
 
+impl Frame {
+    /// A frame over raw bytes laid out as `info` says (tests, benchmarks,
+    /// frames from outside GStreamer): PTS 0, no deadline.
+    pub fn from_bytes(info: gst_video::VideoInfo, bytes: Vec<u8>, stream: &str, seq: u64) -> Frame {
+        Frame {
+            meta: FrameMeta {
+                stream: Arc::from(stream),
+                seq,
+                pts_ns: Some(0),
+                duration_ns: None,
+                capture_ns: 0,
+                capture_clock: CaptureClock::Arrival,
+                capture_wall_ns: 0,
+                deadline_ns: None,
+                ntp_ns: None,
+            },
+            buffer: gst::Buffer::from_slice(bytes),
+            info: Arc::new(info),
+            right: None,
+        }
+    }
+}
+
 /// A frame over raw bytes laid out as `info` says, for unit tests.
 #[cfg(test)]
 pub(crate) fn test_frame(info: gst_video::VideoInfo, bytes: Vec<u8>, seq: u64) -> Frame {
     gst::init().expect("GStreamer");
-    Frame {
-        meta: FrameMeta {
-            stream: Arc::from("t"),
-            seq,
-            pts_ns: Some(0),
-            duration_ns: None,
-            capture_ns: 0,
-            capture_clock: CaptureClock::Arrival,
-            capture_wall_ns: 0,
-            deadline_ns: None,
-            ntp_ns: None,
-        },
-        buffer: gst::Buffer::from_slice(bytes),
-        info: Arc::new(info),
-        right: None,
-    }
+    Frame::from_bytes(info, bytes, "t", seq)
 }

@@ -94,30 +94,10 @@ pub fn read_tracks(
                 (None, Some(o)) => (o, false),
                 (None, None) => continue,
             };
-            for o in list
-                .as_array()
-                .ok_or_else(|| err(n, "`tracks`/`objects` is not an array".into()))?
-            {
-                if confirmed_only && o["state"].as_str().is_some_and(|s| s != "confirmed") {
-                    continue;
-                }
-                let id = o["id"]
-                    .as_u64()
-                    .ok_or_else(|| err(n, "an object has no integer `id`".into()))?;
-                let b = o["bbox"]
-                    .as_array()
-                    .filter(|b| b.len() == 4)
-                    .ok_or_else(|| err(n, "`bbox` is not [x1, y1, x2, y2]".into()))?;
-                let f = |k: usize| {
-                    b[k].as_f64()
-                        .map(|x| x as f32)
-                        .ok_or_else(|| err(n, "`bbox` holds a non-number".into()))
-                };
-                entry.push(Object {
-                    id,
-                    bbox: [f(0)?, f(1)?, f(2)?, f(3)?],
-                });
+            if !list.is_array() {
+                return Err(err(n, "`tracks`/`objects` is not an array".into()));
             }
+            entry.extend(objects_of(list, confirmed_only).map_err(|m| err(n, m.into()))?);
         } else {
             let cols: Vec<f64> = line
                 .split(',')
@@ -203,7 +183,7 @@ pub fn streaming_predictions(
             v[k].as_u64()
                 .ok_or_else(|| err(n, format!("no `{k}`: not percept's output")))
         };
-        let objects = read_tracks_value(&v["tracks"]).map_err(|m| err(n, m))?;
+        let objects = objects_of(&v["tracks"], true).map_err(|m| err(n, m.into()))?;
         records.push(Emitted {
             seq: num("seq")?,
             pts_ns: v["pts_ns"].as_u64(),
@@ -255,17 +235,18 @@ pub fn streaming_predictions(
     Ok(out)
 }
 
-/// Confirmed tracks of a record's `tracks` array (absent: none).
-fn read_tracks_value(tracks: &serde_json::Value) -> Result<Vec<Object>, String> {
-    let Some(list) = tracks.as_array() else {
+/// The objects of a `tracks` or `objects` array (absent: none); with
+/// `confirmed_only`, tracks in another state are left out.
+fn objects_of(list: &serde_json::Value, confirmed_only: bool) -> Result<Vec<Object>, &'static str> {
+    let Some(list) = list.as_array() else {
         return Ok(Vec::new());
     };
     let mut out = Vec::with_capacity(list.len());
     for o in list {
-        if o["state"].as_str().is_some_and(|s| s != "confirmed") {
+        if confirmed_only && o["state"].as_str().is_some_and(|s| s != "confirmed") {
             continue;
         }
-        let id = o["id"].as_u64().ok_or("a track has no integer `id`")?;
+        let id = o["id"].as_u64().ok_or("an object has no integer `id`")?;
         let b = o["bbox"]
             .as_array()
             .filter(|b| b.len() == 4)
