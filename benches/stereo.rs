@@ -8,6 +8,9 @@
 //! - `percept full_width`: the default, which pads the views so the left
 //!   strip gets disparities too (SGBM works on a wider image).
 //!
+//! Before criterion's runs, the first two alternate run by run and their
+//! medians' ratio is printed (the overhead figure).
+//!
 //! Pairs: OpenCV's sample chessboard pair (640x480, 128 disparities) and the
 //! Middlebury Aloe pair (1282x1110, 192 disparities from 32).
 //!
@@ -27,6 +30,9 @@ use percept::calib::StereoCalibration;
 use percept::frame::{Frame, Record};
 use percept::stage::Stage;
 use percept::stereo::depth::{SgbmSettings, StereoDepthSettings, StereoDepthStage};
+
+/// Alternating runs of each side for the side-by-side ratio.
+const ALTERNATIONS: usize = 21;
 
 fn media(name: &str) -> PathBuf {
     let dir = std::env::var_os("PERCEPT_MEDIA").map_or_else(
@@ -112,6 +118,45 @@ fn stereo(c: &mut Criterion) {
         )
         .expect("sgbm");
         let mut disparity = Mat::default();
+        // Side by side first: the two alternate, so the machine's drift hits
+        // both alike; the medians' ratio is the overhead.
+        {
+            let mut stage = StereoDepthStage::new(&StereoDepthSettings {
+                calibration_path: calibration_path.clone(),
+                calibration: calibration.clone(),
+                sgbm: SgbmSettings {
+                    full_width: false,
+                    ..sgbm
+                },
+                max_depth_m: 0.0,
+                box_shrink: 0.25,
+            })
+            .expect("stage");
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..ALTERNATIONS {
+                let t = std::time::Instant::now();
+                opencv_sgbm
+                    .compute(&gl, &gr, &mut disparity)
+                    .expect("compute");
+                a.push(t.elapsed().as_secs_f64());
+                let t = std::time::Instant::now();
+                let mut record = Record::default();
+                stage.process(&pair, &mut record).expect("depth");
+                b.push(t.elapsed().as_secs_f64());
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (ma, mb) = (median(&mut a), median(&mut b));
+            println!(
+                "stereo {name}: alternating x{ALTERNATIONS}: opencv sgbm {:.2} ms, percept {:.2} ms ({:.1} pairs/s), ratio {:.3}",
+                ma * 1e3,
+                mb * 1e3,
+                1.0 / mb,
+                mb / ma
+            );
+        }
         group.bench_function("opencv sgbm", |b| {
             b.iter(|| {
                 opencv_sgbm

@@ -26,6 +26,9 @@ pub struct Rectification {
     pub right_map: (Mat, Mat),
     /// Pixels of the left rectified view with valid source pixels.
     pub valid_left: Rect,
+    /// The views are already rectified (no distortion, no rotation, same
+    /// intrinsics): remapping would copy them unchanged, so it is skipped.
+    pub identity: bool,
 }
 
 impl Rectification {
@@ -70,6 +73,27 @@ impl Rectification {
         let left_map = map(&k1, &d1, &r1, &p1)?;
         let right_map = map(&k2, &d2, &r2, &p2)?;
         let focal_px = *p1.at_2d::<f64>(0, 0)?;
+        let same = |a: &Mat, b: &nalgebra::Matrix3<f64>| -> opencv::Result<bool> {
+            for r in 0..3 {
+                for col in 0..3 {
+                    if (*a.at_2d::<f64>(r, col)? - b[(r as usize, col as usize)]).abs() > 1e-9 {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        };
+        let eye = nalgebra::Matrix3::identity();
+        let identity = c
+            .left
+            .distortion
+            .iter()
+            .chain(&c.right.distortion)
+            .all(|d| *d == 0.0)
+            && same(&r1, &eye)?
+            && same(&r2, &eye)?
+            && same(&p1, &c.left.matrix)?
+            && same(&p2, &c.right.matrix)?;
         // P2[0, 3] = -f · B for a horizontal pair (Tx of the right view).
         let baseline_m = (*p2.at_2d::<f64>(0, 3)? / *p2.at_2d::<f64>(0, 0)?).abs();
         Ok(Rectification {
@@ -86,6 +110,35 @@ impl Rectification {
             left_map,
             right_map,
             valid_left: roi1,
+            identity,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn load(name: &str) -> StereoCalibration {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("calibration")
+            .join(name);
+        StereoCalibration::load(&path).unwrap()
+    }
+
+    #[test]
+    fn an_already_rectified_pair_skips_remapping_and_a_real_rig_does_not() {
+        let aloe = Rectification::new(&load("middlebury_aloe.toml")).unwrap();
+        assert!(aloe.identity);
+        assert!((aloe.focal_px - 3740.0).abs() < 1e-9 && (aloe.baseline_m - 0.16).abs() < 1e-12);
+        let rig = Rectification::new(&load("opencv_sample_stereo.toml")).unwrap();
+        assert!(!rig.identity);
+        assert!(
+            (rig.baseline_m - 0.0835).abs() < 0.001,
+            "{}",
+            rig.baseline_m
+        );
     }
 }

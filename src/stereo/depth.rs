@@ -142,6 +142,13 @@ impl StereoMatcher {
 
     /// Rectifies one view (`side` 0 left, 1 right) from an 8-bit image.
     fn rectify(&mut self, side: usize, image: &Mat, gray_code: Option<i32>) -> opencv::Result<()> {
+        if self.rect.identity {
+            // Already rectified: only the conversion to gray (or a copy).
+            return match gray_code {
+                Some(code) => opencv::imgproc::cvt_color(image, &mut self.rectified[side], code, 0),
+                None => image.copy_to(&mut self.rectified[side]),
+            };
+        }
         let src = match gray_code {
             Some(code) => {
                 opencv::imgproc::cvt_color(image, &mut self.gray[side], code, 0)?;
