@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use percept::config::{EdgePlan, Plan};
+use percept::config::{EdgePlan, Interval, Plan, StereoInput};
 use percept::detect::DetectorInfo;
 use percept::runtime;
 use percept::source::Source;
@@ -75,15 +75,48 @@ fn describe(plan: &Plan, launches: &[String], detectors: &[Option<DetectorInfo>]
             },
         );
     }
-    for (st, detector) in plan.stages.iter().zip(detectors) {
+    for p in &plan.stereo {
+        let input = match &p.input {
+            StereoInput::Pair { left, right } => format!("{left} + {right} by time"),
+            StereoInput::SideBySide(s) => format!("{s} split side by side"),
+        };
         out += &format!(
-            "  stage {}: {} on {} (input: {})\n",
+            "  stereo {}: {input}, max skew {:.1} ms{}\n",
+            p.id,
+            p.settings.max_skew_ns as f64 / 1e6,
+            p.settings
+                .max_wait_ns
+                .map(|w| format!(", waits at most {:.1} ms", w as f64 / 1e6))
+                .unwrap_or_default()
+        );
+    }
+    for (st, detector) in plan.stages.iter().zip(detectors) {
+        let mut schedule = Vec::new();
+        match st.interval {
+            Interval::Every(1) => {}
+            Interval::Every(n) => schedule.push(format!("every {n} frames")),
+            Interval::Auto => schedule.push("interval auto".into()),
+        }
+        if st.asynchronous {
+            schedule.push("asynchronous".into());
+        } else if st.admission {
+            schedule.push("admission control for frames with deadlines".into());
+        }
+        if let Some(s) = st.simulate {
+            schedule.push(format!("+{:.0} ms simulated", s.as_secs_f64() * 1e3));
+        }
+        out += &format!(
+            "  stage {}: {} on {} (input: {}{})\n",
             st.id,
             st.kind,
             st.streams
                 .as_ref()
                 .map_or_else(|| "all streams".to_string(), |s| s.join(", ")),
-            edge(&st.input)
+            edge(&st.input),
+            schedule
+                .iter()
+                .map(|s| format!("; {s}"))
+                .collect::<String>()
         );
         if let Some(d) = detector {
             out += &format!(
