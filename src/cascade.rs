@@ -250,7 +250,7 @@ impl Stage for CascadeStage {
             }
             let e = &mut self.rest[k];
             {
-                let input = TensorRef::from_array_view((self.shape.clone(), &*self.features))
+                let input = TensorRef::from_array_view((self.shape.as_slice(), &*self.features))
                     .map_err(|x| StageError(format!("exit {}: {x}", k + 2)))?;
                 let outputs = e
                     .session

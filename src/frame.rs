@@ -282,7 +282,8 @@ pub struct Record {
     /// Detections an asynchronous `detect` stage finished for an earlier frame
     /// of this stream, delivered with the first frame after they were ready.
     pub late: Option<LateDetections>,
-    pub skipped: Vec<Skip>,
+    /// Inline up to four entries: skipping a frame allocates nothing.
+    pub skipped: smallvec::SmallVec<[Skip; 4]>,
     pub failed: Vec<Failure>,
 }
 
