@@ -13,10 +13,8 @@ use serde::Serialize;
 use crate::frame::{Frame, Record};
 use crate::model::contract::{TensorInfo, dims_text, session_tensors};
 use crate::model::{Engine, ModelError, ModelSettings, open_session};
+use crate::runtime::stats::RecentLatency;
 use crate::stage::{Stage, StageError};
-
-/// Recent work times kept per exit.
-const WINDOW: usize = 16;
 
 /// One exit after the first.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,8 +29,6 @@ pub struct CascadeSettings {
     /// The first exit: takes the frame (preprocessing settings apply).
     pub first: ExitSettings,
     pub rest: Vec<ExitSettings>,
-    /// Class names; default: the first model's `names` metadata, else numbers.
-    pub labels: Vec<String>,
 }
 
 /// What the cascade decided for a frame.
@@ -49,14 +45,13 @@ struct Exit {
     session: Session,
     input: String,
     threshold: f32,
-    recent: Vec<u64>,
+    recent: RecentLatency,
 }
 
 pub struct CascadeStage {
     first: Box<Engine>,
     first_threshold: f32,
     rest: Vec<Exit>,
-    first_recent: Vec<u64>,
     labels: Vec<std::sync::Arc<str>>,
     features: Vec<f32>,
     shape: Vec<usize>,
@@ -101,25 +96,6 @@ fn check_outputs(
     Ok(())
 }
 
-/// 95th percentile of recent times (0 before any).
-fn p95(recent: &[u64]) -> u64 {
-    let mut v: [u64; WINDOW] = [0; WINDOW];
-    let n = recent.len().min(WINDOW);
-    v[..n].copy_from_slice(&recent[recent.len() - n..]);
-    if n == 0 {
-        return 0;
-    }
-    let k = (n * 95).div_ceil(100) - 1;
-    *v[..n].select_nth_unstable(k).1
-}
-
-fn remember(recent: &mut Vec<u64>, ns: u64) {
-    if recent.len() == WINDOW {
-        recent.remove(0);
-    }
-    recent.push(ns);
-}
-
 impl CascadeStage {
     pub fn new(settings: &CascadeSettings) -> Result<CascadeStage, ModelError> {
         let mut first = Engine::load(&settings.first.model)?;
@@ -145,22 +121,18 @@ impl CascadeStage {
                 session,
                 input: input.name.clone(),
                 threshold: exit.threshold,
-                recent: Vec::with_capacity(WINDOW),
+                recent: RecentLatency::new(),
             });
         }
-        let labels = if settings.labels.is_empty() {
-            first
-                .metadata("names")
-                .and_then(|n| serde_json::from_str::<Vec<String>>(&n).ok())
-                .unwrap_or_default()
-        } else {
-            settings.labels.clone()
-        };
+        // Class names from the first model's `names` metadata, else numbers.
+        let labels = first
+            .metadata("names")
+            .and_then(|n| serde_json::from_str::<Vec<String>>(&n).ok())
+            .unwrap_or_default();
         Ok(CascadeStage {
             first: Box::new(first),
             first_threshold: settings.first.threshold,
             rest,
-            first_recent: Vec::with_capacity(WINDOW),
             labels: labels.into_iter().map(std::sync::Arc::from).collect(),
             features: Vec::new(),
             shape: Vec::new(),
@@ -220,7 +192,6 @@ impl CascadeStage {
 
 impl Stage for CascadeStage {
     fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
-        let t0 = crate::clock::monotonic_ns();
         self.first
             .preprocess(frame)
             .map_err(|e| StageError(e.to_string()))?;
@@ -234,7 +205,6 @@ impl Stage for CascadeStage {
             )
             .map_err(StageError)?;
         }
-        remember(&mut self.first_recent, crate::clock::monotonic_ns() - t0);
         let mut threshold = self.first_threshold;
         let mut exit = 1;
         for k in 0..self.rest.len() {
@@ -243,7 +213,7 @@ impl Stage for CascadeStage {
             }
             let now = crate::clock::monotonic_ns();
             if let Some(deadline) = frame.meta.deadline_ns
-                && now + p95(&self.rest[k].recent) > deadline
+                && now + self.rest[k].recent.p95().unwrap_or(0) > deadline
             {
                 // The deadline allows no further exit: keep this one's answer.
                 break;
@@ -264,7 +234,7 @@ impl Stage for CascadeStage {
                 )
                 .map_err(StageError)?;
             }
-            remember(&mut e.recent, crate::clock::monotonic_ns() - now);
+            e.recent.record(crate::clock::monotonic_ns() - now);
             threshold = e.threshold;
             exit = k as u32 + 2;
         }

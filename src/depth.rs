@@ -175,8 +175,8 @@ impl MonoDepthStage {
         let (shape, data) = outputs[self.output.as_str()]
             .try_extract_tensor::<f32>()
             .map_err(|e| format!("output `{}`: {e}", self.output))?;
-        let dims: Vec<i64> = shape.iter().copied().collect();
-        let (h, w) = (dims[dims.len() - 2] as usize, dims[dims.len() - 1] as usize);
+        let n = shape.len();
+        let (h, w) = (shape[n - 2] as usize, shape[n - 1] as usize);
         self.relative.clear();
         self.relative.extend_from_slice(&data[..w * h]);
         let size = (frame.width(), frame.height());

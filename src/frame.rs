@@ -132,9 +132,7 @@ pub struct DepthMap {
 /// Detections of an earlier frame (see [`Record::late`]).
 #[derive(Debug, Clone)]
 pub struct LateDetections {
-    /// The frame they were computed on.
-    pub seq: u64,
-    /// That frame's time in seconds (PTS, else capture time).
+    /// The time of the frame they were computed on in seconds (PTS, else capture time).
     pub t_s: f64,
     pub detections: Detections,
 }

@@ -139,16 +139,7 @@ fn skipped_detections_are_predicted_by_the_tracker_and_intervals_are_counted() {
             assert!((1..=3).contains(&t["id"].as_u64().unwrap()), "{t}");
         }
     }
-    let gt = repo().join("tests/media/squares.gt.jsonl");
-    let r = run(&[
-        "eval",
-        "--gt",
-        gt.to_str().unwrap(),
-        "--pred",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
-    let m: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let m = eval_json(&repo().join("tests/media/squares.gt.jsonl"), &out, &[]);
     assert_eq!(m["idsw"], 0, "{m}");
     assert!(
         m["mota"].as_f64().unwrap() > 0.95,
@@ -163,21 +154,11 @@ fn overload(mode: &str) -> (Value, Value, Vec<Value>) {
     let p = repo().join(format!("pipelines/overload-{mode}.toml"));
     run(&["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert_code(0);
     let gt = repo().join("tests/media/squares.gt.jsonl");
-    let score = |extra: &[&str]| -> Value {
-        let mut args = vec![
-            "eval",
-            "--gt",
-            gt.to_str().unwrap(),
-            "--pred",
-            out.to_str().unwrap(),
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let r = run(&args);
-        r.assert_code(0);
-        serde_json::from_str(r.stdout.trim()).unwrap()
-    };
-    (score(&["--streaming"]), score(&[]), read_records(&out))
+    (
+        eval_json(&gt, &out, &["--streaming"]),
+        eval_json(&gt, &out, &[]),
+        read_records(&out),
+    )
 }
 
 #[test]

@@ -41,17 +41,7 @@ fn squares_keep_one_stable_id_each_and_eval_scores_them() {
     );
     assert!((red["age_s"].as_f64().unwrap() - 2.0).abs() < 1e-6);
 
-    let gt = repo().join("tests/media/squares.gt.jsonl");
-    let r = run(&[
-        "eval",
-        "--gt",
-        gt.to_str().unwrap(),
-        "--pred",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
-    r.assert_code(0);
-    let m: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let m = eval_json(&repo().join("tests/media/squares.gt.jsonl"), &out, &[]);
     for key in [
         "mota",
         "idf1",
@@ -122,17 +112,7 @@ fn crossing_scores(pipeline: &str, input: Option<&str>) -> Value {
     }
     run(&args).assert_code(0);
     assert_eq!(read_records(&out).len(), 45);
-    let gt = repo().join("tests/media/crossing.gt.txt");
-    let r = run(&[
-        "eval",
-        "--gt",
-        gt.to_str().unwrap(),
-        "--pred",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
-    r.assert_code(0);
-    serde_json::from_str(r.stdout.trim()).unwrap()
+    eval_json(&repo().join("tests/media/crossing.gt.txt"), &out, &[])
 }
 
 #[test]

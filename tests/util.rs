@@ -136,3 +136,19 @@ pub fn assert_contiguous(records: &[Value]) {
         last_pts = Some(pts);
     }
 }
+
+/// `percept eval --json` of `pred` against `gt` (plus `extra` flags); must exit 0.
+pub fn eval_json(gt: &Path, pred: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "eval",
+        "--gt",
+        gt.to_str().unwrap(),
+        "--pred",
+        pred.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let r = run(&args);
+    r.assert_code(0);
+    serde_json::from_str(r.stdout.trim()).unwrap()
+}

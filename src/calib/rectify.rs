@@ -3,7 +3,7 @@
 //! the caller keeps.
 
 use opencv::calib3d;
-use opencv::core::{CV_16SC2, Mat, Rect, Size};
+use opencv::core::{CV_16SC2, Mat, Size};
 use opencv::prelude::*;
 
 use super::{StereoCalibration, column, mat3};
@@ -14,7 +14,6 @@ pub struct Rectification {
     pub r2: Mat,
     pub p1: Mat,
     pub p2: Mat,
-    pub q: Mat,
     /// Rectified focal length (px) and principal point of the left view.
     pub focal_px: f64,
     pub cx: f64,
@@ -24,8 +23,6 @@ pub struct Rectification {
     pub size: Size,
     pub left_map: (Mat, Mat),
     pub right_map: (Mat, Mat),
-    /// Pixels of the left rectified view with valid source pixels.
-    pub valid_left: Rect,
     /// The views are already rectified (no distortion, no rotation, same
     /// intrinsics): remapping would copy them unchanged, so it is skipped.
     pub identity: bool,
@@ -45,7 +42,6 @@ impl Rectification {
             Mat::default(),
             Mat::default(),
         );
-        let (mut roi1, mut roi2) = (Rect::default(), Rect::default());
         calib3d::stereo_rectify(
             &k1,
             &d1,
@@ -62,8 +58,8 @@ impl Rectification {
             calib3d::CALIB_ZERO_DISPARITY,
             0.0,
             size,
-            Some(&mut roi1),
-            Some(&mut roi2),
+            None,
+            None,
         )?;
         let map = |k: &Mat, d: &Mat, r: &Mat, p: &Mat| -> opencv::Result<(Mat, Mat)> {
             let (mut a, mut b) = (Mat::default(), Mat::default());
@@ -103,13 +99,11 @@ impl Rectification {
             r2,
             p1,
             p2,
-            q,
             focal_px,
             baseline_m,
             size,
             left_map,
             right_map,
-            valid_left: roi1,
             identity,
         })
     }

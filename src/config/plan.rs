@@ -1281,11 +1281,7 @@ impl Resolver<'_> {
                 threshold: threshold(&e.threshold, format!("{f}.threshold"), 0.0)?,
             });
         }
-        Ok(CascadeSettings {
-            first,
-            rest,
-            labels: Vec::new(),
-        })
+        Ok(CascadeSettings { first, rest })
     }
 
     fn reuse(

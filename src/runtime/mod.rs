@@ -35,8 +35,6 @@ use stats::{Latency, RunStats, SinkStats, StageStats, Summary};
 const MONITOR_TICK: Duration = Duration::from_millis(100);
 /// A stage skipping every frame for its deadline still runs once this often.
 const PROBE_AFTER: Duration = Duration::from_secs(1);
-/// Work times a stage's admission control looks back on.
-const LATENCY_WINDOW: usize = 32;
 /// How often a pairing thread with nothing to read checks its waiting frames.
 const PAIR_TICK: Duration = Duration::from_millis(5);
 
@@ -357,42 +355,6 @@ fn sink_loop(mut sink: Box<dyn Sink>, rx: &EdgeRx, stats: &SinkStats) -> std::io
     sink.flush()
 }
 
-/// Recent work times of a stage, for admission control.
-struct RecentLatency {
-    ring: [u64; LATENCY_WINDOW],
-    len: usize,
-    next: usize,
-    scratch: [u64; LATENCY_WINDOW],
-}
-
-impl RecentLatency {
-    fn new() -> RecentLatency {
-        RecentLatency {
-            ring: [0; LATENCY_WINDOW],
-            len: 0,
-            next: 0,
-            scratch: [0; LATENCY_WINDOW],
-        }
-    }
-
-    fn record(&mut self, ns: u64) {
-        self.ring[self.next] = ns;
-        self.next = (self.next + 1) % LATENCY_WINDOW;
-        self.len = (self.len + 1).min(LATENCY_WINDOW);
-    }
-
-    /// The 95th percentile of the window; `None` before any sample.
-    fn p95(&mut self) -> Option<u64> {
-        if self.len == 0 {
-            return None;
-        }
-        let s = &mut self.scratch[..self.len];
-        s.copy_from_slice(&self.ring[..self.len]);
-        let k = (self.len * 95).div_ceil(100).saturating_sub(1);
-        Some(*s.select_nth_unstable(k).1)
-    }
-}
-
 /// A stage on its thread: filter by stream, admission control, interval,
 /// time, record failures and skips, forward.
 struct StageWorker {
@@ -403,12 +365,22 @@ struct StageWorker {
     admission: bool,
     interval: crate::config::Interval,
     simulate: Option<Duration>,
-    recent: RecentLatency,
+    recent: stats::RecentLatency,
     /// Frames seen per stream, for `interval`.
     counters: Vec<(Arc<str>, u64)>,
     last_run_ns: u64,
     warned: bool,
     asynchronous: bool,
+}
+
+/// An asynchronous stage's finished frame, back from its helper thread.
+struct Finished {
+    stream: Arc<str>,
+    /// The frame's time, seconds.
+    t_s: f64,
+    record: crate::frame::Record,
+    result: Result<(), stage::StageError>,
+    took_ns: u64,
 }
 
 /// Stands in for a stage that moved to its helper thread.
@@ -434,7 +406,7 @@ impl StageWorker {
             admission: plan.admission,
             interval: plan.interval,
             simulate: plan.simulate,
-            recent: RecentLatency::new(),
+            recent: stats::RecentLatency::new(),
             counters: Vec::new(),
             last_run_ns: 0,
             warned: false,
@@ -447,16 +419,8 @@ impl StageWorker {
     /// next frame of its stream (`Record::late`). Frames that arrive while the
     /// helper is busy are skipped (`busy`); the one it takes is marked `async`.
     fn run_beside(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
-        type Done = (
-            Arc<str>,
-            u64,
-            f64,
-            crate::frame::Record,
-            Result<(), stage::StageError>,
-            u64,
-        );
         let (job_tx, job_rx) = crossbeam_channel::bounded::<crate::frame::Frame>(1);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<Done>(1);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<Finished>(1);
         let mut stage = std::mem::replace(&mut self.stage, Box::new(Idle));
         let simulate = self.simulate;
         let id = self.id.clone();
@@ -475,7 +439,13 @@ impl StageWorker {
                     let t_s = meta.pts_ns.unwrap_or(meta.capture_ns) as f64 / 1e9;
                     let took = clock::monotonic_ns() - t0;
                     if done_tx
-                        .send((meta.stream.clone(), meta.seq, t_s, record, result, took))
+                        .send(Finished {
+                            stream: meta.stream.clone(),
+                            t_s,
+                            record,
+                            result,
+                            took_ns: took,
+                        })
                         .is_err()
                     {
                         break;
@@ -489,29 +459,27 @@ impl StageWorker {
                 message: e.to_string(),
             })?;
         let mut busy = false;
-        let mut ready: Vec<Done> = Vec::new();
+        let mut ready: Vec<Finished> = Vec::new();
         while let Some(mut work) = rx.recv() {
             if let Ok(done) = done_rx.try_recv() {
                 busy = false;
-                let (.., result, took) = &done;
-                self.stats.latency.record_ns(*took);
+                self.stats.latency.record_ns(done.took_ns);
                 self.stats.processed.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = result {
+                if let Err(e) = &done.result {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(stage = %self.id, "{e}");
                 }
                 ready.push(done);
             }
             if self.applies_to(&work) {
-                let stream = work.frame.meta.stream.clone();
-                if let Some(i) = ready.iter().position(|d| d.0 == stream) {
-                    let (_, seq, t_s, record, result, _) = ready.swap_remove(i);
-                    if result.is_ok()
-                        && let Some(detections) = record.detections
+                let stream = &work.frame.meta.stream;
+                if let Some(i) = ready.iter().position(|d| d.stream == *stream) {
+                    let done = ready.swap_remove(i);
+                    if done.result.is_ok()
+                        && let Some(detections) = done.record.detections
                     {
                         work.record.late = Some(crate::frame::LateDetections {
-                            seq,
-                            t_s,
+                            t_s: done.t_s,
                             detections,
                         });
                     }
@@ -569,7 +537,7 @@ impl StageWorker {
                     .duration_ns
                     .filter(|d| *d > 0)
                     .or(meta.deadline_ns.map(|d| d.saturating_sub(meta.capture_ns)))
-                    .unwrap_or(33_333_333)
+                    .unwrap_or(crate::source::DEFAULT_PERIOD_NS)
                     .max(1);
                 self.recent.p95().map_or(1, |p| p.div_ceil(period).max(1))
             }

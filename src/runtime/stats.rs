@@ -105,6 +105,52 @@ pub struct MemorySummary {
     pub rss_end_kb: u64,
 }
 
+/// Work times recent latency estimates look back on.
+pub const LATENCY_WINDOW: usize = 32;
+
+/// A stage's (or a model's) recent work times, for admission control: a
+/// fixed window, no allocation.
+pub struct RecentLatency {
+    ring: [u64; LATENCY_WINDOW],
+    len: usize,
+    next: usize,
+    scratch: [u64; LATENCY_WINDOW],
+}
+
+impl RecentLatency {
+    pub fn new() -> RecentLatency {
+        RecentLatency {
+            ring: [0; LATENCY_WINDOW],
+            len: 0,
+            next: 0,
+            scratch: [0; LATENCY_WINDOW],
+        }
+    }
+
+    pub fn record(&mut self, ns: u64) {
+        self.ring[self.next] = ns;
+        self.next = (self.next + 1) % LATENCY_WINDOW;
+        self.len = (self.len + 1).min(LATENCY_WINDOW);
+    }
+
+    /// The 95th percentile of the window; `None` before any sample.
+    pub fn p95(&mut self) -> Option<u64> {
+        if self.len == 0 {
+            return None;
+        }
+        let s = &mut self.scratch[..self.len];
+        s.copy_from_slice(&self.ring[..self.len]);
+        let k = (self.len * 95).div_ceil(100).saturating_sub(1);
+        Some(*s.select_nth_unstable(k).1)
+    }
+}
+
+impl Default for RecentLatency {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Counters of one stage.
 #[derive(Debug)]
 pub struct StageStats {

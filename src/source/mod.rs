@@ -24,7 +24,7 @@ use crate::frame::{CaptureClock, Frame, FrameMeta, Record, Work};
 use crate::runtime::edge::Outputs;
 
 /// Frame period assumed when a stream declares no frame rate (30 fps).
-const DEFAULT_PERIOD_NS: u64 = 33_333_333;
+pub const DEFAULT_PERIOD_NS: u64 = 33_333_333;
 const SINK_NAME: &str = "percept_sink";
 const SRC_NAME: &str = "percept_src";
 /// How long one pull waits before the loop looks at the bus and the stop flag.
