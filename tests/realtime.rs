@@ -148,16 +148,36 @@ fn skipped_detections_are_predicted_by_the_tracker_and_intervals_are_counted() {
 }
 
 /// Runs an overload pipeline and scores it both ways against the squares' ground truth.
-fn overload(mode: &str) -> (Value, Value, Vec<Value>) {
+/// Returns the streaming and offline scores, the records, and the frames the
+/// run dropped from full queues.
+fn overload(mode: &str) -> (Value, Value, Vec<Value>, u64) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
+    let summary = dir.path().join("summary.json");
     let p = repo().join(format!("pipelines/overload-{mode}.toml"));
-    run(&["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert_code(0);
+    run(&[
+        "run",
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let dropped = s["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["reason"] == "queue_full")
+        .map(|d| d["count"].as_u64().unwrap())
+        .sum();
     let gt = repo().join("tests/media/squares.gt.jsonl");
     (
         eval_json(&gt, &out, &["--streaming"]),
         eval_json(&gt, &out, &[]),
         read_records(&out),
+        dropped,
     )
 }
 
@@ -167,12 +187,23 @@ fn at_2x_overload_asynchronous_detection_beats_a_fixed_interval_in_streaming_sco
     // (DeepStream's way) keeps it busy and every frame waits behind it;
     // asynchronous detection lets frames pass with predicted tracks and feeds
     // each result to the tracker when it is ready.
-    let (stream_interval, _, records_interval) = overload("interval");
-    let (stream_async, offline_async, records_async) = overload("async");
-    for records in [&records_interval, &records_async] {
-        assert_eq!(records.len(), 40, "every frame comes out");
-        assert_contiguous(records);
-    }
+    let (stream_interval, _, records_interval, dropped_interval) = overload("interval");
+    let (stream_async, offline_async, records_async, dropped_async) = overload("async");
+    // Asynchronous: every frame comes out. The fixed interval may fall behind
+    // and drop from its full queues on a busy machine; every frame is then
+    // either out or counted.
+    assert_eq!(
+        (records_async.len(), dropped_async),
+        (40, 0),
+        "every frame comes out"
+    );
+    assert_contiguous(&records_async);
+    assert_eq!(records_interval.len() as u64 + dropped_interval, 40);
+    let seqs: Vec<u64> = records_interval
+        .iter()
+        .map(|r| u64_field(r, "seq"))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     let ran = records_async
         .iter()
         .filter(|r| r["skipped"][0]["reason"] == "async")
