@@ -7,6 +7,7 @@ mod util;
 mod config_errors;
 mod detect;
 mod failures;
+mod golden;
 mod realtime;
 mod recording;
 mod runtime;
