@@ -13,9 +13,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use gstreamer_video::VideoFormat;
 use opencv::core::{self, Mat, Scalar, Size};
 use opencv::prelude::*;
-use percept::detect::decode::{self, Filter, Layout, View};
-use percept::detect::nms::{self, Candidate};
 use percept::model::preprocess::{PreprocessSettings, Preprocessor, Resize, Target};
+use percept::stages::detect::decode::{self, Filter, Layout, View};
+use percept::stages::detect::nms::{self, Candidate};
 
 const W: usize = 768;
 const H: usize = 576;

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gstreamer as gst;
 use gstreamer_video as gst_video;
-use percept::frame::{Detection, Detections, Frame, Record};
+use percept::frame::Frame;
 use percept::model::preprocess::Resize;
 use percept::model::{Engine, ModelSettings};
-use percept::reid::{ReidStage, ReuseSettings};
+use percept::record::{Detection, Detections, Record};
 use percept::stage::Stage;
+use percept::stages::reid::{ReidStage, ReuseSettings};
 
 const W: u32 = 1280;
 const H: u32 = 720;

@@ -27,9 +27,10 @@ use opencv::core::{self, Mat};
 use opencv::imgcodecs;
 use opencv::prelude::*;
 use percept::calib::StereoCalibration;
-use percept::frame::{Frame, Record};
+use percept::frame::Frame;
+use percept::record::Record;
 use percept::stage::Stage;
-use percept::stereo::depth::{SgbmSettings, StereoDepthSettings, StereoDepthStage};
+use percept::stages::stereo_depth::{SgbmSettings, StereoDepthSettings, StereoDepthStage};
 
 /// Alternating runs of each side for the side-by-side ratio.
 const ALTERNATIONS: usize = 21;

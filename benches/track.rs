@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use percept::frame::Detection;
-use percept::track::{TrackSettings, Tracker};
+use percept::record::Detection;
+use percept::stages::track::{TrackSettings, Tracker};
 
 /// Objects on a grid, 40 px apart, each 20x40 px, drifting 1-3 px per frame.
 fn detections(n: usize, frame: usize) -> Vec<Detection> {

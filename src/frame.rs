@@ -1,16 +1,19 @@
-//! Frames and the result record that travels with each frame.
+//! Frames: the decoder's `gst::Buffer` and what is known about it.
 //!
 //! A [`Frame`] keeps the decoder's `gst::Buffer` (reference counted, never
 //! copied) and its video layout. Pixels are read through
 //! [`Frame::pixels`], which maps the buffer read-only and honours row
-//! strides. The [`Record`] collects each stage's results; the sink writes it
-//! once, after the last stage.
+//! strides. The results that travel with a frame are in [`crate::record`].
+//! A leaf: it imports nothing of percept.
 
 use std::sync::Arc;
 
 use gstreamer as gst;
 use gstreamer_video as gst_video;
 use serde::Serialize;
+
+/// Frame period assumed when a stream declares no frame rate (30 fps).
+pub const DEFAULT_PERIOD_NS: u64 = 33_333_333;
 
 /// Which clock a frame's `capture_ns` came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,6 +38,7 @@ pub struct FrameMeta {
     pub duration_ns: Option<u64>,
     /// Monotonic capture time in ns (see [`crate::clock`]).
     pub capture_ns: u64,
+    /// Which clock `capture_ns` is on.
     pub capture_clock: CaptureClock,
     /// Wall-clock capture time in ns since the Unix epoch.
     pub capture_wall_ns: u64,
@@ -46,10 +50,20 @@ pub struct FrameMeta {
     pub ntp_ns: Option<u64>,
 }
 
+impl FrameMeta {
+    /// The frame's time in seconds: its PTS, else its capture time. Trackers,
+    /// late detections and re-ID reuse all count time with this.
+    pub fn time_s(&self) -> f64 {
+        self.pts_ns.unwrap_or(self.capture_ns) as f64 / 1e9
+    }
+}
+
 /// A decoded frame.
 #[derive(Debug, Clone)]
 pub struct Frame {
+    /// What is known about the frame besides its pixels.
     pub meta: FrameMeta,
+    /// The decoded pixels (reference counted).
     pub buffer: gst::Buffer,
     /// Layout of `buffer`: format, size, strides. Shared while caps do not change.
     pub info: Arc<gst_video::VideoInfo>,
@@ -58,14 +72,17 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Width in pixels.
     pub fn width(&self) -> u32 {
         self.info.width()
     }
 
+    /// Height in pixels.
     pub fn height(&self) -> u32 {
         self.info.height()
     }
 
+    /// Pixel format.
     pub fn format(&self) -> gst_video::VideoFormat {
         self.info.format()
     }
@@ -76,220 +93,6 @@ impl Frame {
     ) -> Result<gst_video::VideoFrameRef<&gst::BufferRef>, gst::glib::BoolError> {
         gst_video::VideoFrameRef::from_buffer_ref_readable(self.buffer.as_ref(), &self.info)
     }
-}
-
-/// Per-channel statistics of a frame (the `image_stats` stage).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct ImageStats {
-    /// Channels counted, in the frame's channel order (e.g. R, G, B).
-    pub channels: u8,
-    pub mean: [f64; 4],
-    pub min: [u8; 4],
-    pub max: [u8; 4],
-}
-
-/// One detected object, in source pixels.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Detection {
-    /// `[x1, y1, x2, y2]` in source pixels.
-    pub bbox: [f32; 4],
-    pub class_id: u32,
-    pub class: Arc<str>,
-    pub score: f32,
-    /// Where it is in 3D, once a depth stage has run.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub position: Option<Position>,
-}
-
-/// Where a depth value came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DepthSource {
-    /// Rectified stereo and SGBM disparity.
-    Stereo,
-    /// A monocular depth model (metric after fitting to stereo or a set scale).
-    Mono,
-}
-
-/// An object's 3D position in the left rectified camera frame (x right,
-/// y down, z forward), metres.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Position {
-    pub position_m: [f32; 3],
-    pub depth_source: DepthSource,
-}
-
-/// A depth map in metres (0 = invalid), row-major, `width × height`, in the
-/// left rectified view (stereo) or the depth model's output grid (mono).
-#[derive(Debug, Clone, Default)]
-pub struct DepthMap {
-    pub width: u32,
-    pub height: u32,
-    pub metres: Pooled<f32>,
-    pub source: Option<DepthSource>,
-}
-
-/// Detections of an earlier frame (see [`Record::late`]).
-#[derive(Debug, Clone)]
-pub struct LateDetections {
-    /// The time of the frame they were computed on in seconds (PTS, else capture time).
-    pub t_s: f64,
-    pub detections: Detections,
-}
-
-/// The map from a monocular model's relative output `r` to metric depth:
-/// `z = 1 / (scale · r + shift)` for inverse-depth models, else `scale · r + shift`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct MonoFit {
-    pub scale: f32,
-    pub shift: f32,
-    /// Stereo pixels the fit used; 0 for a fixed scale from the pipeline file.
-    pub samples: u32,
-}
-
-/// How a stereo pair was put together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PairClock {
-    /// Media timestamps (recordings).
-    Pts,
-    /// The GStreamer pipeline clock's capture times (live sources).
-    Pipeline,
-    /// The senders' NTP times (RTSP/RTP with RTCP sender reports).
-    Ntp,
-}
-
-/// A stereo pair's bookkeeping, written with its record.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct PairInfo {
-    pub left_seq: u64,
-    pub right_seq: u64,
-    /// Right time minus left time, ns.
-    pub skew_ns: i64,
-    pub clock: PairClock,
-}
-
-/// A per-frame result vector borrowed from the producing stage's pool and
-/// returned to it when the record is dropped, so steady state allocates nothing.
-#[derive(Debug)]
-pub struct Pooled<T> {
-    items: Vec<T>,
-    home: Option<crossbeam_channel::Sender<Vec<T>>>,
-}
-
-impl<T> Pooled<T> {
-    /// Wraps a vector that goes back to `home` (cleared) when dropped.
-    pub fn new(items: Vec<T>, home: crossbeam_channel::Sender<Vec<T>>) -> Pooled<T> {
-        Pooled {
-            items,
-            home: Some(home),
-        }
-    }
-
-    pub fn push(&mut self, item: T) {
-        self.items.push(item);
-    }
-
-    pub fn as_mut_vec(&mut self) -> &mut Vec<T> {
-        &mut self.items
-    }
-}
-
-impl<T> Default for Pooled<T> {
-    fn default() -> Self {
-        Pooled {
-            items: Vec::new(),
-            home: None,
-        }
-    }
-}
-
-impl<T> std::ops::Deref for Pooled<T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        &self.items
-    }
-}
-
-impl<T: Clone> Clone for Pooled<T> {
-    /// A copy for another sink; it does not return to the pool.
-    fn clone(&self) -> Self {
-        Pooled {
-            items: self.items.clone(),
-            home: None,
-        }
-    }
-}
-
-impl<T> Drop for Pooled<T> {
-    fn drop(&mut self) {
-        if let Some(home) = self.home.take() {
-            let mut items = std::mem::take(&mut self.items);
-            items.clear();
-            // A full pool just lets this vector go.
-            let _ = home.try_send(items);
-        }
-    }
-}
-
-/// A frame's detections.
-pub type Detections = Pooled<Detection>;
-/// A frame's tracks.
-pub type Tracks = Pooled<crate::track::TrackOut>;
-
-/// Appearance embeddings of a frame's detections, in detection order, L2-normalised.
-#[derive(Debug, Clone, Default)]
-pub struct Embeddings {
-    /// `detections × dim` values.
-    pub values: Pooled<f32>,
-    pub dim: usize,
-}
-
-/// Why a stage did not produce its result for a frame.
-#[derive(Debug, Clone, Serialize)]
-pub struct Skip {
-    pub stage: Arc<str>,
-    pub reason: &'static str,
-}
-
-/// A stage's failure on one frame: the frame still goes out, marked failed.
-#[derive(Debug, Clone, Serialize)]
-pub struct Failure {
-    pub stage: Arc<str>,
-    pub error: String,
-}
-
-/// The results that travel with a frame; each stage fills its part.
-#[derive(Debug, Clone, Default)]
-pub struct Record {
-    pub image_stats: Option<ImageStats>,
-    /// From a `detect` stage.
-    pub detections: Option<Detections>,
-    /// From a `reid` stage: one embedding per detection.
-    pub embeddings: Option<Embeddings>,
-    /// From a `track` stage.
-    pub tracks: Option<Tracks>,
-    /// From the stereo pairing.
-    pub pair: Option<PairInfo>,
-    /// From a `stereo_depth` or `depth` stage.
-    pub depth: Option<DepthMap>,
-    /// From a `depth` stage: how its relative output became metric.
-    pub mono_fit: Option<MonoFit>,
-    /// From a `cascade` stage.
-    pub classification: Option<crate::cascade::Classification>,
-    /// Detections an asynchronous `detect` stage finished for an earlier frame
-    /// of this stream, delivered with the first frame after they were ready.
-    pub late: Option<LateDetections>,
-    /// Inline up to four entries: skipping a frame allocates nothing.
-    pub skipped: smallvec::SmallVec<[Skip; 4]>,
-    pub failed: Vec<Failure>,
-}
-
-/// The unit that moves along the edges: a frame and its growing record.
-#[derive(Debug)]
-pub struct Work {
-    pub frame: Frame,
-    pub record: Record,
 }
 
 impl Frame {
@@ -317,7 +120,26 @@ impl Frame {
 
 /// A frame over raw bytes laid out as `info` says, for unit tests.
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 pub(crate) fn test_frame(info: gst_video::VideoInfo, bytes: Vec<u8>, seq: u64) -> Frame {
     gst::init().expect("GStreamer");
     Frame::from_bytes(info, bytes, "t", seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_s_prefers_pts_over_capture_time() {
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Gray8, 2, 2)
+            .build()
+            .unwrap();
+        let mut f = test_frame(info, vec![0; 4], 0);
+        f.meta.pts_ns = Some(1_500_000_000);
+        f.meta.capture_ns = 7_000_000_000;
+        assert_eq!(f.meta.time_s(), 1.5);
+        f.meta.pts_ns = None;
+        assert_eq!(f.meta.time_s(), 7.0);
+    }
 }

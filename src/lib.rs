@@ -13,23 +13,47 @@
 //! [`runtime::run`] builds the threads and edges and returns a summary.
 //! See `ARCHITECTURE.md` for one line per module.
 
-pub mod calib;
-pub mod cascade;
+/// Declares the kind modules of a folder and the table of their `KIND`s:
+/// `kinds!(SinkKind: jsonl, depth_png)` is `pub mod jsonl; pub mod depth_png;`
+/// and `pub static KINDS: &[&SinkKind] = &[&jsonl::KIND, &depth_png::KIND];`.
+/// Each folder's `mod.rs` has one such line: the registry of its kinds.
+macro_rules! kinds {
+    ($kind:ty: $($name:ident),+ $(,)?) => {
+        $(pub mod $name;)+
+        /// Every kind of this folder, in the order `percept check` lists them.
+        pub static KINDS: &[&$kind] = &[$(&$name::KIND),+];
+    };
+}
+
+// Vocabulary and leaves: they import no stage, sink or source kind.
 pub mod clock;
-pub mod config;
-pub mod cvmat;
-pub mod depth;
-pub mod detect;
-pub mod error;
-pub mod eval;
+pub mod edge;
 pub mod frame;
+pub mod geometry;
+pub mod meter;
+pub mod pool;
+pub mod record;
+pub mod schema;
+
+// Floors: the traits kinds implement, and the engines they share.
+pub mod calib;
+pub mod cvmat;
 pub mod model;
-pub mod reid;
-pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod stereo;
-pub mod track;
+
+// Kinds, and the one registry that names them.
+pub mod registry;
+pub mod sinks;
+pub mod sources;
+pub mod stages;
+
+// Core: configuration, the runtime, errors, tools.
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod runtime;
 
 pub use error::Error;

@@ -47,6 +47,12 @@ const CASES: &[(&str, Option<usize>, &str)] = &[
         "`sink.queue.policy`: unknown variant `drop_newest`",
     ),
     ("no_sink.toml", None, "no [[sink]]"),
+    // Issue 10: caught by `check`, not at run time.
+    (
+        "depth_png_stdout.toml",
+        Some(9),
+        "`sink[0].path`: depth_png writes one file per frame: give a folder",
+    ),
     (
         "bad_pattern.toml",
         None,

@@ -6,7 +6,7 @@ use opencv::core::{CV_16S, Mat};
 use opencv::imgcodecs;
 use opencv::prelude::*;
 use percept::calib::StereoCalibration;
-use percept::stereo::depth::{SgbmSettings, StereoMatcher};
+use percept::stages::stereo_depth::{SgbmSettings, StereoMatcher};
 
 use crate::util::*;
 

@@ -3,10 +3,9 @@
 use anyhow::Context;
 use clap::Args;
 use percept::config::{EdgePlan, Interval, Plan, StereoInput};
-use percept::detect::DetectorInfo;
+use percept::registry;
 use percept::runtime;
-use percept::source::Source;
-use percept::stage;
+use percept::stage::StageInfo as DetectorInfo;
 
 use super::PipelineArgs;
 
@@ -23,20 +22,20 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
     let launches = plan
         .sources
         .iter()
-        .map(|s| Source::build(s).map(|src| src.launch().to_string()))
+        .map(|s| registry::build_source(s).map(|src| src.describe()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(percept::Error::from)
         .with_context(|| format!("pipeline {} cannot run", plan.path.display()))?;
     // Loading every model checks its tensor contract against its decoder.
     let mut detectors = Vec::new();
     for st in &plan.stages {
-        let built = stage::build(st)
+        let built = registry::build_stage(st)
             .map_err(|source| percept::Error::Model {
                 stage: st.id.clone(),
                 source,
             })
             .with_context(|| format!("pipeline {} cannot run", plan.path.display()))?;
-        detectors.push(built.detector);
+        detectors.push(built.info);
     }
     print!("{}", describe(&plan, &launches, &detectors));
     Ok(())
@@ -118,6 +117,10 @@ fn describe(plan: &Plan, launches: &[String], detectors: &[Option<DetectorInfo>]
                 .map(|s| format!("; {s}"))
                 .collect::<String>()
         );
+        let settings = st.settings.describe();
+        if !settings.is_empty() {
+            out += &format!("    {settings}\n");
+        }
         if let Some(d) = detector {
             out += &format!(
                 "    {}: loaded in {:.1} ms, warm-up run {:.1} ms\n",

@@ -6,13 +6,16 @@
 
 pub mod file;
 pub mod plan;
+pub mod resolve;
+pub mod types;
 
 use std::path::PathBuf;
 
-pub use file::{Delivery, EdgePolicy, SinkKind, SourceKind, StageKind};
-pub use plan::{
-    EdgePlan, Interval, OutputPath, Overrides, Plan, SinkPlan, SourceInput, SourcePlan, StagePlan,
-    StageSettings, StereoInput, StereoPlan,
+pub use crate::sink::{OutputPath, SinkKind};
+pub use file::{Delivery, EdgePolicy};
+pub use plan::Overrides;
+pub use types::{
+    EdgePlan, Interval, Plan, SinkPlan, SourcePlan, StagePlan, StereoInput, StereoPlan,
 };
 
 /// A pipeline file that cannot be used.

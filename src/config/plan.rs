@@ -6,30 +6,29 @@
 //! falls back to the set-up script's media cache when unset.
 
 use std::collections::HashSet;
-use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gstreamer_video as gst_video;
 use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue};
 
 use super::file::{
-    Delivery, DetectBackend, EdgePolicy, ModelSpec, PipelineFile, QueueSpec, SinkKind, SinkSpec,
-    SourceKind, SourceSpec, StageKind, StageSpec,
+    Delivery, EdgePolicy, PipelineFile, QueueSpec, SOURCE_COMMON_FIELDS, STAGE_COMMON_FIELDS,
+    SinkSpec, SourceSpec, StageSpec,
 };
-use super::{ConfigError, key_at, line_col};
-use crate::detect::decode::Layout;
-use crate::detect::hog::HogSettings;
-use crate::detect::{Backend, DetectSettings};
-use crate::model::preprocess::PreprocessSettings;
-use crate::model::{ModelSettings, Optimization, Provider};
-use crate::track::TrackSettings;
+pub use super::resolve::default_media_dir;
+use super::resolve::{
+    Resolver, SourceContext, StageContext, expand, other_kinds_field, output_path,
+};
+use super::types::*;
+use super::{ConfigError, line_col};
+use crate::edge::DEFAULT_QUEUE_CAPACITY;
+use crate::registry;
+use crate::sink::OutputPath;
 
 /// The only pipeline-file version this build reads.
 pub const PIPELINE_VERSION: u32 = 1;
-/// Default capacity of an edge.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 4;
 /// Pixel formats a source can deliver.
 pub const SUPPORTED_FORMATS: [&str; 7] = ["RGB", "BGR", "RGBA", "BGRA", "GRAY8", "I420", "NV12"];
 
@@ -46,166 +45,6 @@ pub struct Overrides {
     pub realtime: bool,
 }
 
-/// A validated pipeline, ready to run.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub path: PathBuf,
-    pub name: String,
-    pub sources: Vec<SourcePlan>,
-    pub stereo: Vec<StereoPlan>,
-    pub stages: Vec<StagePlan>,
-    pub sinks: Vec<SinkPlan>,
-}
-
-/// What a source reads.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceInput {
-    File(PathBuf),
-    Uri(String),
-    V4l2(PathBuf),
-    Test {
-        pattern: String,
-        framerate: u32,
-        width: u32,
-        height: u32,
-    },
-    Gst(String),
-}
-
-/// A resolved source.
-#[derive(Debug, Clone)]
-pub struct SourcePlan {
-    pub id: String,
-    pub input: SourceInput,
-    pub format: gst_video::VideoFormat,
-    /// Scale to this size when set.
-    pub size: Option<(u32, u32)>,
-    pub max_frames: Option<u64>,
-    /// Produces frames in real time whether or not anyone reads them.
-    pub live: bool,
-    /// A recording paced at its native rate.
-    pub realtime: bool,
-    pub delivery: Delivery,
-    /// Capture-to-output budget per frame; `None`: one frame period.
-    pub budget: Option<Duration>,
-}
-
-/// Where a stereo pair's views come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StereoInput {
-    /// Two sources, paired by time.
-    Pair { left: String, right: String },
-    /// One source whose frames hold both views side by side.
-    SideBySide(String),
-}
-
-/// A resolved `[[stereo]]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StereoPlan {
-    pub id: String,
-    pub input: StereoInput,
-    pub settings: crate::stereo::PairSettings,
-}
-
-impl StereoPlan {
-    /// The source ids this pair consumes.
-    pub fn consumes(&self, source: &str) -> bool {
-        match &self.input {
-            StereoInput::Pair { left, right } => left == source || right == source,
-            StereoInput::SideBySide(s) => s == source,
-        }
-    }
-}
-
-/// A bounded edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EdgePlan {
-    pub capacity: usize,
-    pub policy: EdgePolicy,
-}
-
-/// A resolved stage.
-#[derive(Debug, Clone)]
-pub struct StagePlan {
-    pub id: String,
-    pub kind: StageKind,
-    /// Streams the stage works on; `None` = all.
-    pub streams: Option<Vec<String>>,
-    pub input: EdgePlan,
-    pub settings: StageSettings,
-    /// Skip frames this stage cannot finish before their deadline.
-    pub admission: bool,
-    pub interval: Interval,
-    /// Extra time spent on each frame worked on (load tests).
-    pub simulate: Option<Duration>,
-    /// Runs beside the stream (`detect` only): see [`crate::runtime`].
-    pub asynchronous: bool,
-}
-
-/// How often a stage works on a stream's frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interval {
-    /// Every Nth frame (1 = all).
-    Every(u32),
-    /// N = ceil(recent p95 latency / frame period), at least 1.
-    Auto,
-}
-
-/// Kind-specific settings of a stage.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StageSettings {
-    ImageStats,
-    Delay(Duration),
-    Detect(DetectSettings),
-    Track(TrackSettings),
-    Reid(ModelSettings, crate::reid::ReuseSettings),
-    StereoDepth(Box<crate::stereo::depth::StereoDepthSettings>),
-    Depth(Box<crate::depth::MonoDepthSettings>),
-    Cascade(Box<crate::cascade::CascadeSettings>),
-}
-
-/// Where a sink writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutputPath {
-    Stdout,
-    File(PathBuf),
-}
-
-impl fmt::Display for OutputPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OutputPath::Stdout => f.write_str("standard output"),
-            OutputPath::File(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
-
-/// A resolved sink.
-#[derive(Debug, Clone)]
-pub struct SinkPlan {
-    pub kind: SinkKind,
-    pub output: OutputPath,
-    pub input: EdgePlan,
-}
-
-impl SourcePlan {
-    /// A short human description of the input.
-    pub fn describe(&self) -> String {
-        match &self.input {
-            SourceInput::File(p) => format!("file {}", p.display()),
-            SourceInput::Uri(u) => format!("uri {u}"),
-            SourceInput::V4l2(d) => format!("v4l2 {}", d.display()),
-            SourceInput::Test {
-                pattern,
-                framerate,
-                width,
-                height,
-            } => format!("test pattern {pattern} {width}x{height} @ {framerate} fps"),
-            SourceInput::Gst(l) => format!("gst `{l}`"),
-        }
-    }
-}
-
 impl Plan {
     /// Reads, parses and validates a pipeline file.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Plan, ConfigError> {
@@ -218,18 +57,16 @@ impl Plan {
 
     /// Parses and validates pipeline text; `path` names it in errors and anchors relative paths.
     pub fn from_str(text: &str, path: &Path, overrides: &Overrides) -> Result<Plan, ConfigError> {
-        let file: PipelineFile = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            let (line, column) = line_col(text, offset);
-            ConfigError::Parse {
-                path: path.to_path_buf(),
-                line,
-                column,
-                field: key_at(text, offset),
-                message: e.message().trim_end().to_string(),
-            }
-        })?;
-        let budget = match &file.budget_ms {
+        let mut resolver = Resolver {
+            text,
+            path,
+            base: path.parent().unwrap_or(Path::new(".")),
+            realtime: overrides.realtime,
+            budget: None,
+        };
+        let file: PipelineFile = toml::from_str(text)
+            .map_err(|e| resolver.parse_error(e.span().map_or(0, |s| s.start), e.message()))?;
+        resolver.budget = match &file.budget_ms {
             None => None,
             Some(b) if b.get_ref().is_finite() && *b.get_ref() > 0.0 => {
                 Some(Duration::from_secs_f64(*b.get_ref() / 1e3))
@@ -244,48 +81,62 @@ impl Plan {
                 });
             }
         };
-        Resolver {
-            text,
-            path,
-            base: path.parent().unwrap_or(Path::new(".")),
-            realtime: overrides.realtime,
-            budget,
-        }
-        .resolve(file, overrides)
+        let sources = tables(&resolver, "source")?;
+        let stages = tables(&resolver, "stage")?;
+        resolver.resolve(file, sources, stages, overrides)
     }
 }
 
-struct Resolver<'a> {
-    text: &'a str,
-    path: &'a Path,
-    base: &'a Path,
-    realtime: bool,
-    budget: Option<Duration>,
+/// The `[[name]]` tables with their spans (each kind reads its own fields).
+fn tables<'t>(r: &Resolver<'t>, name: &str) -> Result<Vec<Spanned<DeTable<'t>>>, ConfigError> {
+    let root = DeTable::parse(r.text)
+        .map_err(|e| r.parse_error(e.span().map_or(0, |s| s.start), e.message()))?
+        .into_inner();
+    let Some((_, list)) = root.into_iter().find(|(k, _)| k.get_ref() == name) else {
+        return Ok(Vec::new());
+    };
+    let span = list.span();
+    let DeValue::Array(mut items) = list.into_inner() else {
+        return Err(r.invalid(span, name, format!("give `[[{name}]]` tables")));
+    };
+    items
+        .iter_mut()
+        .map(|item| {
+            let item = std::mem::replace(item, Spanned::new(0..0, DeValue::Boolean(false)));
+            let span = item.span();
+            match item.into_inner() {
+                DeValue::Table(t) => Ok(Spanned::new(span, t)),
+                _ => Err(r.invalid(span, name, format!("give `[[{name}]]` tables"))),
+            }
+        })
+        .collect()
+}
+
+/// Splits a source or stage table into its common fields (`common`) and its kind's.
+fn split_table<'t>(
+    table: Spanned<DeTable<'t>>,
+    common_fields: &[&str],
+) -> (Spanned<DeTable<'t>>, Spanned<DeTable<'t>>) {
+    let span = table.span();
+    let (mut common, mut own) = (DeTable::new(), DeTable::new());
+    for (k, v) in table.into_inner() {
+        if common_fields.contains(&k.get_ref().as_ref()) {
+            common.insert(k, v);
+        } else {
+            own.insert(k, v);
+        }
+    }
+    (Spanned::new(span.clone(), common), Spanned::new(span, own))
 }
 
 impl Resolver<'_> {
-    fn invalid(
+    fn resolve(
         &self,
-        span: Range<usize>,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.path.to_path_buf(),
-            line: line_col(self.text, span.start).0,
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-
-    fn plan_error(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError::Plan {
-            path: self.path.to_path_buf(),
-            message: message.into(),
-        }
-    }
-
-    fn resolve(&self, file: PipelineFile, overrides: &Overrides) -> Result<Plan, ConfigError> {
+        file: PipelineFile,
+        source_tables: Vec<Spanned<DeTable<'_>>>,
+        stage_tables: Vec<Spanned<DeTable<'_>>>,
+        overrides: &Overrides,
+    ) -> Result<Plan, ConfigError> {
         if *file.version.get_ref() != PIPELINE_VERSION {
             return Err(self.invalid(
                 file.version.span(),
@@ -308,11 +159,11 @@ impl Resolver<'_> {
         }
 
         let mut ids = HashSet::new();
-        let mut sources = Vec::with_capacity(file.sources.len());
-        for (i, spec) in file.sources.iter().enumerate() {
+        let mut sources = Vec::with_capacity(source_tables.len());
+        for (i, table) in source_tables.into_iter().enumerate() {
             let field = format!("source[{i}]");
-            self.check_id(&spec.id, &field, &mut ids)?;
-            sources.push(self.source(spec, &field, overrides.inputs.get(i).map(String::as_str))?);
+            let input = overrides.inputs.get(i).map(String::as_str);
+            sources.push(self.source(table, &field, input, &mut ids)?);
         }
         let any_live = sources.iter().any(|s| s.live || s.realtime);
         let default_policy = if any_live {
@@ -335,23 +186,20 @@ impl Resolver<'_> {
             .chain(stereo.iter().map(|p| p.id.clone()))
             .collect();
 
-        let mut stages = Vec::with_capacity(file.stages.len());
-        for (i, spec) in file.stages.iter().enumerate() {
+        let mut stages: Vec<StagePlan> = Vec::with_capacity(stage_tables.len());
+        let mut kinds: Vec<&'static str> = Vec::with_capacity(stage_tables.len());
+        for (i, table) in stage_tables.into_iter().enumerate() {
             let field = format!("stage[{i}]");
-            self.check_id(&spec.id, &field, &mut ids)?;
-            let stage = self.stage(spec, &field, &sources, &streams, default_policy)?;
-            if let StageSettings::Depth(d) = &stage.settings
-                && d.fixed.is_none()
-                && !stages
-                    .iter()
-                    .any(|s: &StagePlan| s.kind == StageKind::StereoDepth)
-            {
-                return Err(self.invalid(
-                    spec.kind.span(),
-                    format!("{field}.scale"),
-                    "a depth stage needs a stereo_depth stage before it to fit against, or a fixed `scale` (and `shift`)",
-                ));
-            }
+            let stage = self.stage(
+                table,
+                &field,
+                &sources,
+                &streams,
+                &kinds,
+                default_policy,
+                &mut ids,
+            )?;
+            kinds.push(stage.kind);
             stages.push(stage);
         }
 
@@ -360,10 +208,10 @@ impl Resolver<'_> {
             sinks.push(self.sink(spec, &format!("sink[{i}]"), default_policy, overrides)?);
         }
         if let Some(out) = &overrides.output
-            && !sinks.iter().any(|s| s.kind == SinkKind::Jsonl)
+            && !sinks.iter().any(|s| s.kind == registry::output_sink())
         {
             sinks.push(SinkPlan {
-                kind: SinkKind::Jsonl,
+                kind: registry::output_sink(),
                 output: output_path(out, Path::new(".")),
                 input: EdgePlan {
                     capacity: DEFAULT_QUEUE_CAPACITY,
@@ -376,7 +224,7 @@ impl Resolver<'_> {
         }
         if let Some(dir) = &overrides.depth_out {
             sinks.push(SinkPlan {
-                kind: SinkKind::DepthPng,
+                kind: registry::depth_out_sink(),
                 output: OutputPath::File(PathBuf::from(dir)),
                 input: EdgePlan {
                     capacity: DEFAULT_QUEUE_CAPACITY,
@@ -505,57 +353,30 @@ impl Resolver<'_> {
         Ok(())
     }
 
-    /// Rejects a field that the source's kind does not use.
-    fn only_for<T>(
+    fn source(
         &self,
-        value: &Option<Spanned<T>>,
+        table: Spanned<DeTable<'_>>,
         field: &str,
-        name: &str,
-        kind: SourceKind,
-        allowed: &[SourceKind],
-    ) -> Result<(), ConfigError> {
-        match value {
-            Some(v) if !allowed.contains(&kind) => Err(self.invalid(
-                v.span(),
-                format!("{field}.{name}"),
+        input_override: Option<&str>,
+        ids: &mut HashSet<String>,
+    ) -> Result<SourcePlan, ConfigError> {
+        let (common, own) = split_table(table, &SOURCE_COMMON_FIELDS);
+        let spec: SourceSpec = self.typed(common)?;
+        self.check_id(&spec.id, field, ids)?;
+        let Some(kind) = registry::source_kind(spec.kind.get_ref()) else {
+            return Err(self.invalid(
+                spec.kind.span(),
+                format!("{field}.kind"),
                 format!(
-                    "not used by kind = \"{}\" (only by {})",
-                    kind.as_str(),
-                    allowed
+                    "unknown source kind `{}` (one of {})",
+                    spec.kind.get_ref(),
+                    registry::SOURCES
                         .iter()
-                        .map(|k| format!("\"{}\"", k.as_str()))
+                        .map(|k| format!("`{}`", k.name))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    fn source(
-        &self,
-        spec: &SourceSpec,
-        field: &str,
-        input_override: Option<&str>,
-    ) -> Result<SourcePlan, ConfigError> {
-        use SourceKind::*;
-        let declared = *spec.kind.get_ref();
-        self.only_for(
-            &spec.location,
-            field,
-            "location",
-            declared,
-            &[File, Uri, V4l2],
-        )?;
-        self.only_for(&spec.pattern, field, "pattern", declared, &[Test])?;
-        self.only_for(&spec.framerate, field, "framerate", declared, &[Test])?;
-        self.only_for(&spec.launch, field, "launch", declared, &[Gst])?;
-        self.only_for(&spec.live, field, "live", declared, &[Test, Uri, Gst])?;
-        self.only_for(&spec.realtime, field, "realtime", declared, &[File, Uri])?;
-
-        let input = match input_override {
-            Some(raw) => self.input_from_cli(raw, field)?,
-            None => self.input_from_file(spec, field)?,
+            ));
         };
 
         let size = match (&spec.width, &spec.height) {
@@ -580,19 +401,24 @@ impl Resolver<'_> {
                 ));
             }
         };
-        let input = match input {
-            SourceInput::Test {
-                pattern, framerate, ..
-            } => {
-                let (width, height) = size.unwrap_or((320, 240));
-                SourceInput::Test {
-                    pattern,
-                    framerate,
-                    width,
-                    height,
-                }
-            }
-            other => other,
+        let ctx = SourceContext {
+            field,
+            kind_span: spec.kind.span(),
+            size,
+        };
+        let resolved = (kind.resolve)(self, own, &ctx).map_err(|e| {
+            let others: Vec<(&str, &[&str])> = registry::SOURCES
+                .iter()
+                .map(|k| (k.name, (k.fields)()))
+                .collect();
+            other_kinds_field(self, e, field, kind.name, &others)
+        })?;
+        let input = match input_override {
+            Some(raw) => registry::source_from_cli(raw).map_err(|message| ConfigError::Plan {
+                path: self.path.to_path_buf(),
+                message: format!("--input for {field}: {message}"),
+            })?,
+            None => resolved.input,
         };
 
         let format = match &spec.format {
@@ -624,18 +450,9 @@ impl Resolver<'_> {
             ));
         }
 
-        let live = match &input {
-            SourceInput::V4l2(_) => true,
-            SourceInput::Uri(u) => spec
-                .live
-                .as_ref()
-                .map_or_else(|| is_live_scheme(u), |l| *l.get_ref()),
-            SourceInput::File(_) => false,
-            _ => spec.live.as_ref().is_some_and(|l| *l.get_ref()),
-        };
-        let realtime = !live
-            && (spec.realtime.as_ref().is_some_and(|r| *r.get_ref())
-                || (self.realtime && matches!(input, SourceInput::File(_) | SourceInput::Uri(_))));
+        let live = input.live(resolved.live);
+        let realtime =
+            !live && (resolved.realtime.unwrap_or(false) || (self.realtime && input.can_pace()));
         let delivery = spec.delivery.as_ref().map_or(
             if live || realtime {
                 Delivery::Latest
@@ -647,6 +464,7 @@ impl Resolver<'_> {
 
         Ok(SourcePlan {
             id: spec.id.get_ref().clone(),
+            kind: kind.name,
             input,
             format,
             size,
@@ -656,126 +474,6 @@ impl Resolver<'_> {
             delivery,
             budget: self.budget,
         })
-    }
-
-    fn input_from_file(&self, spec: &SourceSpec, field: &str) -> Result<SourceInput, ConfigError> {
-        let kind = *spec.kind.get_ref();
-        let required = |v: &Option<Spanned<String>>,
-                        name: &str|
-         -> Result<(String, Range<usize>), ConfigError> {
-            match v {
-                Some(s) => Ok((s.get_ref().clone(), s.span())),
-                None => Err(self.invalid(
-                    spec.kind.span(),
-                    format!("{field}.{name}"),
-                    format!("kind = \"{}\" needs `{name}`", kind.as_str()),
-                )),
-            }
-        };
-        Ok(match kind {
-            SourceKind::File => {
-                let (raw, span) = required(&spec.location, "location")?;
-                let loc_field = format!("{field}.location");
-                let expanded =
-                    expand(&raw).map_err(|m| self.invalid(span.clone(), &loc_field, m))?;
-                let path = self.base.join(expanded);
-                if !path.is_file() {
-                    return Err(self.invalid(
-                        span,
-                        loc_field,
-                        format!("file not found: {}", path.display()),
-                    ));
-                }
-                SourceInput::File(path)
-            }
-            SourceKind::Uri => {
-                let (raw, span) = required(&spec.location, "location")?;
-                let uri = expand(&raw)
-                    .map_err(|m| self.invalid(span.clone(), format!("{field}.location"), m))?;
-                if !uri.contains("://") {
-                    return Err(self.invalid(
-                        span,
-                        format!("{field}.location"),
-                        format!("`{uri}` is not a URI (scheme://...)"),
-                    ));
-                }
-                SourceInput::Uri(uri)
-            }
-            SourceKind::V4l2 => {
-                let (raw, span) = required(&spec.location, "location")?;
-                let dev =
-                    expand(&raw).map_err(|m| self.invalid(span, format!("{field}.location"), m))?;
-                SourceInput::V4l2(PathBuf::from(dev))
-            }
-            SourceKind::Test => {
-                let pattern = spec
-                    .pattern
-                    .as_ref()
-                    .map_or_else(|| "smpte".to_string(), |p| p.get_ref().clone());
-                if !pattern
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
-                {
-                    let span = spec
-                        .pattern
-                        .as_ref()
-                        .map_or(spec.kind.span(), Spanned::span);
-                    return Err(self.invalid(
-                        span,
-                        format!("{field}.pattern"),
-                        format!("`{pattern}` is not a videotestsrc pattern name"),
-                    ));
-                }
-                let framerate = match &spec.framerate {
-                    Some(f) if *f.get_ref() == 0 => {
-                        return Err(self.invalid(
-                            f.span(),
-                            format!("{field}.framerate"),
-                            "must be at least 1",
-                        ));
-                    }
-                    Some(f) => *f.get_ref(),
-                    None => 30,
-                };
-                SourceInput::Test {
-                    pattern,
-                    framerate,
-                    width: 0,
-                    height: 0,
-                }
-            }
-            SourceKind::Gst => {
-                let (launch, span) = required(&spec.launch, "launch")?;
-                if launch.trim().is_empty() {
-                    return Err(self.invalid(
-                        span,
-                        format!("{field}.launch"),
-                        "empty launch fragment",
-                    ));
-                }
-                SourceInput::Gst(launch)
-            }
-        })
-    }
-
-    /// `--input`: a URI, a V4L2 device or a file path (relative to the working directory).
-    fn input_from_cli(&self, raw: &str, field: &str) -> Result<SourceInput, ConfigError> {
-        let bad = |message: String| ConfigError::Plan {
-            path: self.path.to_path_buf(),
-            message: format!("--input for {field}: {message}"),
-        };
-        if raw.contains("://") {
-            return Ok(SourceInput::Uri(raw.to_string()));
-        }
-        let expanded = expand(raw).map_err(bad)?;
-        if expanded.starts_with("/dev/video") {
-            return Ok(SourceInput::V4l2(PathBuf::from(expanded)));
-        }
-        let path = std::path::absolute(&expanded).map_err(|e| bad(format!("{expanded}: {e}")))?;
-        if !path.is_file() {
-            return Err(bad(format!("file not found: {}", path.display())));
-        }
-        Ok(SourceInput::File(path))
     }
 
     fn edge(
@@ -807,15 +505,35 @@ impl Resolver<'_> {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn stage(
         &self,
-        spec: &StageSpec,
+        table: Spanned<DeTable<'_>>,
         field: &str,
         sources: &[SourcePlan],
         known_streams: &[String],
+        earlier: &[&'static str],
         default_policy: EdgePolicy,
+        ids: &mut HashSet<String>,
     ) -> Result<StagePlan, ConfigError> {
-        let kind = *spec.kind.get_ref();
+        let (common, own) = split_table(table, &STAGE_COMMON_FIELDS);
+        let spec: StageSpec = self.typed(common)?;
+        self.check_id(&spec.id, field, ids)?;
+        let Some(kind) = registry::stage_kind(spec.kind.get_ref()) else {
+            return Err(self.invalid(
+                spec.kind.span(),
+                format!("{field}.kind"),
+                format!(
+                    "unknown stage kind `{}` (one of {})",
+                    spec.kind.get_ref(),
+                    registry::STAGES
+                        .iter()
+                        .map(|k| format!("`{}`", k.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
         let streams = match &spec.streams {
             None => None,
             Some(list) => {
@@ -834,71 +552,24 @@ impl Resolver<'_> {
                 Some(list.get_ref().clone())
             }
         };
-        if kind != StageKind::Delay
-            && let Some(d) = &spec.delay_ms
-        {
-            return Err(self.invalid(
-                d.span(),
-                format!("{field}.delay_ms"),
-                "only used by kind = \"delay\"",
-            ));
-        }
-        if kind != StageKind::Detect {
-            self.reject_detect_fields(spec, field)?;
-        }
-        let settings = match kind {
-            StageKind::ImageStats => StageSettings::ImageStats,
-            StageKind::Delay => {
-                let Some(d) = &spec.delay_ms else {
-                    return Err(self.invalid(
-                        spec.kind.span(),
-                        format!("{field}.delay_ms"),
-                        "kind = \"delay\" needs `delay_ms`",
-                    ));
-                };
-                let ms = *d.get_ref();
-                if !(0.0..=60_000.0).contains(&ms) {
-                    return Err(self.invalid(
-                        d.span(),
-                        format!("{field}.delay_ms"),
-                        "must be between 0 and 60000",
-                    ));
-                }
-                StageSettings::Delay(Duration::from_secs_f64(ms / 1e3))
-            }
-            StageKind::Detect => {
-                let settings = self.detect(spec, field)?;
-                self.check_stream_formats(spec, field, sources, &settings)?;
-                StageSettings::Detect(settings)
-            }
-            StageKind::Track => StageSettings::Track(self.tracker(spec, field)?),
-            StageKind::Reid => {
-                let Some(model) = &spec.model else {
-                    return Err(self.invalid(
-                        spec.kind.span(),
-                        format!("{field}.model"),
-                        "a reid stage needs `[stage.model]` with `path`",
-                    ));
-                };
-                let mut settings = self.model(model.get_ref(), &format!("{field}.model"))?;
-                if model.get_ref().max_batch.is_none() {
-                    settings.max_batch = 32;
-                }
-                if model.get_ref().resize.is_none() {
-                    settings.preprocess.resize = crate::model::preprocess::Resize::Stretch;
-                }
-                StageSettings::Reid(settings, self.reuse(spec, field)?)
-            }
-            StageKind::StereoDepth => {
-                StageSettings::StereoDepth(Box::new(self.stereo_depth(spec, field)?))
-            }
-            StageKind::Depth => StageSettings::Depth(Box::new(self.mono_depth(spec, field)?)),
-            StageKind::Cascade => StageSettings::Cascade(Box::new(self.cascade(spec, field)?)),
+        let ctx = StageContext {
+            field,
+            kind_span: spec.kind.span(),
+            sources,
+            streams: streams.as_deref(),
+            earlier,
         };
-        let admission = spec.admission.as_ref().map_or(
-            !matches!(kind, StageKind::Track | StageKind::ImageStats),
-            |a| *a.get_ref(),
-        );
+        let settings = (kind.resolve)(self, own, &ctx).map_err(|e| {
+            let others: Vec<(&str, &[&str])> = registry::STAGES
+                .iter()
+                .map(|k| (k.name, (k.fields)()))
+                .collect();
+            other_kinds_field(self, e, field, kind.name, &others)
+        })?;
+        let admission = spec
+            .admission
+            .as_ref()
+            .map_or(kind.admission, |a| *a.get_ref());
         let interval = match &spec.interval {
             None => Interval::Every(1),
             Some(i) => match i.get_ref() {
@@ -927,11 +598,16 @@ impl Resolver<'_> {
             }
         };
         let asynchronous = match &spec.asynchronous {
-            Some(a) if *a.get_ref() && kind != StageKind::Detect => {
+            Some(a) if *a.get_ref() && !kind.asynchronous => {
+                let can: Vec<&str> = registry::STAGES
+                    .iter()
+                    .filter(|k| k.asynchronous)
+                    .map(|k| k.name)
+                    .collect();
                 return Err(self.invalid(
                     a.span(),
                     format!("{field}.async"),
-                    "only a detect stage can run asynchronously",
+                    format!("only a {} stage can run asynchronously", can.join(" or ")),
                 ));
             }
             Some(a) => *a.get_ref(),
@@ -939,7 +615,7 @@ impl Resolver<'_> {
         };
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
-            kind,
+            kind: kind.name,
             streams,
             input: self.edge(&spec.queue, field, default_policy)?,
             settings,
@@ -950,745 +626,6 @@ impl Resolver<'_> {
         })
     }
 
-    fn tracker(&self, spec: &StageSpec, field: &str) -> Result<TrackSettings, ConfigError> {
-        let mut t = TrackSettings::default();
-        let Some(spec) = &spec.tracker else {
-            return Ok(t);
-        };
-        let spec = spec.get_ref();
-        let f = |name: &str| format!("{field}.tracker.{name}");
-        let unit = |v: &Option<Spanned<f32>>, name: &str, default: f32| {
-            self.unit(v, f(name), default, false)
-        };
-        t.high_score = unit(&spec.high_score, "high_score", t.high_score)?;
-        t.low_score = unit(&spec.low_score, "low_score", t.low_score)?;
-        t.new_track_score = unit(&spec.new_track_score, "new_track_score", t.new_track_score)?;
-        t.match_iou = unit(&spec.match_iou, "match_iou", t.match_iou)?;
-        t.low_match_iou = unit(&spec.low_match_iou, "low_match_iou", t.low_match_iou)?;
-        t.appearance_weight = unit(
-            &spec.appearance_weight,
-            "appearance_weight",
-            t.appearance_weight,
-        )?;
-        t.embedding_ema = unit(&spec.embedding_ema, "embedding_ema", t.embedding_ema)?;
-        if let Some(g) = &spec.appearance_gate {
-            if !(0.0..=2.0).contains(g.get_ref()) {
-                return Err(self.invalid(
-                    g.span(),
-                    f("appearance_gate"),
-                    "a cosine distance, between 0 and 2",
-                ));
-            }
-            t.appearance_gate = *g.get_ref();
-        }
-        for (v, name, slot) in [
-            (&spec.max_lost_s, "max_lost_s", &mut t.max_lost_s),
-            (&spec.confirm_s, "confirm_s", &mut t.confirm_s),
-            (
-                &spec.reacquire_sizes,
-                "reacquire_sizes",
-                &mut t.reacquire_sizes,
-            ),
-        ] {
-            if let Some(v) = v {
-                if !(v.get_ref().is_finite() && *v.get_ref() >= 0.0) {
-                    let unit = if name == "reacquire_sizes" {
-                        "box sizes, at least 0"
-                    } else {
-                        "seconds, at least 0"
-                    };
-                    return Err(self.invalid(v.span(), f(name), unit));
-                }
-                *slot = *v.get_ref();
-            }
-        }
-        if let Some(l) = &spec.low_score
-            && t.low_score > t.high_score
-        {
-            return Err(self.invalid(l.span(), f("low_score"), "must not exceed high_score"));
-        }
-        Ok(t)
-    }
-
-    fn reject_detect_fields(&self, spec: &StageSpec, field: &str) -> Result<(), ConfigError> {
-        let spans = [
-            ("backend", spec.backend.as_ref().map(Spanned::span)),
-            ("layout", spec.layout.as_ref().map(Spanned::span)),
-            ("outputs", spec.outputs.as_ref().map(Spanned::span)),
-            ("confidence", spec.confidence.as_ref().map(Spanned::span)),
-            ("iou", spec.iou.as_ref().map(Spanned::span)),
-            (
-                "max_detections",
-                spec.max_detections.as_ref().map(Spanned::span),
-            ),
-            ("classes", spec.classes.as_ref().map(Spanned::span)),
-            ("labels", spec.labels.as_ref().map(Spanned::span)),
-            (
-                "model",
-                spec.model.as_ref().map(Spanned::span).filter(|_| {
-                    !matches!(
-                        spec.kind.get_ref(),
-                        StageKind::Reid | StageKind::Depth | StageKind::Cascade
-                    )
-                }),
-            ),
-            ("hog", spec.hog.as_ref().map(Spanned::span)),
-        ];
-        let kind = *spec.kind.get_ref();
-        let depth_kinds = [StageKind::StereoDepth, StageKind::Depth];
-        let both = "stereo_depth and depth";
-        let cascade = [StageKind::Cascade];
-        for (name, span, kinds, used_by) in [
-            (
-                "calibration",
-                spec.calibration.as_ref().map(Spanned::span),
-                &depth_kinds[..],
-                both,
-            ),
-            (
-                "max_depth_m",
-                spec.max_depth_m.as_ref().map(Spanned::span),
-                &depth_kinds[..],
-                both,
-            ),
-            (
-                "box_shrink",
-                spec.box_shrink.as_ref().map(Spanned::span),
-                &depth_kinds[..],
-                both,
-            ),
-            (
-                "sgbm",
-                spec.sgbm.as_ref().map(Spanned::span),
-                &depth_kinds[..1],
-                "stereo_depth",
-            ),
-            (
-                "inverse",
-                spec.inverse.as_ref().map(Spanned::span),
-                &depth_kinds[1..],
-                "depth",
-            ),
-            (
-                "scale",
-                spec.scale.as_ref().map(Spanned::span),
-                &depth_kinds[1..],
-                "depth",
-            ),
-            (
-                "shift",
-                spec.shift.as_ref().map(Spanned::span),
-                &depth_kinds[1..],
-                "depth",
-            ),
-            (
-                "threshold",
-                spec.threshold.as_ref().map(Spanned::span),
-                &cascade[..],
-                "cascade",
-            ),
-            (
-                "exit",
-                spec.exit.as_ref().map(Spanned::span),
-                &cascade[..],
-                "cascade",
-            ),
-        ] {
-            if let Some(span) = span
-                && !kinds.contains(&kind)
-            {
-                return Err(self.invalid(
-                    span,
-                    format!("{field}.{name}"),
-                    format!("only used by kind = {used_by}"),
-                ));
-            }
-        }
-        if spec.kind.get_ref() != &StageKind::Reid
-            && let Some(r) = &spec.reuse
-        {
-            return Err(self.invalid(
-                r.span(),
-                format!("{field}.reuse"),
-                "only used by kind = \"reid\"",
-            ));
-        }
-        if spec.kind.get_ref() != &StageKind::Track
-            && let Some(t) = &spec.tracker
-        {
-            return Err(self.invalid(
-                t.span(),
-                format!("{field}.tracker"),
-                "only used by kind = \"track\"",
-            ));
-        }
-        match spans
-            .into_iter()
-            .find_map(|(name, span)| span.map(|s| (name, s)))
-        {
-            Some((name, span)) => Err(self.invalid(
-                span,
-                format!("{field}.{name}"),
-                "only used by kind = \"detect\"",
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// A value in [0, 1] (or (0, 1] when `low_open`), with a default.
-    fn unit(
-        &self,
-        v: &Option<Spanned<f32>>,
-        field: String,
-        default: f32,
-        low_open: bool,
-    ) -> Result<f32, ConfigError> {
-        let Some(x) = v else {
-            return Ok(default);
-        };
-        let val = *x.get_ref();
-        let ok = if low_open {
-            val > 0.0 && val <= 1.0
-        } else {
-            (0.0..=1.0).contains(&val)
-        };
-        if ok {
-            Ok(val)
-        } else {
-            Err(self.invalid(
-                x.span(),
-                field,
-                format!("{val} is outside {}0, 1]", if low_open { "(" } else { "[" }),
-            ))
-        }
-    }
-
-    /// Resolves a `detect` stage: backend, model, thresholds, labels.
-    fn detect(&self, spec: &StageSpec, field: &str) -> Result<DetectSettings, ConfigError> {
-        let backend_kind = spec
-            .backend
-            .as_ref()
-            .map_or(DetectBackend::Onnx, |b| *b.get_ref());
-        let backend = match backend_kind {
-            DetectBackend::Onnx => {
-                if let Some(h) = &spec.hog {
-                    return Err(self.invalid(
-                        h.span(),
-                        format!("{field}.hog"),
-                        "only used by backend = \"hog_people\"",
-                    ));
-                }
-                let Some(model) = &spec.model else {
-                    return Err(self.invalid(
-                        spec.kind.span(),
-                        format!("{field}.model"),
-                        "an ONNX detector needs `[stage.model]` with `path`",
-                    ));
-                };
-                Backend::Onnx {
-                    model: self.model(model.get_ref(), &format!("{field}.model"))?,
-                    layout: spec
-                        .layout
-                        .as_ref()
-                        .map_or(Layout::Yolov8, |l| *l.get_ref()),
-                    outputs: spec.outputs.as_ref().map(|o| o.get_ref().clone()),
-                }
-            }
-            DetectBackend::HogPeople => {
-                for (name, span) in [
-                    ("model", spec.model.as_ref().map(Spanned::span)),
-                    ("layout", spec.layout.as_ref().map(Spanned::span)),
-                    ("outputs", spec.outputs.as_ref().map(Spanned::span)),
-                ] {
-                    if let Some(span) = span {
-                        return Err(self.invalid(
-                            span,
-                            format!("{field}.{name}"),
-                            "not used by backend = \"hog_people\"",
-                        ));
-                    }
-                }
-                Backend::HogPeople(self.hog(spec, field)?)
-            }
-        };
-        let confidence = match (&backend, &spec.confidence) {
-            // HOG scores are SVM margins, not probabilities.
-            (Backend::HogPeople(_), Some(c)) => *c.get_ref(),
-            (Backend::HogPeople(_), None) => 0.0,
-            (Backend::Onnx { .. }, _) => {
-                self.unit(&spec.confidence, format!("{field}.confidence"), 0.25, false)?
-            }
-        };
-        let max_detections = match &spec.max_detections {
-            Some(m) if *m.get_ref() == 0 => {
-                return Err(self.invalid(
-                    m.span(),
-                    format!("{field}.max_detections"),
-                    "must be at least 1",
-                ));
-            }
-            Some(m) => *m.get_ref(),
-            None => 100,
-        };
-        let labels = match &spec.labels {
-            None => None,
-            Some(l) => Some(self.existing_file(l, &format!("{field}.labels"))?),
-        };
-        Ok(DetectSettings {
-            backend,
-            confidence,
-            iou: self.unit(&spec.iou, format!("{field}.iou"), 0.45, true)?,
-            max_detections,
-            classes: spec.classes.as_ref().map(|c| c.get_ref().clone()),
-            labels,
-        })
-    }
-
-    fn cascade(
-        &self,
-        spec: &StageSpec,
-        field: &str,
-    ) -> Result<crate::cascade::CascadeSettings, ConfigError> {
-        use crate::cascade::{CascadeSettings, ExitSettings};
-        let Some(model) = &spec.model else {
-            return Err(self.invalid(
-                spec.kind.span(),
-                format!("{field}.model"),
-                "a cascade stage needs `[stage.model]`: its first exit",
-            ));
-        };
-        let threshold = |v: &Option<Spanned<f32>>, name: String, default: f32| match v {
-            None => Ok(default),
-            Some(t) if (0.0..=1.0).contains(t.get_ref()) => Ok(*t.get_ref()),
-            Some(t) => Err(self.invalid(t.span(), name, "a score, 0 to 1")),
-        };
-        let first = ExitSettings {
-            model: self.model(model.get_ref(), &format!("{field}.model"))?,
-            threshold: threshold(&spec.threshold, format!("{field}.threshold"), 0.9)?,
-        };
-        let mut rest = Vec::new();
-        for (i, e) in spec
-            .exit
-            .iter()
-            .flat_map(|e| e.get_ref().iter())
-            .enumerate()
-        {
-            let f = format!("{field}.exit[{i}]");
-            let mut m = ModelSettings::new(self.existing_file(&e.path, &format!("{f}.path"))?);
-            m.threads = e.threads.as_ref().map_or(1, |t| *t.get_ref());
-            rest.push(ExitSettings {
-                model: m,
-                threshold: threshold(&e.threshold, format!("{f}.threshold"), 0.0)?,
-            });
-        }
-        Ok(CascadeSettings { first, rest })
-    }
-
-    fn reuse(
-        &self,
-        spec: &StageSpec,
-        field: &str,
-    ) -> Result<crate::reid::ReuseSettings, ConfigError> {
-        let mut r = crate::reid::ReuseSettings::default();
-        let Some(spec) = &spec.reuse else {
-            return Ok(r);
-        };
-        let spec = spec.get_ref();
-        let check = |v: &Option<Spanned<f32>>,
-                     name: &str,
-                     slot: &mut f32,
-                     ok: fn(f32) -> bool,
-                     rule: &str| {
-            if let Some(v) = v {
-                if !ok(*v.get_ref()) {
-                    return Err(self.invalid(
-                        v.span(),
-                        format!("{field}.reuse.{name}"),
-                        rule.to_string(),
-                    ));
-                }
-                *slot = *v.get_ref();
-            }
-            Ok(())
-        };
-        check(
-            &spec.iou,
-            "iou",
-            &mut r.iou,
-            |x| (0.0..=1.01).contains(&x),
-            "an IoU, 0 to 1 (above 1: never reuse)",
-        )?;
-        check(
-            &spec.grow,
-            "grow",
-            &mut r.grow,
-            |x| x.is_finite() && x >= 1.0,
-            "an area ratio, at least 1",
-        )?;
-        check(
-            &spec.refresh_s,
-            "refresh_s",
-            &mut r.refresh_s,
-            |x| x.is_finite() && x >= 0.0,
-            "seconds, at least 0",
-        )?;
-        Ok(r)
-    }
-
-    fn mono_depth(
-        &self,
-        spec: &StageSpec,
-        field: &str,
-    ) -> Result<crate::depth::MonoDepthSettings, ConfigError> {
-        let Some(model) = &spec.model else {
-            return Err(self.invalid(
-                spec.kind.span(),
-                format!("{field}.model"),
-                "a depth stage needs `[stage.model]` with `path`",
-            ));
-        };
-        let Some(cal) = &spec.calibration else {
-            return Err(self.invalid(
-                spec.kind.span(),
-                format!("{field}.calibration"),
-                "a depth stage needs `calibration` (its left camera gives the intrinsics)",
-            ));
-        };
-        let mut settings = self.model(model.get_ref(), &format!("{field}.model"))?;
-        if model.get_ref().resize.is_none() {
-            settings.preprocess.resize = crate::model::preprocess::Resize::Stretch;
-        }
-        let calibration_path = self.existing_file(cal, &format!("{field}.calibration"))?;
-        let calibration = crate::calib::StereoCalibration::load(&calibration_path)?;
-        let fixed = match (&spec.scale, &spec.shift) {
-            (Some(s), shift) => {
-                if !s.get_ref().is_finite() || *s.get_ref() == 0.0 {
-                    return Err(self.invalid(
-                        s.span(),
-                        format!("{field}.scale"),
-                        "a finite, non-zero number",
-                    ));
-                }
-                Some((*s.get_ref(), shift.as_ref().map_or(0.0, |t| *t.get_ref())))
-            }
-            (None, Some(t)) => {
-                return Err(self.invalid(
-                    t.span(),
-                    format!("{field}.shift"),
-                    "only used with `scale`",
-                ));
-            }
-            (None, None) => None,
-        };
-        let (max_depth_m, box_shrink) = self.depth_common(spec, field)?;
-        Ok(crate::depth::MonoDepthSettings {
-            model: settings,
-            calibration_path,
-            calibration,
-            inverse: spec.inverse.as_ref().is_none_or(|v| *v.get_ref()),
-            fixed,
-            max_depth_m,
-            box_shrink,
-        })
-    }
-
-    /// `max_depth_m` and `box_shrink`, shared by the depth stages.
-    fn depth_common(&self, spec: &StageSpec, field: &str) -> Result<(f32, f32), ConfigError> {
-        let max_depth_m = match &spec.max_depth_m {
-            None => 0.0,
-            Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 0.0 => *v.get_ref(),
-            Some(v) => {
-                return Err(self.invalid(
-                    v.span(),
-                    format!("{field}.max_depth_m"),
-                    "metres, at least 0",
-                ));
-            }
-        };
-        let box_shrink = match &spec.box_shrink {
-            None => 0.25,
-            Some(v) if (0.0..0.5).contains(v.get_ref()) => *v.get_ref(),
-            Some(v) => {
-                return Err(self.invalid(
-                    v.span(),
-                    format!("{field}.box_shrink"),
-                    "a fraction, at least 0 and under 0.5",
-                ));
-            }
-        };
-        Ok((max_depth_m, box_shrink))
-    }
-
-    fn stereo_depth(
-        &self,
-        spec: &StageSpec,
-        field: &str,
-    ) -> Result<crate::stereo::depth::StereoDepthSettings, ConfigError> {
-        use crate::stereo::depth::{SgbmSettings, StereoDepthSettings};
-        let Some(cal) = &spec.calibration else {
-            return Err(self.invalid(
-                spec.kind.span(),
-                format!("{field}.calibration"),
-                "a stereo_depth stage needs `calibration` (a file in calibration/)",
-            ));
-        };
-        let calibration_path = self.existing_file(cal, &format!("{field}.calibration"))?;
-        let calibration = crate::calib::StereoCalibration::load(&calibration_path)?;
-        let mut sgbm = SgbmSettings::default();
-        if let Some(g) = &spec.sgbm {
-            let g = g.get_ref();
-            let int = |v: &Option<Spanned<i32>>,
-                       name: &str,
-                       default: i32,
-                       ok: &dyn Fn(i32) -> bool,
-                       rule: &str| {
-                match v {
-                    None => Ok(default),
-                    Some(v) if ok(*v.get_ref()) => Ok(*v.get_ref()),
-                    Some(v) => Err(self.invalid(
-                        v.span(),
-                        format!("{field}.sgbm.{name}"),
-                        rule.to_string(),
-                    )),
-                }
-            };
-            let any = |_: i32| true;
-            let nonneg = |x: i32| x >= 0;
-            sgbm.min_disparity = int(
-                &g.min_disparity,
-                "min_disparity",
-                sgbm.min_disparity,
-                &any,
-                "",
-            )?;
-            sgbm.num_disparities = int(
-                &g.num_disparities,
-                "num_disparities",
-                sgbm.num_disparities,
-                &|x| x > 0 && x % 16 == 0,
-                "a positive multiple of 16",
-            )?;
-            sgbm.block_size = int(
-                &g.block_size,
-                "block_size",
-                sgbm.block_size,
-                &|x| (1..=11).contains(&x) && x % 2 == 1,
-                "odd, 1 to 11",
-            )?;
-            sgbm.p1 = g.p1.as_ref().map(|v| *v.get_ref());
-            sgbm.p2 = g.p2.as_ref().map(|v| *v.get_ref());
-            if let (Some(p1), Some(p2)) = (sgbm.p1, sgbm.p2)
-                && p2 <= p1
-            {
-                let span = g.p2.as_ref().map_or(spec.kind.span(), Spanned::span);
-                return Err(self.invalid(
-                    span,
-                    format!("{field}.sgbm.p2"),
-                    "must be larger than p1",
-                ));
-            }
-            sgbm.disp12_max_diff = int(
-                &g.disp12_max_diff,
-                "disp12_max_diff",
-                sgbm.disp12_max_diff,
-                &any,
-                "",
-            )?;
-            sgbm.pre_filter_cap = int(
-                &g.pre_filter_cap,
-                "pre_filter_cap",
-                sgbm.pre_filter_cap,
-                &nonneg,
-                "at least 0",
-            )?;
-            sgbm.uniqueness_ratio = int(
-                &g.uniqueness_ratio,
-                "uniqueness_ratio",
-                sgbm.uniqueness_ratio,
-                &nonneg,
-                "at least 0",
-            )?;
-            sgbm.speckle_window_size = int(
-                &g.speckle_window_size,
-                "speckle_window_size",
-                sgbm.speckle_window_size,
-                &nonneg,
-                "at least 0",
-            )?;
-            sgbm.speckle_range = int(
-                &g.speckle_range,
-                "speckle_range",
-                sgbm.speckle_range,
-                &nonneg,
-                "at least 0",
-            )?;
-            if let Some(m) = &g.mode {
-                sgbm.mode = *m.get_ref();
-            }
-            if let Some(f) = &g.full_width {
-                sgbm.full_width = *f.get_ref();
-            }
-        }
-        let (max_depth_m, box_shrink) = self.depth_common(spec, field)?;
-        Ok(StereoDepthSettings {
-            calibration_path,
-            calibration,
-            sgbm,
-            max_depth_m,
-            box_shrink,
-        })
-    }
-
-    /// A path field that must name an existing file (relative to the pipeline file).
-    fn existing_file(&self, raw: &Spanned<String>, field: &str) -> Result<PathBuf, ConfigError> {
-        let expanded = expand(raw.get_ref()).map_err(|m| self.invalid(raw.span(), field, m))?;
-        let path = self.base.join(expanded);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(self.invalid(
-                raw.span(),
-                field,
-                format!("file not found: {}", path.display()),
-            ))
-        }
-    }
-
-    fn hog(&self, spec: &StageSpec, field: &str) -> Result<HogSettings, ConfigError> {
-        let mut hog = HogSettings::default();
-        let Some(h) = &spec.hog else {
-            return Ok(hog);
-        };
-        let h = h.get_ref();
-        let bad = |span: Range<usize>, name: &str, message: &str| {
-            Err(self.invalid(span, format!("{field}.hog.{name}"), message))
-        };
-        if let Some(v) = &h.scale {
-            if !(*v.get_ref() > 1.0 && *v.get_ref() <= 2.0) {
-                return bad(v.span(), "scale", "must be in (1, 2]");
-            }
-            hog.scale = *v.get_ref();
-        }
-        if let Some(v) = &h.win_stride {
-            if *v.get_ref() <= 0 || *v.get_ref() % 8 != 0 {
-                return bad(v.span(), "win_stride", "must be a positive multiple of 8");
-            }
-            hog.win_stride = *v.get_ref();
-        }
-        if let Some(v) = &h.upscale {
-            if !(0.25..=4.0).contains(v.get_ref()) {
-                return bad(v.span(), "upscale", "must be between 0.25 and 4");
-            }
-            hog.upscale = *v.get_ref();
-        }
-        if let Some(v) = &h.group_threshold {
-            if *v.get_ref() < 0.0 {
-                return bad(v.span(), "group_threshold", "must be at least 0");
-            }
-            hog.group_threshold = *v.get_ref();
-        }
-        Ok(hog)
-    }
-
-    fn model(&self, m: &ModelSpec, field: &str) -> Result<ModelSettings, ConfigError> {
-        let path = self.existing_file(&m.path, &format!("{field}.path"))?;
-        let mut pre = PreprocessSettings::yolo(0, 0);
-        if let Some(r) = &m.resize {
-            pre.resize = *r.get_ref();
-        }
-        if let Some(p) = &m.pad_value {
-            pre.pad_value = *p.get_ref();
-        }
-        if let Some(v) = &m.mean {
-            pre.mean = *v.get_ref();
-        }
-        if let Some(v) = &m.std {
-            if v.get_ref().iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-                return Err(self.invalid(
-                    v.span(),
-                    format!("{field}.std"),
-                    "every value must be positive",
-                ));
-            }
-            pre.std = *v.get_ref();
-        }
-        if let Some(c) = &m.color {
-            pre.color = *c.get_ref();
-        }
-        if let Some(l) = &m.input_layout {
-            pre.layout = *l.get_ref();
-        }
-        let max_batch = match &m.max_batch {
-            Some(b) if !(1..=1024).contains(b.get_ref()) => {
-                return Err(self.invalid(
-                    b.span(),
-                    format!("{field}.max_batch"),
-                    "must be between 1 and 1024",
-                ));
-            }
-            Some(b) => *b.get_ref(),
-            None => 1,
-        };
-        let input_size = match &m.input_size {
-            Some(s) if s.get_ref().contains(&0) => {
-                return Err(self.invalid(
-                    s.span(),
-                    format!("{field}.input_size"),
-                    "width and height must be at least 1",
-                ));
-            }
-            Some(s) => Some((s.get_ref()[0], s.get_ref()[1])),
-            None => None,
-        };
-        Ok(ModelSettings {
-            path,
-            provider: m.provider.as_ref().map_or(Provider::Cpu, |p| *p.get_ref()),
-            threads: m.threads.as_ref().map_or(0, |t| *t.get_ref()),
-            spin: m.spin_wait.as_ref().is_some_and(|t| *t.get_ref()),
-            optimization: m
-                .optimization
-                .as_ref()
-                .map_or(Optimization::All, |o| *o.get_ref()),
-            input_size,
-            max_batch,
-            preprocess: pre,
-        })
-    }
-
-    /// A detector reads packed RGB-family frames; HOG needs 3 channels.
-    fn check_stream_formats(
-        &self,
-        spec: &StageSpec,
-        field: &str,
-        sources: &[SourcePlan],
-        settings: &DetectSettings,
-    ) -> Result<(), ConfigError> {
-        use gst_video::VideoFormat as F;
-        let allowed: &[F] = match settings.backend {
-            Backend::HogPeople(_) => &[F::Rgb, F::Bgr],
-            Backend::Onnx { .. } => &[F::Rgb, F::Bgr, F::Rgba, F::Bgra],
-        };
-        let applies = |id: &str| {
-            spec.streams
-                .as_ref()
-                .is_none_or(|s| s.get_ref().iter().any(|x| x == id))
-        };
-        for s in sources.iter().filter(|s| applies(&s.id)) {
-            if !allowed.contains(&s.format) {
-                return Err(self.invalid(
-                    spec.kind.span(),
-                    format!("{field}.kind"),
-                    format!(
-                        "this detector cannot read source `{}`'s {} frames: give that source format = \"RGB\"",
-                        s.id,
-                        s.format.to_str()
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
     fn sink(
         &self,
         spec: &SinkSpec,
@@ -1696,19 +633,36 @@ impl Resolver<'_> {
         default_policy: EdgePolicy,
         overrides: &Overrides,
     ) -> Result<SinkPlan, ConfigError> {
-        let kind = *spec.kind.get_ref();
+        let Some(kind) = registry::sink_kind(spec.kind.get_ref()) else {
+            return Err(self.invalid(
+                spec.kind.span(),
+                format!("{field}.kind"),
+                format!(
+                    "unknown sink kind `{}` (one of {})",
+                    spec.kind.get_ref(),
+                    registry::SINKS
+                        .iter()
+                        .map(|k| format!("`{}`", k.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
         let output = match (&overrides.output, &spec.path) {
-            (Some(out), _) if kind == SinkKind::Jsonl => output_path(out, Path::new(".")),
+            (Some(out), _) if kind == registry::output_sink() => output_path(out, Path::new(".")),
             (_, Some(p)) => {
                 let expanded = expand(p.get_ref())
                     .map_err(|m| self.invalid(p.span(), format!("{field}.path"), m))?;
-                output_path(&expanded, self.base)
+                let output = output_path(&expanded, self.base);
+                (kind.check)(&output)
+                    .map_err(|m| self.invalid(p.span(), format!("{field}.path"), m))?;
+                output
             }
             (_, None) => {
                 return Err(self.invalid(
                     spec.kind.span(),
                     format!("{field}.path"),
-                    "a sink needs `path` (jsonl: a file or `-` for standard output; depth_png: a folder)",
+                    format!("a {} sink needs `path`: {}", kind.name, kind.path_help),
                 ));
             }
         };
@@ -1717,14 +671,6 @@ impl Resolver<'_> {
             output,
             input: self.edge(&spec.queue, field, default_policy)?,
         })
-    }
-}
-
-fn output_path(raw: &str, base: &Path) -> OutputPath {
-    if raw == "-" {
-        OutputPath::Stdout
-    } else {
-        OutputPath::File(base.join(raw))
     }
 }
 
@@ -1740,38 +686,6 @@ fn format_from_name(name: &str) -> gst_video::VideoFormat {
         "NV12" => F::Nv12,
         _ => F::Rgb,
     }
-}
-
-fn is_live_scheme(uri: &str) -> bool {
-    let scheme = uri.split("://").next().unwrap_or("").to_ascii_lowercase();
-    matches!(
-        scheme.as_str(),
-        "rtsp" | "rtsps" | "rtspt" | "rtmp" | "udp" | "rtp" | "srt"
-    )
-}
-
-/// The media cache the set-up script fills (`$PERCEPT_CACHE/media`, default `~/.cache/percept/media`).
-pub fn default_media_dir() -> Option<PathBuf> {
-    if let Ok(cache) = std::env::var("PERCEPT_CACHE") {
-        return Some(PathBuf::from(cache).join("media"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/percept/media"))
-}
-
-/// Expands `${VAR}`, `$VAR` and a leading `~`.
-fn expand(raw: &str) -> Result<String, String> {
-    let lookup = |var: &str| -> Result<Option<String>, String> {
-        match std::env::var(var) {
-            Ok(v) => Ok(Some(v)),
-            Err(_) if var == "PERCEPT_MEDIA" => {
-                Ok(default_media_dir().map(|p| p.to_string_lossy().into_owned()))
-            }
-            Err(_) => Err(format!("environment variable `{var}` is not set")),
-        }
-    };
-    shellexpand::full_with_context(raw, || std::env::var("HOME").ok(), lookup)
-        .map(|s| s.into_owned())
-        .map_err(|e| e.cause)
 }
 
 #[cfg(test)]
@@ -1831,6 +745,79 @@ mod tests {
 
         let err = plan("version = 1\n[[source]]\nid = \"a b\"\nkind = \"test\"\n").unwrap_err();
         assert_eq!(err.line(), Some(3), "{err}");
+    }
+
+    #[test]
+    fn a_field_of_another_kind_names_the_kinds_that_use_it() {
+        let text = format!(
+            "{TEST_SOURCE}[[stage]]\nid = \"s\"\nkind = \"image_stats\"\ndelay_ms = 5\n[[sink]]\nkind = \"jsonl\"\npath = \"-\"\n"
+        );
+        let err = plan(&text).unwrap_err();
+        assert_eq!(err.line(), Some(8), "{err}");
+        assert!(
+            err.to_string().contains(
+                "`stage[0].delay_ms`: not used by kind = \"image_stats\" (only by \"delay\")"
+            ),
+            "{err}"
+        );
+        let text = format!("{TEST_SOURCE}pattern = \"ball\"\nlocation = \"x\"\n");
+        let err = plan(&text).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`source[0].location`: not used by kind = \"test\" (only by \"file\", \"uri\", \"v4l2\")"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_list_the_registered_ones() {
+        let text = format!("{TEST_SOURCE}[[stage]]\nid = \"s\"\nkind = \"blur\"\n");
+        let err = plan(&text).unwrap_err().to_string();
+        assert!(err.contains("`stage[0].kind`: unknown stage kind `blur` (one of `image_stats`, `delay`, `detect`"), "{err}");
+        let text = format!("{TEST_SOURCE}[[sink]]\nkind = \"mcap\"\npath = \"-\"\n");
+        let err = plan(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown sink kind `mcap` (one of `jsonl`, `depth_png`)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_sink_path_its_kind_cannot_write_fails_in_the_plan() {
+        let text = format!("{TEST_SOURCE}[[sink]]\nkind = \"depth_png\"\npath = \"-\"\n");
+        let err = plan(&text).unwrap_err();
+        assert_eq!(err.line(), Some(7), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`sink[0].path`: depth_png writes one file per frame"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stage_settings_come_from_the_kind_and_common_fields_stay_common() {
+        let text = format!(
+            "{TEST_SOURCE}live = true\n[[stage]]\nid = \"d\"\nkind = \"delay\"\ndelay_ms = 5\ninterval = 2\nqueue = {{ capacity = 2 }}\n[[sink]]\nkind = \"jsonl\"\npath = \"-\"\n"
+        );
+        let p = plan(&text).unwrap();
+        let s = &p.stages[0];
+        assert_eq!((s.id.as_str(), s.kind), ("d", "delay"));
+        assert_eq!(s.interval, Interval::Every(2));
+        assert!(s.admission, "delay defaults to admission control");
+        assert_eq!(
+            s.input,
+            EdgePlan {
+                capacity: 2,
+                policy: EdgePolicy::DropOldest
+            }
+        );
+        assert_eq!(s.settings.describe(), "5.0 ms per frame");
+        assert_eq!(p.sources[0].kind, "test");
+        assert_eq!(
+            p.sources[0].describe(),
+            "test pattern smpte 320x240 @ 30 fps"
+        );
+        assert_eq!(p.sinks[0].kind.name, "jsonl");
     }
 
     #[test]

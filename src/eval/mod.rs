@@ -19,8 +19,8 @@ use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 use serde::Serialize;
 
-use crate::detect::nms::iou;
-use crate::track::assign::assign;
+use crate::geometry::iou;
+use crate::stages::track::assign::assign;
 
 /// One box of one identity in one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]

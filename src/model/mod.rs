@@ -438,37 +438,10 @@ impl Engine {
                 .map_err(fail)
                 .and_then(|t| self.session.run(ort::inputs![t]).map_err(fail)),
         };
-        INFERENCE.record(crate::clock::monotonic_ns() - t0);
+        crate::meter::INFERENCE.record(crate::clock::monotonic_ns() - t0);
         result.map_err(|message| ModelError::Run {
             path: self.path.clone(),
             message: format!("inference failed: {message}"),
         })
-    }
-}
-
-/// Time spent inside ONNX Runtime's `run`, over every engine of the process:
-/// what the pipeline overhead is measured against.
-pub struct InferenceClock {
-    runs: std::sync::atomic::AtomicU64,
-    ns: std::sync::atomic::AtomicU64,
-}
-
-/// The process's inference clock.
-pub static INFERENCE: InferenceClock = InferenceClock {
-    runs: std::sync::atomic::AtomicU64::new(0),
-    ns: std::sync::atomic::AtomicU64::new(0),
-};
-
-impl InferenceClock {
-    fn record(&self, ns: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.runs.fetch_add(1, Relaxed);
-        self.ns.fetch_add(ns, Relaxed);
-    }
-
-    /// Runs so far and their total time in ns.
-    pub fn totals(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.runs.load(Relaxed), self.ns.load(Relaxed))
     }
 }

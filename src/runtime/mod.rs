@@ -10,8 +10,8 @@
 //! flight still reaches the sinks. A failure anywhere halts the sources and
 //! drains the rest the same way, so output already produced is kept.
 
-pub mod edge;
 pub mod stats;
+mod worker;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -22,21 +22,17 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 
 use crate::clock;
-use crate::config::{Plan, SourceInput, StagePlan};
+use crate::config::Plan;
+use crate::edge::{self, EdgePlan, EdgePolicy, EdgeRx, Outputs, Shared};
 use crate::error::Error;
-use crate::frame::{Failure, Work};
-use crate::sink::{JsonlSink, Sink};
-use crate::source::{Source, SourceStats};
-use crate::stage::{self, Stage};
-use edge::{EdgeRx, Outputs};
-use stats::{Latency, RunStats, SinkStats, StageStats, Summary};
+use crate::meter::{Latency, SourceStats};
+use crate::registry;
+use crate::sink::Sink;
+use stats::{RunStats, SinkStats, StageStats, Summary};
+use worker::StageWorker;
 
 /// How often the monitor thread wakes to draw progress.
 const MONITOR_TICK: Duration = Duration::from_millis(100);
-/// A stage skipping every frame for its deadline still runs once this often.
-const PROBE_AFTER: Duration = Duration::from_secs(1);
-/// How often a pairing thread with nothing to read checks its waiting frames.
-const PAIR_TICK: Duration = Duration::from_millis(5);
 
 /// How a run is driven from outside.
 #[derive(Debug, Clone, Default)]
@@ -73,37 +69,24 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
     let sources = plan
         .sources
         .iter()
-        .map(Source::build)
+        .map(registry::build_source)
         .collect::<Result<Vec<_>, _>>()?;
     // Models load before any thread starts, so a bad one fails the run at once.
     let mut built = Vec::with_capacity(plan.stages.len());
     for stage_plan in &plan.stages {
-        let stage = stage::build(stage_plan).map_err(|source| Error::Model {
+        let stage = registry::build_stage(stage_plan).map_err(|source| Error::Model {
             stage: stage_plan.id.clone(),
             source,
         })?;
-        if let Some(info) = &stage.detector {
+        if let Some(info) = &stage.info {
             tracing::info!(stage = %stage_plan.id, "{}: loaded in {:.1} ms, warm-up {:.1} ms", info.description, info.load_ms, info.warmup_ms);
         }
         built.push(stage);
     }
+    let names = registry::sink_names(&plan.sinks);
     let mut sinks: Vec<(String, Box<dyn Sink>, &crate::config::SinkPlan)> = Vec::new();
-    for (i, s) in plan.sinks.iter().enumerate() {
-        let name = if plan.sinks.len() == 1 {
-            "jsonl".to_string()
-        } else {
-            format!("jsonl{i}")
-        };
-        let sink: std::io::Result<Box<dyn Sink>> = match (s.kind, &s.output) {
-            (crate::config::SinkKind::DepthPng, crate::config::OutputPath::File(dir)) => {
-                crate::sink::DepthPngSink::create(dir.clone()).map(|x| Box::new(x) as Box<dyn Sink>)
-            }
-            (crate::config::SinkKind::DepthPng, _) => Err(std::io::Error::other(
-                "depth_png needs a folder, not standard output",
-            )),
-            _ => JsonlSink::create(&s.output).map(|x| Box::new(x) as Box<dyn Sink>),
-        };
-        let sink = sink.map_err(|source| Error::Sink {
+    for (s, name) in plan.sinks.iter().zip(names) {
+        let sink = registry::build_sink(s).map_err(|source| Error::Sink {
             sink: name.clone(),
             path: s.output.to_string().into(),
             source,
@@ -146,7 +129,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
     }
 
     // Stages from last to first, each sending into the one after it.
-    let mut downstream = Outputs::new(sink_edges);
+    let mut downstream = Outputs::Sinks(sink_edges);
     for stage_plan in plan.stages.iter().rev() {
         let (tx, rx) = edge::edge(&stage_plan.id, stage_plan.input);
         stats.edges.push(tx.stats().clone());
@@ -156,7 +139,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
             break;
         };
         let worker = StageWorker::new(stage_plan, built.stage, stage_stats);
-        let out = std::mem::replace(&mut downstream, Outputs::new(vec![tx]));
+        let out = std::mem::replace(&mut downstream, Outputs::Stage(tx));
         let halt = halt.clone();
         threads.push(spawn(format!("stage:{}", stage_plan.id), move || {
             let result = worker.run(&rx, &out);
@@ -170,15 +153,15 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
     // Stereo pairs: their sources feed a pairing thread, which feeds the stages.
     let mut source_outputs: Vec<Option<Outputs>> = vec![None; plan.sources.len()];
     for pair in &plan.stereo {
-        let pair_stats = Arc::new(crate::stereo::PairStats::default());
+        let pair_stats = Arc::new(crate::meter::PairStats::default());
         stats.pairs.push((pair.id.clone(), pair_stats.clone()));
         let index = |id: &str| plan.sources.iter().position(|s| s.id == id);
-        let edge_plan = crate::config::EdgePlan {
-            capacity: crate::config::plan::DEFAULT_QUEUE_CAPACITY,
+        let edge_plan = EdgePlan {
+            capacity: edge::DEFAULT_QUEUE_CAPACITY,
             policy: if pair.settings.max_wait_ns.is_some() {
-                crate::config::EdgePolicy::DropOldest
+                EdgePolicy::DropOldest
             } else {
-                crate::config::EdgePolicy::Block
+                EdgePolicy::Block
             },
         };
         let out = downstream.clone();
@@ -191,12 +174,12 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
                 stats.edges.push(ltx.stats().clone());
                 stats.edges.push(rtx.stats().clone());
                 if let (Some(l), Some(r)) = (index(left), index(right)) {
-                    source_outputs[l] = Some(Outputs::new(vec![ltx]));
-                    source_outputs[r] = Some(Outputs::new(vec![rtx]));
+                    source_outputs[l] = Some(Outputs::Stage(ltx));
+                    source_outputs[r] = Some(Outputs::Stage(rtx));
                 }
                 let pairer = crate::stereo::Pairer::new(&pair.id, pair.settings, pair_stats);
                 threads.push(spawn(name, move || {
-                    pair_loop(pairer, &lrx, &rrx, &out);
+                    crate::stereo::pair_loop(pairer, &lrx, &rrx, &out);
                     Ok(())
                 })?);
             }
@@ -204,29 +187,22 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
                 let (tx, rx) = edge::edge(&pair.id, edge_plan);
                 stats.edges.push(tx.stats().clone());
                 if let Some(i) = index(source) {
-                    source_outputs[i] = Some(Outputs::new(vec![tx]));
+                    source_outputs[i] = Some(Outputs::Stage(tx));
                 }
-                let mut split = crate::stereo::SideBySide::new(&pair.id, pair_stats);
+                let split = crate::stereo::SideBySide::new(&pair.id, pair_stats);
                 let id = pair.id.clone();
                 threads.push(spawn(name, move || {
-                    while let Some(work) = rx.recv() {
-                        let work = split.split(work).map_err(|message| Error::Stage {
+                    let result = crate::stereo::split_loop(split, &rx, &out).map_err(|message| {
+                        Error::Stage {
                             stage: format!("stereo {id}"),
                             action: "split side-by-side frames",
                             message,
-                        });
-                        let work = match work {
-                            Ok(w) => w,
-                            Err(e) => {
-                                halt.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        };
-                        if out.send(work).is_err() {
-                            break;
                         }
+                    });
+                    if result.is_err() {
+                        halt.store(true, Ordering::Relaxed);
                     }
-                    Ok(())
+                    result
                 })?);
             }
         }
@@ -278,38 +254,6 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
     })
 }
 
-/// Pairs two edges' frames by time until both end (see [`crate::stereo::Pairer`]).
-fn pair_loop(mut pairer: crate::stereo::Pairer, left: &EdgeRx, right: &EdgeRx, out: &Outputs) {
-    use crate::stereo::Side;
-    let mut ended = [false, false];
-    let mut closed = false;
-    while !pairer.done() && !closed {
-        let never = crossbeam_channel::never();
-        let l = if ended[0] || !pairer.wants(Side::Left) {
-            &never
-        } else {
-            left.receiver()
-        };
-        let r = if ended[1] || !pairer.wants(Side::Right) {
-            &never
-        } else {
-            right.receiver()
-        };
-        crossbeam_channel::select! {
-            recv(l) -> m => match m {
-                Ok(w) => pairer.push(Side::Left, w, clock::monotonic_ns()),
-                Err(_) => { ended[0] = true; pairer.end(Side::Left); }
-            },
-            recv(r) -> m => match m {
-                Ok(w) => pairer.push(Side::Right, w, clock::monotonic_ns()),
-                Err(_) => { ended[1] = true; pairer.end(Side::Right); }
-            },
-            default(PAIR_TICK) => {}
-        }
-        pairer.poll(clock::monotonic_ns(), |w| closed |= out.send(w).is_err());
-    }
-}
-
 fn spawn(
     name: String,
     f: impl FnOnce() -> Result<(), Error> + Send + 'static,
@@ -326,7 +270,11 @@ fn spawn(
 }
 
 /// Writes until the edge closes; flushes whenever the queue runs empty.
-fn sink_loop(mut sink: Box<dyn Sink>, rx: &EdgeRx, stats: &SinkStats) -> std::io::Result<()> {
+fn sink_loop(
+    mut sink: Box<dyn Sink>,
+    rx: &EdgeRx<Shared>,
+    stats: &SinkStats,
+) -> std::io::Result<()> {
     loop {
         let work = match rx.try_recv() {
             Ok(work) => work,
@@ -355,296 +303,6 @@ fn sink_loop(mut sink: Box<dyn Sink>, rx: &EdgeRx, stats: &SinkStats) -> std::io
     sink.flush()
 }
 
-/// A stage on its thread: filter by stream, admission control, interval,
-/// time, record failures and skips, forward.
-struct StageWorker {
-    id: Arc<str>,
-    streams: Option<Vec<String>>,
-    stage: Box<dyn Stage>,
-    stats: Arc<StageStats>,
-    admission: bool,
-    interval: crate::config::Interval,
-    simulate: Option<Duration>,
-    recent: stats::RecentLatency,
-    /// Frames seen per stream, for `interval`.
-    counters: Vec<(Arc<str>, u64)>,
-    last_run_ns: u64,
-    warned: bool,
-    asynchronous: bool,
-}
-
-/// An asynchronous stage's finished frame, back from its helper thread.
-struct Finished {
-    stream: Arc<str>,
-    /// The frame's time, seconds.
-    t_s: f64,
-    record: crate::frame::Record,
-    result: Result<(), stage::StageError>,
-    took_ns: u64,
-}
-
-/// Stands in for a stage that moved to its helper thread.
-struct Idle;
-
-impl Stage for Idle {
-    fn process(
-        &mut self,
-        _: &crate::frame::Frame,
-        _: &mut crate::frame::Record,
-    ) -> Result<(), stage::StageError> {
-        Ok(())
-    }
-}
-
-impl StageWorker {
-    fn new(plan: &StagePlan, stage: Box<dyn Stage>, stats: Arc<StageStats>) -> StageWorker {
-        StageWorker {
-            id: Arc::from(plan.id.as_str()),
-            streams: plan.streams.clone(),
-            stage,
-            stats,
-            admission: plan.admission,
-            interval: plan.interval,
-            simulate: plan.simulate,
-            recent: stats::RecentLatency::new(),
-            counters: Vec::new(),
-            last_run_ns: 0,
-            warned: false,
-            asynchronous: plan.asynchronous,
-        }
-    }
-
-    /// Asynchronous mode: a helper thread works on one frame at a time while
-    /// the frames keep flowing; a finished result rides to the tracker on the
-    /// next frame of its stream (`Record::late`). Frames that arrive while the
-    /// helper is busy are skipped (`busy`); the one it takes is marked `async`.
-    fn run_beside(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<crate::frame::Frame>(1);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<Finished>(1);
-        let mut stage = std::mem::replace(&mut self.stage, Box::new(Idle));
-        let simulate = self.simulate;
-        let id = self.id.clone();
-        let helper = thread::Builder::new()
-            .name(format!("stage:{id}:async"))
-            .spawn(move || -> Result<(), stage::StageError> {
-                stage.start()?;
-                while let Ok(frame) = job_rx.recv() {
-                    let t0 = clock::monotonic_ns();
-                    let mut record = crate::frame::Record::default();
-                    let result = stage.process(&frame, &mut record);
-                    if let Some(extra) = simulate {
-                        thread::sleep(extra);
-                    }
-                    let meta = &frame.meta;
-                    let t_s = meta.pts_ns.unwrap_or(meta.capture_ns) as f64 / 1e9;
-                    let took = clock::monotonic_ns() - t0;
-                    if done_tx
-                        .send(Finished {
-                            stream: meta.stream.clone(),
-                            t_s,
-                            record,
-                            result,
-                            took_ns: took,
-                        })
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                stage.stop()
-            })
-            .map_err(|e| Error::Stage {
-                stage: id.to_string(),
-                action: "spawn its helper thread",
-                message: e.to_string(),
-            })?;
-        let mut busy = false;
-        let mut ready: Vec<Finished> = Vec::new();
-        while let Some(mut work) = rx.recv() {
-            if let Ok(done) = done_rx.try_recv() {
-                busy = false;
-                self.stats.latency.record_ns(done.took_ns);
-                self.stats.processed.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = &done.result {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(stage = %self.id, "{e}");
-                }
-                ready.push(done);
-            }
-            if self.applies_to(&work) {
-                let stream = &work.frame.meta.stream;
-                if let Some(i) = ready.iter().position(|d| d.stream == *stream) {
-                    let done = ready.swap_remove(i);
-                    if done.result.is_ok()
-                        && let Some(detections) = done.record.detections
-                    {
-                        work.record.late = Some(crate::frame::LateDetections {
-                            t_s: done.t_s,
-                            detections,
-                        });
-                    }
-                }
-                let t0 = clock::monotonic_ns();
-                let reason = match self.skip_reason(&work, t0) {
-                    Some(reason) => reason,
-                    None if busy => "busy",
-                    None => {
-                        busy = true;
-                        self.last_run_ns = t0;
-                        if job_tx.send(work.frame.clone()).is_err() {
-                            break;
-                        }
-                        "async"
-                    }
-                };
-                let counter = match reason {
-                    "deadline" => Some(&self.stats.skipped_deadline),
-                    "interval" => Some(&self.stats.skipped_interval),
-                    "busy" => Some(&self.stats.skipped_busy),
-                    _ => None,
-                };
-                if let Some(c) = counter {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-                work.record.skipped.push(crate::frame::Skip {
-                    stage: self.id.clone(),
-                    reason,
-                });
-            }
-            if out.send(work).is_err() {
-                break;
-            }
-        }
-        drop(job_tx);
-        drop(done_rx);
-        let result = helper
-            .join()
-            .unwrap_or_else(|_| Err(stage::StageError("panicked".into())));
-        result.map_err(|e| Error::Stage {
-            stage: id.to_string(),
-            action: "run",
-            message: e.0,
-        })
-    }
-
-    /// Why this frame should not be worked on, if it should not.
-    fn skip_reason(&mut self, work: &Work, now_ns: u64) -> Option<&'static str> {
-        let meta = &work.frame.meta;
-        let every = match self.interval {
-            crate::config::Interval::Every(n) => u64::from(n),
-            crate::config::Interval::Auto => {
-                let period = meta
-                    .duration_ns
-                    .filter(|d| *d > 0)
-                    .or(meta.deadline_ns.map(|d| d.saturating_sub(meta.capture_ns)))
-                    .unwrap_or(crate::source::DEFAULT_PERIOD_NS)
-                    .max(1);
-                self.recent.p95().map_or(1, |p| p.div_ceil(period).max(1))
-            }
-        };
-        let count = match self.counters.iter_mut().find(|(s, _)| *s == meta.stream) {
-            Some((_, c)) => c,
-            None => {
-                self.counters.push((meta.stream.clone(), 0));
-                let last = self.counters.len() - 1;
-                &mut self.counters[last].1
-            }
-        };
-        let turn = (*count).is_multiple_of(every);
-        *count += 1;
-        if !turn {
-            return Some("interval");
-        }
-        if self.admission
-            && let (Some(deadline), Some(p95)) = (meta.deadline_ns, self.recent.p95())
-            && now_ns + p95 > deadline
-        {
-            let budget = deadline.saturating_sub(meta.capture_ns);
-            if p95 > budget && !self.warned {
-                self.warned = true;
-                tracing::warn!(
-                    stage = %self.id,
-                    "recent p95 latency {:.1} ms exceeds the frame budget {:.1} ms: it runs only once per {} s to re-measure; raise `budget_ms`",
-                    p95 as f64 / 1e6,
-                    budget as f64 / 1e6,
-                    PROBE_AFTER.as_secs_f64()
-                );
-            }
-            // A stage that has not run for a while runs anyway, so that its
-            // estimate follows the load down again.
-            if now_ns.saturating_sub(self.last_run_ns) < PROBE_AFTER.as_nanos() as u64 {
-                return Some("deadline");
-            }
-        }
-        None
-    }
-
-    fn applies_to(&self, work: &Work) -> bool {
-        self.streams
-            .as_ref()
-            .is_none_or(|s| s.iter().any(|id| **id == *work.frame.meta.stream))
-    }
-
-    fn run(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
-        if self.asynchronous {
-            return self.run_beside(rx, out);
-        }
-        let id = self.id.clone();
-        let stage_error = |action, e: stage::StageError| Error::Stage {
-            stage: id.to_string(),
-            action,
-            message: e.0,
-        };
-        self.stage.start().map_err(|e| stage_error("start", e))?;
-        while let Some(mut work) = rx.recv() {
-            if self.applies_to(&work) {
-                let t0 = clock::monotonic_ns();
-                if let Some(reason) = self.skip_reason(&work, t0) {
-                    let counter = if reason == "deadline" {
-                        &self.stats.skipped_deadline
-                    } else {
-                        &self.stats.skipped_interval
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    work.record.skipped.push(crate::frame::Skip {
-                        stage: self.id.clone(),
-                        reason,
-                    });
-                    if out.send(work).is_err() {
-                        break;
-                    }
-                    continue;
-                }
-                self.last_run_ns = t0;
-                let result = self.stage.process(&work.frame, &mut work.record);
-                if let Some(extra) = self.simulate {
-                    thread::sleep(extra);
-                }
-                let took = clock::monotonic_ns() - t0;
-                self.recent.record(took);
-                self.stats.latency.record_ns(took);
-                self.stats.processed.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = result {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    if self.stage.fatal() {
-                        // Frames already out are kept; this one and the rest are not.
-                        return Err(stage_error("process frames", e));
-                    }
-                    tracing::warn!(stage = %self.id, seq = work.frame.meta.seq, "{e}");
-                    work.record.failed.push(Failure {
-                        stage: self.id.clone(),
-                        error: e.0,
-                    });
-                }
-            }
-            if out.send(work).is_err() {
-                break;
-            }
-        }
-        self.stage.stop().map_err(|e| stage_error("stop", e))
-    }
-}
-
 /// Progress bar and periodic stats, on a thread of their own.
 fn start_monitor(
     plan: &Plan,
@@ -653,10 +311,7 @@ fn start_monitor(
     done: Arc<AtomicBool>,
     started: Instant,
 ) -> Result<Option<JoinHandle<()>>, Error> {
-    let has_file = plan
-        .sources
-        .iter()
-        .any(|s| matches!(s.input, SourceInput::File(_)));
+    let has_file = plan.sources.iter().any(|s| s.input.file().is_some());
     let bar = (options.progress && has_file && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         if let Ok(style) = indicatif::ProgressStyle::with_template(

@@ -2,74 +2,15 @@
 //! the end of a run (and every `--stats-every` seconds).
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::edge::EdgeStats;
-use crate::source::SourceStats;
-
-/// Lowest latency told apart: 1 µs. Highest recorded: 10 minutes.
-const HIST_LOW_NS: u64 = 1_000;
-const HIST_HIGH_NS: u64 = 600_000_000_000;
-const HIST_SIGFIG: u8 = 3;
-
-/// A latency histogram shared between the thread that records and the monitor.
-/// The lock is held only to record one value or to read quantiles.
-#[derive(Debug)]
-pub struct Latency(Mutex<Histogram<u64>>);
-
-impl Default for Latency {
-    fn default() -> Self {
-        // The bounds are constants within hdrhistogram's limits.
-        #[allow(clippy::expect_used)]
-        let h = Histogram::new_with_bounds(HIST_LOW_NS, HIST_HIGH_NS, HIST_SIGFIG)
-            .expect("valid histogram bounds");
-        Latency(Mutex::new(h))
-    }
-}
-
-impl Latency {
-    pub fn record_ns(&self, ns: u64) {
-        let mut h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        h.saturating_record(ns.clamp(HIST_LOW_NS, HIST_HIGH_NS));
-    }
-
-    pub fn summary(&self) -> LatencySummary {
-        let h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if h.is_empty() {
-            return LatencySummary::default();
-        }
-        LatencySummary {
-            count: h.len(),
-            p50_ms: h.value_at_quantile(0.5) as f64 / 1e6,
-            p99_ms: h.value_at_quantile(0.99) as f64 / 1e6,
-            max_ms: h.max() as f64 / 1e6,
-        }
-    }
-}
-
-/// Quantiles of a latency histogram, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct LatencySummary {
-    pub count: u64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-}
-
-impl fmt::Display for LatencySummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-            self.p50_ms, self.p99_ms, self.max_ms
-        )
-    }
-}
+use crate::edge::EdgeStats;
+pub use crate::meter::{Latency, LatencySummary};
+use crate::meter::{PairStats, SourceStats};
 
 /// The process's resident memory (from /proc/self/statm), sampled by the monitor.
 #[derive(Debug, Default)]
@@ -103,52 +44,6 @@ pub struct MemorySummary {
     pub rss_settled_kb: u64,
     pub rss_max_kb: u64,
     pub rss_end_kb: u64,
-}
-
-/// Work times recent latency estimates look back on.
-pub const LATENCY_WINDOW: usize = 32;
-
-/// A stage's (or a model's) recent work times, for admission control: a
-/// fixed window, no allocation.
-pub struct RecentLatency {
-    ring: [u64; LATENCY_WINDOW],
-    len: usize,
-    next: usize,
-    scratch: [u64; LATENCY_WINDOW],
-}
-
-impl RecentLatency {
-    pub fn new() -> RecentLatency {
-        RecentLatency {
-            ring: [0; LATENCY_WINDOW],
-            len: 0,
-            next: 0,
-            scratch: [0; LATENCY_WINDOW],
-        }
-    }
-
-    pub fn record(&mut self, ns: u64) {
-        self.ring[self.next] = ns;
-        self.next = (self.next + 1) % LATENCY_WINDOW;
-        self.len = (self.len + 1).min(LATENCY_WINDOW);
-    }
-
-    /// The 95th percentile of the window; `None` before any sample.
-    pub fn p95(&mut self) -> Option<u64> {
-        if self.len == 0 {
-            return None;
-        }
-        let s = &mut self.scratch[..self.len];
-        s.copy_from_slice(&self.ring[..self.len]);
-        let k = (self.len * 95).div_ceil(100).saturating_sub(1);
-        Some(*s.select_nth_unstable(k).1)
-    }
-}
-
-impl Default for RecentLatency {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Counters of one stage.
@@ -197,7 +92,7 @@ pub struct SinkStats {
 pub struct RunStats {
     pub memory: Memory,
     pub sources: Vec<(String, Arc<SourceStats>)>,
-    pub pairs: Vec<(String, Arc<crate::stereo::PairStats>)>,
+    pub pairs: Vec<(String, Arc<PairStats>)>,
     pub stages: Vec<Arc<StageStats>>,
     pub sinks: Vec<Arc<SinkStats>>,
     pub edges: Vec<Arc<EdgeStats>>,
@@ -394,8 +289,8 @@ impl RunStats {
                 0.0
             },
             stopped,
-            inference_runs: crate::model::INFERENCE.totals().0,
-            inference_s: crate::model::INFERENCE.totals().1 as f64 / 1e9,
+            inference_runs: crate::meter::INFERENCE.totals().0,
+            inference_s: crate::meter::INFERENCE.totals().1 as f64 / 1e9,
             memory: MemorySummary {
                 rss_settled_kb: load(&self.memory.settled_kb),
                 rss_max_kb: load(&self.memory.max_kb),

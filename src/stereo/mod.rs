@@ -1,5 +1,7 @@
-//! Stereo: pairing two streams by time ([`Pairer`]), splitting side-by-side
-//! frames, and the `stereo_depth` stage ([`depth`]).
+//! Stereo: pairing two streams by time ([`Pairer`], [`pair_loop`]) and
+//! splitting side-by-side frames ([`SideBySide`], [`split_loop`]). The
+//! `stereo_depth` stage that works on the pairs is in
+//! [`crate::stages::stereo_depth`].
 //!
 //! Each left frame is paired with the right frame nearest in time within
 //! `max_skew`; a frame that cannot be paired is dropped and counted
@@ -7,16 +9,21 @@
 //! capture time for live sources. With live sources a frame waits at most
 //! `max_wait` for its partner; recordings are paired losslessly.
 
-pub mod depth;
-
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use gstreamer_video as gst_video;
 
-use crate::frame::{CaptureClock, Frame, PairClock, PairInfo, Work};
-use crate::runtime::stats::Latency;
+use crate::clock;
+use crate::edge::{EdgeRx, Outputs};
+use crate::frame::{CaptureClock, Frame};
+pub use crate::meter::PairStats;
+use crate::record::{PairClock, PairInfo, Work};
+
+/// How often a pairing thread with nothing to read checks its waiting frames.
+const PAIR_TICK: Duration = Duration::from_millis(5);
 
 /// Frames kept per side while waiting for a partner.
 const MAX_PENDING: usize = 16;
@@ -27,16 +34,6 @@ pub struct PairSettings {
     pub max_skew_ns: u64,
     /// `None`: wait as long as it takes (recordings).
     pub max_wait_ns: Option<u64>,
-}
-
-/// Counters of one stereo pairing.
-#[derive(Debug, Default)]
-pub struct PairStats {
-    pub pairs: AtomicU64,
-    pub unpaired_left: AtomicU64,
-    pub unpaired_right: AtomicU64,
-    /// |right time − left time| of emitted pairs.
-    pub skew: Latency,
 }
 
 /// A frame's time for pairing, and which clock it is on.
@@ -281,10 +278,51 @@ impl SideBySide {
     }
 }
 
+/// Pairs two edges' frames by time until both end (see [`Pairer`]).
+pub fn pair_loop(mut pairer: Pairer, left: &EdgeRx, right: &EdgeRx, out: &Outputs) {
+    let mut ended = [false, false];
+    let mut closed = false;
+    while !pairer.done() && !closed {
+        let never = crossbeam_channel::never();
+        let l = if ended[0] || !pairer.wants(Side::Left) {
+            &never
+        } else {
+            left.receiver()
+        };
+        let r = if ended[1] || !pairer.wants(Side::Right) {
+            &never
+        } else {
+            right.receiver()
+        };
+        crossbeam_channel::select! {
+            recv(l) -> m => match m {
+                Ok(w) => pairer.push(Side::Left, w, clock::monotonic_ns()),
+                Err(_) => { ended[0] = true; pairer.end(Side::Left); }
+            },
+            recv(r) -> m => match m {
+                Ok(w) => pairer.push(Side::Right, w, clock::monotonic_ns()),
+                Err(_) => { ended[1] = true; pairer.end(Side::Right); }
+            },
+            default(PAIR_TICK) => {}
+        }
+        pairer.poll(clock::monotonic_ns(), |w| closed |= out.send(w).is_err());
+    }
+}
+
+/// Splits every side-by-side frame of an edge into a pair until the edge ends.
+pub fn split_loop(mut split: SideBySide, rx: &EdgeRx, out: &Outputs) -> Result<(), String> {
+    while let Some(work) = rx.recv() {
+        if out.send(split.split(work)?).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Record;
+    use crate::record::Record;
     use gstreamer_video::VideoFormat;
     use gstreamer_video::prelude::*;
 
@@ -382,7 +420,7 @@ mod tests {
                 gstreamer::ClockTime::from_mseconds(ntp_ms),
                 gstreamer::ClockTime::NONE,
             );
-            w.frame.meta.ntp_ns = crate::source::ntp_time(buffer.as_ref());
+            w.frame.meta.ntp_ns = crate::sources::appsink::ntp_time(buffer.as_ref());
             w
         };
         p.push(Side::Left, ntp(0, 0, 5_000), 0);

@@ -1,0 +1,101 @@
+//! The `Source` trait: where frames come from. Today every kind runs on
+//! GStreamer ([`crate::sources::appsink`]); a source that is not GStreamer
+//! (a Zenoh camera node) implements the same trait.
+
+use gstreamer as gst;
+
+use crate::edge::Outputs;
+pub use crate::meter::SourceStats;
+
+/// A source that can run: built (elements created, properties set) but not started.
+pub trait Source: Send {
+    /// One line for `percept check`: what runs (a GStreamer description).
+    fn describe(&self) -> String;
+
+    /// Delivers frames into `out` until end of stream, `max_frames`, a stop
+    /// request (`should_stop`), a closed output or an error.
+    fn run(
+        self: Box<Self>,
+        out: &Outputs,
+        should_stop: &dyn Fn() -> bool,
+        stats: &SourceStats,
+    ) -> Result<(), SourceError>;
+}
+
+/// A source that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source `{id}`: cannot build GStreamer pipeline `{launch}`")]
+    Build {
+        id: String,
+        launch: String,
+        #[source]
+        error: gst::glib::Error,
+    },
+    #[error("source `{id}`: GStreamer element {element}: {message}{}", debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Stream {
+        id: String,
+        element: String,
+        message: String,
+        debug: Option<String>,
+        bad_input: bool,
+    },
+    #[error("source `{id}`: the pipeline did not start ({message})")]
+    Start { id: String, message: String },
+    #[error("source `{id}`: frame with unusable caps `{caps}`")]
+    Caps { id: String, caps: String },
+    #[error("source `{id}` ({location}): {detail}: the file is truncated or damaged")]
+    Truncated {
+        id: String,
+        location: String,
+        detail: String,
+    },
+}
+
+impl SourceError {
+    /// Whether the input itself is at fault (exit code 2) rather than the run.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            SourceError::Build { .. } | SourceError::Truncated { .. } => true,
+            SourceError::Stream { bad_input, .. } => *bad_input,
+            _ => false,
+        }
+    }
+}
+
+/// A source kind's resolved input: what to read and how GStreamer reads it.
+/// Each kind's file under `sources/` implements it; the plan holds it
+/// without knowing the kind.
+pub trait SourceInput: std::fmt::Debug + Send + Sync {
+    /// The head of the GStreamer description, up to raw video; the element
+    /// that [`SourceInput::configure`] sets up is named `src_name`.
+    fn launch_head(&self, src_name: &str, live: bool) -> String;
+
+    /// Sets the element's properties (location, URI, device): set as
+    /// properties, never spliced into the description, so no quoting can break.
+    fn configure(&self, _src: &gst::Element) {}
+
+    /// The source produces the requested size itself (no `videoscale`).
+    fn sizes_itself(&self) -> bool {
+        false
+    }
+
+    /// Whether frames come in real time: by nature (a camera), or as the
+    /// pipeline file's `live` says (`explicit`).
+    fn live(&self, explicit: Option<bool>) -> bool {
+        explicit.unwrap_or(false)
+    }
+
+    /// A recording that `--realtime` paces at its native rate.
+    fn can_pace(&self) -> bool {
+        false
+    }
+
+    /// The recording's file, for the progress bar and the truncation check.
+    fn file(&self) -> Option<&std::path::Path> {
+        None
+    }
+
+    /// A short human description (`file /path`, `uri rtsp://…`).
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,411 @@
+//! The GStreamer engine every source kind runs on: a pipeline per source
+//! ending in `appsink`, pulled on the source's own thread into [`Frame`]s.
+//!
+//! Every source kind becomes one `gst-launch` description with a fixed tail,
+//! `videoconvert ! [videoscale !] capsfilter ! appsink`, so frames arrive in
+//! the format the pipeline file asks for. Locations are set as element
+//! properties, never spliced into the description, so no quoting can break.
+//!
+//! Delivery: `lossless` lets the appsink queue fill and back-pressure the
+//! decoder; `latest` keeps one buffer and drops older ones inside GStreamer
+//! (counted from buffer offset gaps when the source numbers its buffers).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+use crate::clock;
+use crate::config::{Delivery, SourcePlan};
+use crate::edge::Outputs;
+use crate::frame::{CaptureClock, Frame, FrameMeta};
+use crate::meter::SourceStats;
+use crate::record::{Record, Work};
+use crate::source::{Source, SourceError};
+
+use crate::frame::DEFAULT_PERIOD_NS;
+const SINK_NAME: &str = "percept_sink";
+const SRC_NAME: &str = "percept_src";
+/// How long one pull waits before the loop looks at the bus and the stop flag.
+const PULL_TIMEOUT_MS: u64 = 50;
+/// A file that ends this much before its declared duration is reported as truncated
+/// (or three frame periods, whichever is longer).
+const TRUNCATION_TOLERANCE_NS: u64 = 1_000_000_000;
+
+/// A source whose GStreamer pipeline is built but not started.
+pub struct GstSource {
+    plan: SourcePlan,
+    stream: Arc<str>,
+    launch: String,
+    pipeline: gst::Pipeline,
+    appsink: gst_app::AppSink,
+}
+
+/// The sender's NTP time of a buffer (ns since 1900), when GStreamer attached
+/// one (`GstReferenceTimestampMeta` with `timestamp/x-ntp` caps: rtspsrc with
+/// `add-reference-timestamp-meta`, from RTCP sender reports).
+pub fn ntp_time(buffer: &gst::BufferRef) -> Option<u64> {
+    buffer
+        .iter_meta::<gst::ReferenceTimestampMeta>()
+        .find(|m| {
+            m.reference()
+                .structure(0)
+                .is_some_and(|s| s.name() == "timestamp/x-ntp")
+        })
+        .map(|m| m.timestamp().nseconds())
+}
+
+/// The GStreamer description a source plan runs.
+pub fn launch_description(plan: &SourcePlan) -> String {
+    let head = plan.input.launch_head(SRC_NAME, plan.live);
+    let scale = if plan.input.sizes_itself() || plan.size.is_none() {
+        ""
+    } else {
+        "videoscale ! "
+    };
+    format!("{head} ! videoconvert ! {scale}appsink name={SINK_NAME}")
+}
+
+impl GstSource {
+    /// Builds the pipeline (in the NULL state). Fails on missing elements or bad properties.
+    pub fn build(plan: &SourcePlan) -> Result<GstSource, SourceError> {
+        let launch = launch_description(plan);
+        let build_err = |error| SourceError::Build {
+            id: plan.id.clone(),
+            launch: launch.clone(),
+            error,
+        };
+        let mut context = gst::ParseContext::new();
+        let element =
+            gst::parse::launch_full(&launch, Some(&mut context), gst::ParseFlags::FATAL_ERRORS)
+                .map_err(build_err)?;
+        let pipeline = element.downcast::<gst::Pipeline>().map_err(|_| {
+            build_err(gst::glib::Error::new(
+                gst::CoreError::Failed,
+                "description is not a pipeline",
+            ))
+        })?;
+        let appsink = pipeline
+            .by_name(SINK_NAME)
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| {
+                build_err(gst::glib::Error::new(
+                    gst::CoreError::Failed,
+                    "no appsink in the pipeline",
+                ))
+            })?;
+
+        if let Some(src) = pipeline.by_name(SRC_NAME) {
+            plan.input.configure(&src);
+        }
+
+        let mut caps = gst::Caps::builder("video/x-raw").field("format", plan.format.to_str());
+        if let Some((w, h)) = plan.size {
+            caps = caps.field("width", w as i32).field("height", h as i32);
+        }
+        appsink.set_caps(Some(&caps.build()));
+        let latest = plan.delivery == Delivery::Latest;
+        appsink.set_max_buffers(if latest { 1 } else { 2 });
+        appsink.set_drop(latest);
+        appsink.set_sync(plan.realtime);
+        appsink.set_enable_last_sample(false);
+
+        Ok(GstSource {
+            plan: plan.clone(),
+            stream: Arc::from(plan.id.as_str()),
+            launch,
+            pipeline,
+            appsink,
+        })
+    }
+
+    /// The GStreamer description this source runs.
+    pub fn launch(&self) -> &str {
+        &self.launch
+    }
+
+    /// Pulls frames until end of stream, `max_frames`, the stop flag, a closed output or an error.
+    fn pump(
+        &self,
+        out: &Outputs,
+        should_stop: &dyn Fn() -> bool,
+        stats: &SourceStats,
+    ) -> Result<(), SourceError> {
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| self.start_error("pipeline has no bus"))?;
+        if let Err(e) = self.pipeline.set_state(gst::State::Playing) {
+            // The bus usually holds the real reason.
+            self.check_bus(&bus)?;
+            return Err(self.start_error(&e.to_string()));
+        }
+
+        let mut seq: u64 = 0;
+        let mut info: Option<(gst::Caps, Arc<gst_video::VideoInfo>)> = None;
+        let mut last_offset: Option<u64> = None;
+        let mut last_end_ns: Option<u64> = None;
+        let mut frame_period_ns: u64 = 0;
+        let timeout = gst::ClockTime::from_mseconds(PULL_TIMEOUT_MS);
+
+        loop {
+            self.check_bus(&bus)?;
+            if should_stop() {
+                tracing::info!(source = %self.stream, "stop requested");
+                return Ok(());
+            }
+            let Some(sample) = self.appsink.try_pull_sample(timeout) else {
+                if self.appsink.is_eos() {
+                    self.check_bus(&bus)?;
+                    return self.check_complete(last_end_ns, frame_period_ns, stats);
+                }
+                continue;
+            };
+            let arrival_ns = clock::monotonic_ns();
+            let (Some(buffer), Some(caps)) = (sample.buffer_owned(), sample.caps()) else {
+                continue;
+            };
+            let layout = match &info {
+                Some((c, layout)) if c.as_ptr() == caps.as_ptr() => layout.clone(),
+                _ => {
+                    let layout =
+                        gst_video::VideoInfo::from_caps(caps).map_err(|_| SourceError::Caps {
+                            id: self.plan.id.clone(),
+                            caps: caps.to_string(),
+                        })?;
+                    let layout = Arc::new(layout);
+                    info = Some((caps.to_owned(), layout.clone()));
+                    if stats.duration_ns.load(Ordering::Relaxed) == 0
+                        && let Some(d) = self.appsink.query_duration::<gst::ClockTime>()
+                    {
+                        stats.duration_ns.store(d.nseconds(), Ordering::Relaxed);
+                    }
+                    layout
+                }
+            };
+
+            let pts_ns = buffer.pts().map(|t| t.nseconds());
+            let duration_ns = buffer.duration().map(|t| t.nseconds());
+            if let Some(d) = duration_ns {
+                frame_period_ns = d;
+            }
+            if let Some(p) = pts_ns {
+                last_end_ns = Some(p + duration_ns.unwrap_or(0));
+                stats.position_ns.store(p, Ordering::Relaxed);
+            }
+            if self.plan.delivery == Delivery::Latest {
+                let offset = buffer.offset();
+                if offset != gst::format::Buffers::OFFSET_NONE {
+                    if let Some(prev) = last_offset
+                        && offset > prev + 1
+                    {
+                        stats
+                            .dropped_latest
+                            .fetch_add(offset - prev - 1, Ordering::Relaxed);
+                    }
+                    last_offset = Some(offset);
+                }
+            }
+            let (capture_ns, capture_clock) = self.capture_time(&sample, pts_ns, arrival_ns);
+            let ntp_ns = ntp_time(buffer.as_ref());
+            let deadline_ns = (self.plan.live || self.plan.realtime).then(|| {
+                let period = match layout.fps() {
+                    f if f.numer() > 0 && f.denom() > 0 => {
+                        1_000_000_000 * f.denom() as u64 / f.numer() as u64
+                    }
+                    _ if frame_period_ns > 0 => frame_period_ns,
+                    _ => DEFAULT_PERIOD_NS,
+                };
+                capture_ns + self.plan.budget.map_or(period, |b| b.as_nanos() as u64)
+            });
+
+            let work = Work {
+                frame: Frame {
+                    meta: FrameMeta {
+                        stream: self.stream.clone(),
+                        seq,
+                        pts_ns,
+                        duration_ns,
+                        capture_ns,
+                        capture_clock,
+                        capture_wall_ns: clock::wall_ns_of(capture_ns),
+                        deadline_ns,
+                        ntp_ns,
+                    },
+                    buffer,
+                    info: layout,
+                    right: None,
+                },
+                record: Record::default(),
+            };
+            stats.frames.fetch_add(1, Ordering::Relaxed);
+            if out.send(work).is_err() {
+                tracing::debug!(source = %self.stream, "downstream closed");
+                return Ok(());
+            }
+            seq += 1;
+            if self.plan.max_frames.is_some_and(|m| seq >= m) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// For a live source on the (monotonic) system clock: base time + running time.
+    fn capture_time(
+        &self,
+        sample: &gst::Sample,
+        pts_ns: Option<u64>,
+        arrival_ns: u64,
+    ) -> (u64, CaptureClock) {
+        if !(self.plan.live || self.plan.realtime) {
+            return (arrival_ns, CaptureClock::Arrival);
+        }
+        let running = sample
+            .segment()
+            .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+            .zip(pts_ns)
+            .and_then(|(seg, pts)| seg.to_running_time(gst::ClockTime::from_nseconds(pts)));
+        let monotonic_clock = self
+            .pipeline
+            .clock()
+            .is_some_and(|c| c.is::<gst::SystemClock>());
+        match (running, self.pipeline.base_time()) {
+            (Some(running), Some(base)) if monotonic_clock => {
+                let capture = base.nseconds() + running.nseconds();
+                // Trust it only when it is in the recent past.
+                if capture <= arrival_ns && arrival_ns - capture < 5_000_000_000 {
+                    return (capture, CaptureClock::Pipeline);
+                }
+                (arrival_ns, CaptureClock::Arrival)
+            }
+            _ => (arrival_ns, CaptureClock::Arrival),
+        }
+    }
+
+    /// After end of stream: a file that stopped well short of its declared duration is truncated.
+    fn check_complete(
+        &self,
+        last_end_ns: Option<u64>,
+        frame_period_ns: u64,
+        stats: &SourceStats,
+    ) -> Result<(), SourceError> {
+        let Some(path) = self.plan.input.file() else {
+            return Ok(());
+        };
+        let truncated = |detail: String| SourceError::Truncated {
+            id: self.plan.id.clone(),
+            location: path.display().to_string(),
+            detail,
+        };
+        // Demuxers that index by scanning (AVI) shorten the duration to what is
+        // there; the RIFF header still tells the size the file should have.
+        if let Some((declared, actual)) = riff_sizes(path)
+            && actual < declared
+        {
+            return Err(truncated(format!(
+                "the file has {actual} bytes but its RIFF header declares {declared}"
+            )));
+        }
+        let declared = stats.duration_ns.load(Ordering::Relaxed);
+        let Some(ended) = last_end_ns else {
+            return Ok(());
+        };
+        let tolerance = TRUNCATION_TOLERANCE_NS.max(3 * frame_period_ns);
+        if declared > 0 && ended + tolerance < declared {
+            return Err(truncated(format!(
+                "stream ended at {:.2} s but declares {:.2} s",
+                ended as f64 / 1e9,
+                declared as f64 / 1e9
+            )));
+        }
+        Ok(())
+    }
+
+    fn start_error(&self, message: &str) -> SourceError {
+        SourceError::Start {
+            id: self.plan.id.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Turns a pending bus error into a typed error; logs warnings.
+    fn check_bus(&self, bus: &gst::Bus) -> Result<(), SourceError> {
+        while let Some(msg) =
+            bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning])
+        {
+            match msg.view() {
+                gst::MessageView::Error(err) => {
+                    let error = err.error();
+                    let bad_input = error.is::<gst::StreamError>()
+                        || matches!(
+                            error.kind::<gst::ResourceError>(),
+                            Some(
+                                gst::ResourceError::NotFound
+                                    | gst::ResourceError::OpenRead
+                                    | gst::ResourceError::Read
+                            )
+                        )
+                        || matches!(
+                            error.kind::<gst::CoreError>(),
+                            Some(gst::CoreError::MissingPlugin)
+                        );
+                    return Err(SourceError::Stream {
+                        id: self.plan.id.clone(),
+                        element: msg
+                            .src()
+                            .map_or_else(|| "?".into(), |s| s.path_string().to_string()),
+                        message: error.message().to_string(),
+                        debug: err.debug().map(|d| d.to_string()),
+                        bad_input,
+                    });
+                }
+                gst::MessageView::Warning(w) => {
+                    tracing::warn!(
+                        source = %self.stream,
+                        element = %msg.src().map_or_else(|| "?".into(), |s| s.path_string().to_string()),
+                        "{}",
+                        w.error()
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// For a RIFF file (AVI, WAV): (size its header declares, actual size) in bytes.
+fn riff_sizes(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut header = [0u8; 8];
+    file.read_exact(&mut header).ok()?;
+    if &header[..4] != b"RIFF" {
+        return None;
+    }
+    let declared = u64::from(u32::from_le_bytes([
+        header[4], header[5], header[6], header[7],
+    ])) + 8;
+    let actual = file.metadata().ok()?.len();
+    Some((declared, actual))
+}
+impl Source for GstSource {
+    fn describe(&self) -> String {
+        self.launch.clone()
+    }
+
+    fn run(
+        self: Box<Self>,
+        out: &Outputs,
+        should_stop: &dyn Fn() -> bool,
+        stats: &SourceStats,
+    ) -> Result<(), SourceError> {
+        let result = self.pump(out, should_stop, stats);
+        // Stopping a pipeline cannot fail in a way we could act on.
+        let _ = self.pipeline.set_state(gst::State::Null);
+        result
+    }
+}

@@ -1,0 +1,92 @@
+//! The `Stage` trait: the per-frame work between sources and sinks.
+//!
+//! Lifecycle: built from plain settings (each kind's folder under
+//! [`crate::stages`]), `start` once on the stage's own thread (sessions,
+//! buffers), `process` per frame (no allocation in steady state), `stop` at
+//! end of stream. A stage writes its result into the frame's [`Record`]; a
+//! failure on one frame is recorded on that frame, which still goes out.
+//! This is the floor every stage stands on: it names no stage kind.
+
+use crate::frame::Frame;
+use crate::model::ModelError;
+use crate::record::Record;
+
+/// A stage's error on start, on one frame, or on stop.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The model engine failed (preprocessing, inference, output contract).
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// OpenCV failed.
+    #[error("OpenCV: {0}")]
+    OpenCv(#[from] opencv::Error),
+    /// The frame cannot be used by this stage (format, layout, size).
+    #[error("{0}")]
+    Input(String),
+    /// Anything else, described.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StageError {
+    /// A described failure.
+    pub fn msg(message: impl Into<String>) -> StageError {
+        StageError::Failed(message.into())
+    }
+}
+
+/// One step of per-frame work.
+pub trait Stage: Send {
+    /// Creates per-run state. Runs on the stage's thread before the first frame.
+    fn start(&mut self) -> Result<(), StageError> {
+        Ok(())
+    }
+
+    /// Works on one frame and writes the result into `record`.
+    fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError>;
+
+    /// After an error from `process`: true when the stage cannot work on any
+    /// later frame either (wrong calibration for the stream), so the run stops.
+    fn fatal(&self) -> bool {
+        false
+    }
+
+    /// Releases per-run state after the last frame.
+    fn stop(&mut self) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+/// What a built stage reports about itself for `percept check` and the log
+/// (a loaded model's description and load / warm-up times).
+#[derive(Debug, Clone)]
+pub struct StageInfo {
+    /// One line: what runs.
+    pub description: String,
+    /// Model load time, ms.
+    pub load_ms: f64,
+    /// Warm-up run time, ms.
+    pub warmup_ms: f64,
+}
+
+/// A stage ready to run, with what it reports about itself.
+pub struct Built {
+    /// The stage.
+    pub stage: Box<dyn Stage>,
+    /// A loaded model's description and load / warm-up times.
+    pub info: Option<StageInfo>,
+}
+
+/// A stage kind's resolved settings: plain data (from the pipeline file,
+/// validated) that builds the stage. Each kind's folder under `stages/`
+/// implements it; the plan holds it without knowing the kind.
+pub trait StageSettings: std::fmt::Debug + Send + Sync {
+    /// Builds the stage. Models load (and warm up) here, before any frame
+    /// flows, so a bad model fails the run at start.
+    fn build(&self) -> Result<Built, ModelError>;
+
+    /// A short description of the settings for `percept check` (empty: nothing to add).
+    fn describe(&self) -> String {
+        String::new()
+    }
+}

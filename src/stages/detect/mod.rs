@@ -1,0 +1,256 @@
+//! Detection: an ONNX detector (model engine + fused preprocessing + a
+//! layout decoder + NMS) or OpenCV's HOG people detector, both giving
+//! `detections: [{bbox, class_id, class, score}]` in source pixels.
+
+pub mod decode;
+pub mod hog;
+pub mod labels;
+pub mod nms;
+mod settings;
+
+pub use settings::KIND;
+
+use std::path::PathBuf;
+
+
+use crate::frame::Frame;
+use crate::pool::VecPool;
+use crate::record::{Detection, Record};
+use crate::model::{Engine, ModelError, ModelSettings};
+use crate::stage::{Stage, StageError};
+
+use decode::{Filter, Layout, OutputContract, View};
+use hog::{HogPeople, HogSettings};
+use labels::Labels;
+use nms::Candidate;
+
+/// Vectors kept for reuse: enough for every record in flight on bounded edges.
+const POOL: usize = 64;
+
+/// Which detector runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    Onnx {
+        model: ModelSettings,
+        layout: Layout,
+        outputs: Option<Vec<String>>,
+    },
+    HogPeople(HogSettings),
+}
+
+/// Plain detection settings, from the pipeline file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectSettings {
+    pub backend: Backend,
+    pub confidence: f32,
+    pub iou: f32,
+    pub max_detections: usize,
+    pub classes: Option<Vec<u32>>,
+    pub labels: Option<PathBuf>,
+}
+
+enum Detector {
+    Onnx {
+        engine: Box<Engine>,
+        layout: Layout,
+        contract: OutputContract,
+        best: Vec<(f32, u32)>,
+    },
+    Hog(Box<HogPeople>),
+}
+
+/// The `detect` stage.
+pub struct DetectStage {
+    detector: Detector,
+    filter: Filter,
+    iou: f32,
+    max: usize,
+    labels: Labels,
+    candidates: Vec<Candidate>,
+    kept: Vec<Candidate>,
+    pool: VecPool<Detection>,
+}
+
+/// What a loaded detector reports for `percept check`.
+pub type DetectorInfo = crate::stage::StageInfo;
+
+impl DetectStage {
+    /// Loads the model, checks its contract against the layout, warms it up.
+    pub fn new(settings: &DetectSettings) -> Result<DetectStage, ModelError> {
+        let (detector, labels) = match &settings.backend {
+            Backend::Onnx {
+                model,
+                layout,
+                outputs,
+            } => {
+                let mut engine = Engine::load(model)?;
+                let contract = decode::check_outputs(
+                    *layout,
+                    &engine.outputs,
+                    outputs.as_deref(),
+                    &model.path,
+                )?;
+                let labels = load_labels(settings, &engine, &contract)?;
+                engine.warm_up()?;
+                let detector = Detector::Onnx {
+                    engine: Box::new(engine),
+                    layout: *layout,
+                    contract,
+                    best: Vec::new(),
+                };
+                (detector, labels)
+            }
+            Backend::HogPeople(hog) => {
+                let detector = HogPeople::new(hog.clone()).map_err(|e| ModelError::Load {
+                    path: PathBuf::from("opencv:hog_people"),
+                    message: e.to_string(),
+                })?;
+                (Detector::Hog(Box::new(detector)), Labels::coco())
+            }
+        };
+        Ok(DetectStage {
+            detector,
+            filter: Filter {
+                confidence: settings.confidence,
+                classes: settings.classes.clone(),
+            },
+            iou: settings.iou,
+            max: settings.max_detections,
+            labels,
+            candidates: Vec::new(),
+            kept: Vec::with_capacity(settings.max_detections),
+            pool: VecPool::new(POOL, settings.max_detections),
+        })
+    }
+
+    pub fn info(&self) -> DetectorInfo {
+        match &self.detector {
+            Detector::Onnx {
+                engine,
+                layout,
+                contract,
+                ..
+            } => {
+                let (w, h) = engine.input_size();
+                DetectorInfo {
+                    description: format!(
+                        "onnx {} ({} layout, input {w}x{h}, outputs `{}`, {} classes)",
+                        engine.path().display(),
+                        layout.as_str(),
+                        contract.names.join("`, `"),
+                        if contract.classes > 0 {
+                            contract.classes
+                        } else {
+                            self.labels.len()
+                        }
+                    ),
+                    load_ms: engine.load_ms,
+                    warmup_ms: engine.warmup_ms,
+                }
+            }
+            Detector::Hog(_) => DetectorInfo {
+                description: "hog_people (OpenCV HOG + linear SVM)".into(),
+                load_ms: 0.0,
+                warmup_ms: 0.0,
+            },
+        }
+    }
+
+    /// Candidates of one frame in source pixels, after NMS, into `self.kept`.
+    fn detect(&mut self, frame: &Frame) -> Result<(), String> {
+        match &mut self.detector {
+            Detector::Onnx {
+                engine,
+                layout,
+                contract,
+                best,
+            } => {
+                let letterbox = engine.preprocess(frame).map_err(|e| e.to_string())?;
+                let outputs = engine.run().map_err(|e| e.to_string())?;
+                let mut views = [
+                    View {
+                        dims: &[],
+                        data: &[],
+                    },
+                    View {
+                        dims: &[],
+                        data: &[],
+                    },
+                ];
+                for (slot, name) in views.iter_mut().zip(&contract.names) {
+                    let (shape, data) = outputs[name.as_str()]
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| format!("output `{name}`: {e}"))?;
+                    *slot = View { dims: shape, data };
+                }
+                let used = contract.names.len().min(views.len());
+                decode::candidates(
+                    *layout,
+                    &views[..used],
+                    &self.filter,
+                    best,
+                    &mut self.candidates,
+                )?;
+                if layout.needs_nms() {
+                    nms::nms(&mut self.candidates, self.iou, self.max, &mut self.kept);
+                } else {
+                    self.kept.clear();
+                    self.kept
+                        .extend(self.candidates.iter().take(self.max).copied());
+                }
+                for c in &mut self.kept {
+                    c.bbox = letterbox.to_source(c.bbox);
+                }
+            }
+            Detector::Hog(hog) => {
+                hog.detect(frame, &mut self.candidates)?;
+                self.candidates
+                    .retain(|c| self.filter.confidence <= c.score);
+                nms::nms(&mut self.candidates, self.iou, self.max, &mut self.kept);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn load_labels(
+    settings: &DetectSettings,
+    engine: &Engine,
+    contract: &OutputContract,
+) -> Result<Labels, ModelError> {
+    if let Some(path) = &settings.labels {
+        return Labels::from_file(path).map_err(|e| ModelError::Load {
+            path: path.clone(),
+            message: format!("cannot read labels file: {e}"),
+        });
+    }
+    if let Some(labels) = engine
+        .metadata("names")
+        .and_then(|n| Labels::from_metadata(&n))
+    {
+        return Ok(labels);
+    }
+    Ok(if contract.classes == 80 {
+        Labels::coco()
+    } else {
+        Labels::numbered(contract.classes)
+    })
+}
+
+impl Stage for DetectStage {
+    fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
+        self.detect(frame).map_err(StageError::msg)?;
+        let mut detections = self.pool.take();
+        for c in &self.kept {
+            detections.push(Detection {
+                bbox: c.bbox,
+                class_id: c.class_id,
+                class: self.labels.name(c.class_id),
+                score: c.score,
+                position: None,
+            });
+        }
+        record.detections = Some(detections);
+        Ok(())
+    }
+}

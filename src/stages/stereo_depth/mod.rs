@@ -1,0 +1,405 @@
+//! The `stereo_depth` stage: rectify both views (maps computed once), match
+//! them with OpenCV's StereoSGBM, turn disparity into metric depth
+//! `Z = f · B / d` (0 where invalid), and place every detection and track in
+//! 3D in the left rectified camera frame.
+//!
+//! All images live in buffers reused frame after frame; the per-frame depth
+//! map is a pooled vector that travels with the record.
+
+mod settings;
+
+pub(crate) use settings::depth_limits;
+pub use settings::KIND;
+
+use std::path::PathBuf;
+
+use opencv::calib3d::{self, StereoSGBM};
+use opencv::core::{CV_16S, Mat, Point2f, Ptr, Scalar, Vector};
+use opencv::prelude::*;
+
+use crate::calib::rectify::Rectification;
+use crate::calib::{StereoCalibration, column, mat3};
+use crate::cvmat::{to_gray_code, with_frame_mat};
+use crate::frame::Frame;
+use crate::geometry::median_position;
+use crate::pool::VecPool;
+use crate::record::{DepthMap, DepthSource, Position, Record};
+use crate::stage::{Stage, StageError};
+
+/// Depth maps kept for reuse across frames in flight.
+const POOL: usize = 16;
+
+/// StereoSGBM's matching mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SgbmMode {
+    /// Five directions, OpenCV's default.
+    Sgbm,
+    /// Full eight directions (slower, more memory).
+    Hh,
+    /// Three-way, the fastest.
+    #[serde(rename = "3way")]
+    ThreeWay,
+}
+
+/// StereoSGBM parameters (OpenCV's meaning and units).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgbmSettings {
+    pub min_disparity: i32,
+    /// A multiple of 16.
+    pub num_disparities: i32,
+    /// Odd, 1..=11.
+    pub block_size: i32,
+    /// Smoothness penalties; default 8·bs² and 32·bs².
+    pub p1: Option<i32>,
+    pub p2: Option<i32>,
+    pub disp12_max_diff: i32,
+    pub pre_filter_cap: i32,
+    pub uniqueness_ratio: i32,
+    pub speckle_window_size: i32,
+    pub speckle_range: i32,
+    pub mode: SgbmMode,
+    /// Pad both views on the left by the search range before matching, so
+    /// that the left strip (which SGBM otherwise leaves unmatched) gets
+    /// disparities wherever its match is inside the right view.
+    pub full_width: bool,
+}
+
+impl Default for SgbmSettings {
+    fn default() -> Self {
+        SgbmSettings {
+            min_disparity: 0,
+            num_disparities: 128,
+            block_size: 5,
+            p1: None,
+            p2: None,
+            disp12_max_diff: 1,
+            pre_filter_cap: 63,
+            uniqueness_ratio: 10,
+            speckle_window_size: 100,
+            speckle_range: 32,
+            mode: SgbmMode::Sgbm,
+            full_width: true,
+        }
+    }
+}
+
+/// Settings of the `stereo_depth` stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StereoDepthSettings {
+    pub calibration_path: PathBuf,
+    pub calibration: StereoCalibration,
+    pub sgbm: SgbmSettings,
+    /// Depths beyond this are marked invalid (0 = no limit).
+    pub max_depth_m: f32,
+    /// Each side of a box shrinks by this fraction before its median depth is taken.
+    pub box_shrink: f32,
+}
+
+/// Rectification plus SGBM on reused buffers: the work of one stereo pair.
+pub struct StereoMatcher {
+    pub rect: Rectification,
+    sgbm: Ptr<StereoSGBM>,
+    min_disparity: i32,
+    gray: [Mat; 2],
+    rectified: [Mat; 2],
+    padded: [Mat; 2],
+    pad: i32,
+    padded_disparity: Mat,
+    disparity: Mat,
+}
+
+impl StereoMatcher {
+    pub fn new(c: &StereoCalibration, s: &SgbmSettings) -> opencv::Result<StereoMatcher> {
+        let cn = 1;
+        let bs2 = s.block_size * s.block_size;
+        let sgbm = StereoSGBM::create(
+            s.min_disparity,
+            s.num_disparities,
+            s.block_size,
+            s.p1.unwrap_or(8 * cn * bs2),
+            s.p2.unwrap_or(32 * cn * bs2),
+            s.disp12_max_diff,
+            s.pre_filter_cap,
+            s.uniqueness_ratio,
+            s.speckle_window_size,
+            s.speckle_range,
+            match s.mode {
+                SgbmMode::Sgbm => calib3d::StereoSGBM_MODE_SGBM,
+                SgbmMode::Hh => calib3d::StereoSGBM_MODE_HH,
+                SgbmMode::ThreeWay => calib3d::StereoSGBM_MODE_SGBM_3WAY,
+            },
+        )?;
+        Ok(StereoMatcher {
+            rect: Rectification::new(c)?,
+            sgbm,
+            min_disparity: s.min_disparity,
+            gray: [Mat::default(), Mat::default()],
+            rectified: [Mat::default(), Mat::default()],
+            padded: [Mat::default(), Mat::default()],
+            pad: if s.full_width {
+                (s.min_disparity + s.num_disparities).max(0)
+            } else {
+                0
+            },
+            padded_disparity: Mat::default(),
+            disparity: Mat::default(),
+        })
+    }
+
+    /// Rectifies one view (`side` 0 left, 1 right) from an 8-bit image.
+    fn rectify(&mut self, side: usize, image: &Mat, gray_code: Option<i32>) -> opencv::Result<()> {
+        if self.rect.identity {
+            // Already rectified: only the conversion to gray (or a copy).
+            return match gray_code {
+                Some(code) => opencv::imgproc::cvt_color(image, &mut self.rectified[side], code, 0),
+                None => image.copy_to(&mut self.rectified[side]),
+            };
+        }
+        let src = match gray_code {
+            Some(code) => {
+                opencv::imgproc::cvt_color(image, &mut self.gray[side], code, 0)?;
+                &self.gray[side]
+            }
+            None => image,
+        };
+        let (m1, m2) = if side == 0 {
+            (&self.rect.left_map.0, &self.rect.left_map.1)
+        } else {
+            (&self.rect.right_map.0, &self.rect.right_map.1)
+        };
+        opencv::imgproc::remap(
+            src,
+            &mut self.rectified[side],
+            m1,
+            m2,
+            opencv::imgproc::INTER_LINEAR,
+            opencv::core::BORDER_CONSTANT,
+            Scalar::all(0.0),
+        )
+    }
+
+    /// Rectifies and matches a pair of 8-bit images (gray, or colour with the
+    /// conversion code to gray).
+    pub fn compute(
+        &mut self,
+        left: &Mat,
+        right: &Mat,
+        gray_code: Option<i32>,
+    ) -> opencv::Result<()> {
+        self.rectify(0, left, gray_code)?;
+        self.rectify(1, right, gray_code)?;
+        if self.pad == 0 {
+            return self
+                .sgbm
+                .compute(&self.rectified[0], &self.rectified[1], &mut self.disparity);
+        }
+        for i in 0..2 {
+            opencv::core::copy_make_border(
+                &self.rectified[i],
+                &mut self.padded[i],
+                0,
+                0,
+                self.pad,
+                0,
+                opencv::core::BORDER_REPLICATE,
+                Scalar::all(0.0),
+            )?;
+        }
+        self.sgbm
+            .compute(&self.padded[0], &self.padded[1], &mut self.padded_disparity)?;
+        let size = self.rectified[0].size()?;
+        let view = self.padded_disparity.roi(opencv::core::Rect::new(
+            self.pad,
+            0,
+            size.width,
+            size.height,
+        ))?;
+        view.copy_to(&mut self.disparity)
+    }
+
+    /// Rectified gray views of the last pair.
+    pub fn rectified(&self) -> &[Mat; 2] {
+        &self.rectified
+    }
+
+    /// Disparity of the last pair in the left rectified view: `CV_16S`, 16 per pixel.
+    pub fn disparity(&self) -> &Mat {
+        &self.disparity
+    }
+
+    /// Metric depth of the last pair into `out` (row-major, 0 = invalid).
+    pub fn depth_into(&self, max_depth_m: f32, out: &mut Vec<f32>) -> opencv::Result<()> {
+        debug_assert_eq!(self.disparity.typ(), CV_16S);
+        let fb = (self.rect.focal_px * self.rect.baseline_m) as f32 * 16.0;
+        // SGBM marks unmatched pixels with (min_disparity - 1) · 16.
+        let lowest = (self.min_disparity * 16).max(1) as i16;
+        let limit = if max_depth_m > 0.0 {
+            max_depth_m
+        } else {
+            f32::INFINITY
+        };
+        out.clear();
+        let rows = self.disparity.rows();
+        for y in 0..rows {
+            let row = self.disparity.at_row::<i16>(y)?;
+            out.extend(row.iter().map(|&d| {
+                if d >= lowest {
+                    let z = fb / f32::from(d);
+                    if z <= limit { z } else { 0.0 }
+                } else {
+                    0.0
+                }
+            }));
+        }
+        Ok(())
+    }
+}
+
+pub struct StereoDepthStage {
+    settings: StereoDepthSettings,
+    matcher: StereoMatcher,
+    k1: Mat,
+    d1: Mat,
+    corners: Vector<Point2f>,
+    corners_rect: Vector<Point2f>,
+    samples: Vec<f32>,
+    pool: VecPool<f32>,
+    fatal: bool,
+}
+
+impl StereoDepthStage {
+    pub fn new(settings: &StereoDepthSettings) -> Result<StereoDepthStage, String> {
+        let c = &settings.calibration;
+        let fail = |e: opencv::Error| format!("{}: {e}", settings.calibration_path.display());
+        Ok(StereoDepthStage {
+            matcher: StereoMatcher::new(c, &settings.sgbm).map_err(fail)?,
+            k1: mat3(&c.left.matrix).map_err(fail)?,
+            d1: column(&c.left.distortion).map_err(fail)?,
+            settings: settings.clone(),
+            corners: Vector::new(),
+            corners_rect: Vector::new(),
+            samples: Vec::new(),
+            pool: VecPool::new(POOL, 0),
+            fatal: false,
+        })
+    }
+
+    fn check_size(&self, frame: &Frame, what: &str) -> Result<(), String> {
+        let (w, h) = self.settings.calibration.image_size;
+        if (frame.width(), frame.height()) != (w, h) {
+            return Err(format!(
+                "{}: `image_size` is {w}x{h} but the {what} frames are {}x{}",
+                self.settings.calibration_path.display(),
+                frame.width(),
+                frame.height()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The robust depth of a box (source pixels of the left view) and its 3D
+    /// position, or `None` without enough valid depth inside it.
+    fn locate(&mut self, bbox: &[f32; 4], depth: &[f32]) -> Result<Option<[f32; 3]>, String> {
+        let [x1, y1, x2, y2] = *bbox;
+        self.corners.clear();
+        for (x, y) in [(x1, y1), (x2, y1), (x1, y2), (x2, y2)] {
+            self.corners.push(Point2f::new(x, y));
+        }
+        let r = &self.matcher.rect;
+        calib3d::undistort_points(
+            &self.corners,
+            &mut self.corners_rect,
+            &self.k1,
+            &self.d1,
+            &r.r1,
+            &r.p1,
+        )
+        .map_err(|e| e.to_string())?;
+        let (mut a, mut b) = ((f32::MAX, f32::MAX), (f32::MIN, f32::MIN));
+        for p in self.corners_rect.iter() {
+            a = (a.0.min(p.x), a.1.min(p.y));
+            b = (b.0.max(p.x), b.1.max(p.y));
+        }
+        let (w, h) = (r.size.width as f32, r.size.height as f32);
+        let s = self.settings.box_shrink.clamp(0.0, 0.49);
+        let (dx, dy) = ((b.0 - a.0) * s, (b.1 - a.1) * s);
+        let (u0, v0) = ((a.0 + dx).clamp(0.0, w), (a.1 + dy).clamp(0.0, h));
+        let (u1, v1) = ((b.0 - dx).clamp(0.0, w), (b.1 - dy).clamp(0.0, h));
+        self.samples.clear();
+        let stride = r.size.width as usize;
+        for v in v0 as usize..(v1.ceil() as usize).min(r.size.height as usize) {
+            let row = &depth[v * stride..(v + 1) * stride];
+            let end = (u1.ceil() as usize).min(stride);
+            self.samples.extend(
+                row[u0 as usize..end.max(u0 as usize)]
+                    .iter()
+                    .filter(|z| **z > 0.0),
+            );
+        }
+        Ok(median_position(
+            &mut self.samples,
+            ((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0),
+            (r.focal_px as f32, r.cx as f32, r.cy as f32),
+        ))
+    }
+}
+
+impl Stage for StereoDepthStage {
+    fn fatal(&self) -> bool {
+        self.fatal
+    }
+
+    fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
+        let Some(right) = frame.right.as_deref() else {
+            self.fatal = true;
+            return Err(StageError::msg(
+                "stereo_depth needs stereo pairs: list a `[[stereo]]` id in `streams`",
+            ));
+        };
+        let sizes = self
+            .check_size(frame, "left")
+            .and_then(|()| self.check_size(right, "right"));
+        if let Err(e) = sizes {
+            self.fatal = true;
+            return Err(StageError::msg(e));
+        }
+        let matcher = &mut self.matcher;
+        with_frame_mat(frame, |left, format| {
+            with_frame_mat(right, |right, _| {
+                matcher
+                    .compute(left, right, to_gray_code(format))
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .map_err(StageError::msg)?;
+        let mut metres = self.pool.take();
+        self.matcher
+            .depth_into(self.settings.max_depth_m, metres.as_mut_vec())
+            .map_err(|e| StageError::msg(e.to_string()))?;
+        let position = |p: Option<[f32; 3]>| {
+            p.map(|position_m| Position {
+                position_m,
+                depth_source: DepthSource::Stereo,
+            })
+        };
+        if let Some(dets) = record.detections.as_mut() {
+            for d in dets.as_mut_vec() {
+                d.position = position(self.locate(&d.bbox, &metres).map_err(StageError::msg)?);
+            }
+        }
+        if let Some(tracks) = record.tracks.as_mut() {
+            for t in tracks.as_mut_vec() {
+                t.position = position(self.locate(&t.bbox, &metres).map_err(StageError::msg)?);
+            }
+        }
+        let size = self.matcher.rect.size;
+        record.depth = Some(DepthMap {
+            width: size.width as u32,
+            height: size.height as u32,
+            metres,
+            source: Some(DepthSource::Stereo),
+        });
+        Ok(())
+    }
+}
