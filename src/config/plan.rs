@@ -777,7 +777,7 @@ mod tests {
         let text = format!("{TEST_SOURCE}[[sink]]\nkind = \"mcap\"\npath = \"-\"\n");
         let err = plan(&text).unwrap_err().to_string();
         assert!(
-            err.contains("unknown sink kind `mcap` (one of `jsonl`, `depth_png`)"),
+            err.contains("unknown sink kind `mcap` (one of `jsonl`, `depth_png`"),
             "{err}"
         );
     }
