@@ -6,6 +6,8 @@
 //! - decoding a YOLOv8 `[1, 84, 8400]` output plus NMS.
 //!
 //! Run: `cargo bench --bench detect` (set up first: scripts/setup.sh).
+// A benchmark fails loudly on bad set-up: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 

@@ -12,6 +12,8 @@
 //! (`benches/bench-reid.sh` writes a random-weight one of about 0.6 GFLOPs).
 //!
 //! Run: `benches/bench-reid.sh`, or `cargo bench --bench reid` for the tiny model.
+// A benchmark fails loudly on bad set-up: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

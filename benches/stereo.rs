@@ -15,6 +15,8 @@
 //! Middlebury Aloe pair (1282x1110, 192 disparities from 32).
 //!
 //! Run: `cargo bench --bench stereo` (set up first: scripts/setup.sh).
+// A benchmark fails loudly on bad set-up: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //! ByteTrack rounds with optimal assignment) and corrects every track.
 //!
 //! Run: `cargo bench --bench track`.
+// A benchmark fails loudly on bad set-up: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::sync::Arc;

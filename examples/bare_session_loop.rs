@@ -3,6 +3,8 @@
 //! and threads as a percept detect stage. Prints frames per second.
 //!
 //! Usage: cargo run --release --example bare_session_loop -- MODEL FRAMES THREADS [spin]
+// A benchmark fails loudly on bad set-up: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
 

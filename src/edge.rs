@@ -294,12 +294,15 @@ mod tests {
                 policy: EdgePolicy::Block,
             },
         );
-        let producer = std::thread::spawn(move || {
-            (0..10)
-                .map(|s| tx.send(work(s)))
-                .filter(Result::is_ok)
-                .count()
-        });
+        let producer = std::thread::Builder::new()
+            .name("producer".into())
+            .spawn(move || {
+                (0..10)
+                    .map(|s| tx.send(work(s)))
+                    .filter(Result::is_ok)
+                    .count()
+            })
+            .unwrap();
         let got: Vec<u64> = std::iter::from_fn(|| rx.recv())
             .map(|w| w.frame.meta.seq)
             .collect();

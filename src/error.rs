@@ -17,31 +17,46 @@ pub const EXIT_RUNTIME: i32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    /// A pipeline file that cannot be used.
     Config(#[from] ConfigError),
     #[error(transparent)]
+    /// A source that failed.
     Source(#[from] SourceError),
     #[error("stage `{stage}`")]
+    /// A stage whose model (or calibration) cannot be loaded.
     Model {
+        /// The stage id.
         stage: String,
         #[source]
+        /// The model error.
         source: crate::model::ModelError,
     },
     #[error("stage `{stage}` failed to {action}: {message}")]
+    /// A stage that failed at start, on a frame it cannot go on from, or at stop.
     Stage {
+        /// The stage id.
         stage: String,
+        /// What it was doing.
         action: &'static str,
+        /// What went wrong.
         message: String,
     },
     #[error("sink `{sink}` could not write {path}")]
+    /// A sink that cannot open or write its output.
     Sink {
+        /// The sink name.
         sink: String,
+        /// Where it writes.
         path: PathBuf,
         #[source]
+        /// The I/O error.
         source: std::io::Error,
     },
     #[error("GStreamer could not be initialised")]
+    /// GStreamer could not be initialised.
     GstInit(#[source] gstreamer::glib::Error),
     #[error("thread `{0}` panicked")]
+    /// A thread panicked: its name.
     Panic(String),
 }
 

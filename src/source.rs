@@ -26,28 +26,54 @@ pub trait Source: Send {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("source `{id}`: cannot build GStreamer pipeline `{launch}`")]
+    /// The GStreamer description cannot be built.
     Build {
+        /// The source id.
         id: String,
+        /// The GStreamer description.
         launch: String,
         #[source]
+        /// GStreamer's error.
         error: gst::glib::Error,
     },
     #[error("source `{id}`: GStreamer element {element}: {message}{}", debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    /// GStreamer reported an error while running.
     Stream {
+        /// The source id.
         id: String,
+        /// The failing element's path.
         element: String,
+        /// What went wrong.
         message: String,
+        /// GStreamer's debug detail.
         debug: Option<String>,
+        /// The input is at fault (exit code 2), not the run.
         bad_input: bool,
     },
     #[error("source `{id}`: the pipeline did not start ({message})")]
-    Start { id: String, message: String },
-    #[error("source `{id}`: frame with unusable caps `{caps}`")]
-    Caps { id: String, caps: String },
-    #[error("source `{id}` ({location}): {detail}: the file is truncated or damaged")]
-    Truncated {
+    /// The pipeline did not start.
+    Start {
+        /// The source id.
         id: String,
+        /// Why.
+        message: String,
+    },
+    #[error("source `{id}`: frame with unusable caps `{caps}`")]
+    /// A frame arrived with caps percept cannot use.
+    Caps {
+        /// The source id.
+        id: String,
+        /// The caps, as text.
+        caps: String,
+    },
+    #[error("source `{id}` ({location}): {detail}: the file is truncated or damaged")]
+    /// A file ended well before its declared duration.
+    Truncated {
+        /// The source id.
+        id: String,
+        /// The file.
         location: String,
+        /// What shows the damage.
         detail: String,
     },
 }

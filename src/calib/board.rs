@@ -16,14 +16,18 @@ use super::{Camera, StereoCalibration, column, from_mat3, mat3, values};
 /// The board: inner corners per row and per column, and the square size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Board {
+    /// Inner corners per row.
     pub cols: u32,
+    /// Inner corners per column.
     pub rows: u32,
+    /// Square size, metres.
     pub square_m: f64,
 }
 
 /// A calibration and how it was reached.
 #[derive(Debug, Clone)]
 pub struct BoardCalibration {
+    /// The fitted calibration.
     pub calibration: StereoCalibration,
     /// Pairs whose board was found in both images.
     pub used: Vec<(PathBuf, PathBuf)>,
@@ -39,20 +43,33 @@ pub struct BoardCalibration {
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
     #[error("pattern `{0}`: {1}")]
+    /// A file pattern that matches nothing usable: the pattern and why.
     Pattern(String, String),
     #[error("{path}: cannot read the image")]
-    Image { path: PathBuf },
-    #[error("{path}: {width}x{height}, but the first image is {w0}x{h0}")]
-    Size {
+    /// An image that cannot be read.
+    Image {
+        /// The file it concerns.
         path: PathBuf,
+    },
+    #[error("{path}: {width}x{height}, but the first image is {w0}x{h0}")]
+    /// An image whose size differs from the first one.
+    Size {
+        /// The file it concerns.
+        path: PathBuf,
+        /// The image width, px.
         width: i32,
+        /// The image height, px.
         height: i32,
+        /// The first image's width, px.
         w0: i32,
+        /// The first image's height, px.
         h0: i32,
     },
     #[error("the board was found in both images of only {0} pair(s); at least 3 are needed{1}")]
+    /// Too few pairs with the board found: the count and a hint.
     TooFew(usize, String),
     #[error("OpenCV: {0}")]
+    /// OpenCV failed.
     OpenCv(#[from] opencv::Error),
 }
 

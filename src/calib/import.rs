@@ -20,8 +20,11 @@ use super::{Camera, StereoCalibration, from_mat3, values};
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: `{field}`: {message}")]
 pub struct ImportError {
+    /// The file.
     pub path: PathBuf,
+    /// The key that is missing or wrong.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

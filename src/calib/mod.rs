@@ -33,6 +33,7 @@ pub const CALIBRATION_VERSION: u32 = 1;
 /// One camera's intrinsics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Camera {
+    /// The 3×3 intrinsic matrix `K` (pixels).
     pub matrix: Matrix3<f64>,
     /// OpenCV order; 0, 4, 5, 8, 12 or 14 values.
     pub distortion: Vec<f64>,
@@ -43,10 +44,13 @@ pub struct Camera {
 pub struct StereoCalibration {
     /// Width and height the intrinsics are for.
     pub image_size: (u32, u32),
+    /// The left camera.
     pub left: Camera,
+    /// The right camera.
     pub right: Camera,
     /// `X_r = rotation · X_l + translation_m`.
     pub rotation: Matrix3<f64>,
+    /// `t` in `X_right = R·X_left + t`, metres.
     pub translation_m: Vector3<f64>,
     /// RMS reprojection error of the calibration, when known.
     pub rms_px: Option<f64>,

@@ -10,18 +10,27 @@ use super::{StereoCalibration, column, mat3};
 
 /// Rectifying rotations, projections and pixel maps of a stereo pair.
 pub struct Rectification {
+    /// Rectifying rotation of the left camera.
     pub r1: Mat,
+    /// Rectifying rotation of the right camera.
     pub r2: Mat,
+    /// Projection of the left rectified camera.
     pub p1: Mat,
+    /// Projection of the right rectified camera.
     pub p2: Mat,
     /// Rectified focal length (px) and principal point of the left view.
     pub focal_px: f64,
+    /// Principal point x of the rectified views, px.
     pub cx: f64,
+    /// Principal point y of the rectified views, px.
     pub cy: f64,
     /// Baseline (m) of the rectified pair.
     pub baseline_m: f64,
+    /// Size of the rectified views.
     pub size: Size,
+    /// Left remap tables (x, y).
     pub left_map: (Mat, Mat),
+    /// Right remap tables (x, y).
     pub right_map: (Mat, Mat),
     /// The views are already rectified (no distortion, no rotation, same
     /// intrinsics): remapping would copy them unchanged, so it is skipped.
@@ -29,6 +38,7 @@ pub struct Rectification {
 }
 
 impl Rectification {
+    /// Computes the rectification and its remap tables once; a degenerate baseline is an error.
     pub fn new(c: &StereoCalibration) -> opencv::Result<Rectification> {
         let size = Size::new(c.image_size.0 as i32, c.image_size.1 as i32);
         let (k1, d1) = (mat3(&c.left.matrix)?, column(&c.left.distortion)?);

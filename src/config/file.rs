@@ -122,7 +122,9 @@ pub const STAGE_COMMON_FIELDS: [&str; 8] = [
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum IntervalSpec {
+    /// Every Nth frame.
     Every(u32),
+    /// A named interval: only `"auto"`.
     Named(String),
 }
 
@@ -160,7 +162,9 @@ pub struct SinkSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSpec {
+    /// Items the queue holds (at least 1).
     pub capacity: Option<Spanned<usize>>,
+    /// `block` or `drop_oldest`.
     pub policy: Option<Spanned<EdgePolicy>>,
 }
 

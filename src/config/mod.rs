@@ -22,29 +22,48 @@ pub use types::{
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read pipeline file {path}")]
+    /// The file cannot be read.
     Read {
+        /// The pipeline file.
         path: PathBuf,
         #[source]
+        /// The I/O error.
         source: std::io::Error,
     },
     #[error("{path}:{line}:{column}: `{field}`: {message}")]
+    /// The TOML does not parse or does not fit the schema.
     Parse {
+        /// The pipeline file.
         path: PathBuf,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
         /// The dotted key at the error (`source.max_frames`), as far as the text shows it.
         field: String,
+        /// The parser's message.
         message: String,
     },
     #[error("{path}:{line}: `{field}`: {message}")]
+    /// A value that parses but is not valid.
     Invalid {
+        /// The pipeline file.
         path: PathBuf,
+        /// 1-based line.
         line: usize,
+        /// The dotted key (`stage[0].iou`).
         field: String,
+        /// What is wrong and what is allowed.
         message: String,
     },
     #[error("{path}: {message}")]
-    Plan { path: PathBuf, message: String },
+    /// The pipeline as a whole is wrong (no source, no sink, `--input` count).
+    Plan {
+        /// The pipeline file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl ConfigError {

@@ -39,6 +39,7 @@ pub struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    /// An error at `span` of the text, naming `field`.
     pub fn invalid(
         &self,
         span: Range<usize>,
@@ -53,6 +54,7 @@ impl Resolver<'_> {
         }
     }
 
+    /// An error about the pipeline as a whole.
     pub fn plan_error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::Plan {
             path: self.path.to_path_buf(),
@@ -107,6 +109,7 @@ impl Resolver<'_> {
         }
     }
 
+    /// Resolves a `[stage.model]` table: the file, provider, threads, preprocessing.
     pub fn model(&self, m: &ModelSpec, field: &str) -> Result<ModelSettings, ConfigError> {
         let path = self.existing_file(&m.path, &format!("{field}.path"))?;
         let mut pre = PreprocessSettings::yolo(0, 0);

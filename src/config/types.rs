@@ -18,30 +18,40 @@ use crate::stage::StageSettings;
 /// A validated pipeline, ready to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The pipeline file.
     pub path: PathBuf,
+    /// A human name (the file's `name`, else its stem).
     pub name: String,
+    /// Sources, in file order.
     pub sources: Vec<SourcePlan>,
+    /// Stereo pairs made of sources.
     pub stereo: Vec<StereoPlan>,
+    /// Stages, in processing order.
     pub stages: Vec<StagePlan>,
+    /// Sinks; every record goes to each.
     pub sinks: Vec<SinkPlan>,
 }
 
 /// A resolved source.
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
+    /// Unique id; the stream name of its frames.
     pub id: String,
     /// Its kind's name (see [`crate::registry::SOURCES`]).
     pub kind: &'static str,
     /// What it reads (the kind's resolved input).
     pub input: Arc<dyn SourceInput>,
+    /// Pixel format frames are delivered in.
     pub format: gst_video::VideoFormat,
     /// Scale to this size when set.
     pub size: Option<(u32, u32)>,
+    /// Frame count at which the source ends.
     pub max_frames: Option<u64>,
     /// Produces frames in real time whether or not anyone reads them.
     pub live: bool,
     /// A recording paced at its native rate.
     pub realtime: bool,
+    /// Whether every frame is delivered or only the newest.
     pub delivery: Delivery,
     /// Capture-to-output budget per frame; `None`: one frame period.
     pub budget: Option<Duration>,
@@ -51,7 +61,12 @@ pub struct SourcePlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StereoInput {
     /// Two sources, paired by time.
-    Pair { left: String, right: String },
+    Pair {
+        /// Source id of the left camera.
+        left: String,
+        /// Source id of the right camera.
+        right: String,
+    },
     /// One source whose frames hold both views side by side.
     SideBySide(String),
 }
@@ -59,8 +74,11 @@ pub enum StereoInput {
 /// A resolved `[[stereo]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StereoPlan {
+    /// Unique id; the stream name of the pairs.
     pub id: String,
+    /// Where its two views come from.
     pub input: StereoInput,
+    /// Pairing tolerances.
     pub settings: crate::stereo::PairSettings,
 }
 
@@ -77,16 +95,19 @@ impl StereoPlan {
 /// A resolved stage.
 #[derive(Debug, Clone)]
 pub struct StagePlan {
+    /// Unique id.
     pub id: String,
     /// Its kind's name (see [`crate::registry::STAGES`]).
     pub kind: &'static str,
     /// Streams the stage works on; `None` = all.
     pub streams: Option<Vec<String>>,
+    /// Its input edge.
     pub input: EdgePlan,
     /// Its kind's resolved settings.
     pub settings: Arc<dyn StageSettings>,
     /// Skip frames this stage cannot finish before their deadline.
     pub admission: bool,
+    /// How often it works on a stream's frames.
     pub interval: Interval,
     /// Extra time spent on each frame worked on (load tests).
     pub simulate: Option<Duration>,
@@ -110,6 +131,7 @@ pub struct SinkPlan {
     pub kind: &'static SinkKind,
     /// Where it writes.
     pub output: OutputPath,
+    /// Its input edge.
     pub input: EdgePlan,
 }
 

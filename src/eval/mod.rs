@@ -25,7 +25,9 @@ use crate::stages::track::assign::assign;
 /// One box of one identity in one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Object {
+    /// Object or track id.
     pub id: u64,
+    /// `[x1, y1, x2, y2]`, px.
     pub bbox: [f32; 4],
 }
 
@@ -35,19 +37,32 @@ pub type Sequence = BTreeMap<u64, Vec<Object>>;
 /// The metrics, as fractions (not percentages) and counts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Metrics {
+    /// Multi-object tracking accuracy, 1 − (FN + FP + IDSW) / GT.
     pub mota: f64,
+    /// Identity F1 score.
     pub idf1: f64,
+    /// Identity switches.
     pub idsw: u64,
+    /// Fragmentations.
     pub frag: u64,
+    /// False positives.
     pub fp: u64,
     #[serde(rename = "fn")]
+    /// False negatives.
     pub fn_: u64,
+    /// TP / (TP + FP).
     pub precision: f64,
+    /// TP / GT.
     pub recall: f64,
+    /// Ground-truth boxes.
     pub gt: u64,
+    /// Matched boxes.
     pub tp: u64,
+    /// Boxes matched with the globally best identity.
     pub idtp: u64,
+    /// Ground-truth identities.
     pub gt_ids: u64,
+    /// Predicted identities.
     pub pred_ids: u64,
 }
 
@@ -55,8 +70,11 @@ pub struct Metrics {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}:{line}: {message}")]
 pub struct EvalError {
+    /// The file.
     pub path: String,
+    /// 1-based line.
     pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 

@@ -13,12 +13,16 @@ pub type Dims = Vec<Option<u64>>;
 /// A tensor as the model declares it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorInfo {
+    /// Tensor name.
     pub name: String,
+    /// Element type (`f32`, `u8`, …).
     pub dtype: String,
+    /// Dimensions; `None` where dynamic.
     pub dims: Dims,
 }
 
 impl TensorInfo {
+    /// Whether the elements are 32-bit floats.
     pub fn is_f32(&self) -> bool {
         self.dtype == "f32"
     }

@@ -29,8 +29,11 @@ use preprocess::{Letterbox, PreprocessSettings, Preprocessor, Target, TensorLayo
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
+    /// The CPU.
     Cpu,
+    /// NVIDIA CUDA (feature `cuda`).
     Cuda,
+    /// NVIDIA TensorRT (feature `tensorrt`).
     Tensorrt,
 }
 
@@ -38,22 +41,29 @@ pub enum Provider {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Optimization {
+    /// No graph optimisation.
     Disable,
+    /// Basic optimisations.
     Basic,
+    /// Extended optimisations.
     Extended,
+    /// All optimisations (default).
     All,
 }
 
 /// Plain model settings, from the pipeline file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSettings {
+    /// The `.onnx` file.
     pub path: PathBuf,
+    /// Where inference runs.
     pub provider: Provider,
     /// Intra-op threads; 0 = ONNX Runtime's default.
     pub threads: usize,
     /// Let idle intra-op threads spin. Off by default: spinning threads take
     /// the cores that decoding and the other stages need.
     pub spin: bool,
+    /// Graph optimisation level.
     pub optimization: Optimization,
     /// Network input size; required when the model's is dynamic.
     pub input_size: Option<(u32, u32)>,
@@ -83,25 +93,50 @@ impl ModelSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("{0}")]
+    /// ONNX Runtime itself cannot be found or loaded.
     Runtime(String),
     #[error("model {path}: file not found")]
-    Missing { path: PathBuf },
-    #[error("model {path}: cannot load: {message}")]
-    Load { path: PathBuf, message: String },
-    #[error("model {path}: tensor `{tensor}`: {message}")]
-    Contract {
+    /// The model file does not exist.
+    Missing {
+        /// The model file.
         path: PathBuf,
+    },
+    #[error("model {path}: cannot load: {message}")]
+    /// ONNX Runtime cannot load the model.
+    Load {
+        /// The model file.
+        path: PathBuf,
+        /// ONNX Runtime's reason.
+        message: String,
+    },
+    #[error("model {path}: tensor `{tensor}`: {message}")]
+    /// A tensor does not match what its decoder or preprocessing needs.
+    Contract {
+        /// The model file.
+        path: PathBuf,
+        /// The tensor name.
         tensor: String,
+        /// What does not match.
         message: String,
     },
     #[error("model {path}: execution provider `{provider}` is not available: {message}")]
+    /// The execution provider asked for is not available.
     Provider {
+        /// The model file.
         path: PathBuf,
+        /// The provider asked for.
         provider: &'static str,
+        /// ONNX Runtime's reason.
         message: String,
     },
     #[error("model {path}: {message}")]
-    Run { path: PathBuf, message: String },
+    /// A run failed.
+    Run {
+        /// The model file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl ModelError {
@@ -125,7 +160,9 @@ enum InputType {
 pub struct Engine {
     path: PathBuf,
     session: Session,
+    /// Its inputs as the model declares them.
     pub inputs: Vec<TensorInfo>,
+    /// Its outputs as the model declares them.
     pub outputs: Vec<TensorInfo>,
     input_type: InputType,
     /// `[1, 3, height, width]`.
@@ -330,6 +367,7 @@ impl Engine {
         })
     }
 
+    /// The model file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -26,7 +26,9 @@ pub enum Resize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColorOrder {
+    /// Red, green, blue.
     Rgb,
+    /// Blue, green, red.
     Bgr,
 }
 
@@ -43,15 +45,21 @@ pub enum TensorLayout {
 /// Plain preprocessing settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessSettings {
+    /// Model input width, px.
     pub width: u32,
+    /// Model input height, px.
     pub height: u32,
+    /// Letterbox or stretch.
     pub resize: Resize,
+    /// Letterbox padding value, 0..255.
     pub pad_value: u8,
     /// Subtracted after scaling to 0..1, per network channel.
     pub mean: [f32; 3],
     /// Divides after the mean, per network channel.
     pub std: [f32; 3],
+    /// Channel order the model expects.
     pub color: ColorOrder,
+    /// NCHW or NHWC.
     pub layout: TensorLayout,
 }
 
@@ -74,17 +82,21 @@ impl PreprocessSettings {
 /// Where the source image lies inside the network input.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Letterbox {
-    /// Source pixels per network pixel, per axis.
+    /// Source pixels per network pixel, horizontally.
     pub scale_x: f64,
+    /// Source pixels per network pixel, vertically.
     pub scale_y: f64,
     /// Offset of the image in the network input, network pixels.
     pub left: u32,
+    /// Padding above the image, px.
     pub top: u32,
     /// Size of the resized image inside the network input.
     pub width: u32,
+    /// Height of the image inside the input, px.
     pub height: u32,
     /// Source size, for clipping.
     pub src_width: u32,
+    /// Source frame height, px.
     pub src_height: u32,
 }
 
@@ -133,11 +145,19 @@ impl Letterbox {
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
     #[error("pixel format {0} is not supported (RGB, BGR, RGBA or BGRA)")]
+    /// A pixel format it cannot read.
     Format(String),
     #[error("cannot map the frame: {0}")]
+    /// The frame cannot be mapped.
     Map(String),
     #[error("output buffer has {got} values, the input tensor needs {need}")]
-    Size { got: usize, need: usize },
+    /// The output buffer does not fit the input tensor.
+    Size {
+        /// Values in the buffer.
+        got: usize,
+        /// Values the tensor needs.
+        need: usize,
+    },
 }
 
 /// One bilinear tap pair along an axis: two source indices and their weights.
@@ -191,7 +211,9 @@ struct Geometry {
 
 /// Where the resized values go.
 pub enum Target<'a> {
+    /// A float tensor.
     F32(&'a mut [f32]),
+    /// An 8-bit tensor.
     U8(&'a mut [u8]),
 }
 
@@ -259,6 +281,7 @@ pub struct Preprocessor {
 }
 
 impl Preprocessor {
+    /// A preprocessor for `settings`.
     pub fn new(settings: PreprocessSettings) -> Preprocessor {
         Preprocessor {
             settings,
@@ -268,6 +291,7 @@ impl Preprocessor {
         }
     }
 
+    /// Its settings.
     pub fn settings(&self) -> &PreprocessSettings {
         &self.settings
     }

@@ -53,7 +53,9 @@ pub struct RunOptions {
 /// Output produced before an error is kept and counted in the summary.
 #[derive(Debug)]
 pub struct RunOutcome {
+    /// Counters and latencies of the run.
     pub summary: Summary,
+    /// The error that ended the run, if one did.
     pub error: Option<Error>,
 }
 

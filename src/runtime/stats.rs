@@ -17,6 +17,7 @@ use crate::meter::{PairStats, SourceStats};
 pub struct Memory {
     /// First sample after the run's first second (models loaded, buffers warm).
     pub settled_kb: AtomicU64,
+    /// Highest sample, kB.
     pub max_kb: AtomicU64,
 }
 
@@ -29,6 +30,7 @@ impl Memory {
             .map_or(0, |pages| pages * 4)
     }
 
+    /// Takes a sample (`elapsed`: time since the run started).
     pub fn sample(&self, elapsed: Duration) {
         let kb = Self::rss_kb();
         if elapsed >= Duration::from_secs(1) && self.settled_kb.load(Ordering::Relaxed) == 0 {
@@ -41,17 +43,24 @@ impl Memory {
 /// Memory in the summary.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct MemorySummary {
+    /// Resident memory after the first second, kB.
     pub rss_settled_kb: u64,
+    /// Highest resident memory, kB.
     pub rss_max_kb: u64,
+    /// Resident memory at the end, kB.
     pub rss_end_kb: u64,
 }
 
 /// Counters of one stage.
 #[derive(Debug)]
 pub struct StageStats {
+    /// The stage id.
     pub id: String,
+    /// Frames worked on.
     pub processed: AtomicU64,
+    /// Frames it failed on.
     pub failed: AtomicU64,
+    /// Time per frame worked on.
     pub latency: Latency,
     /// Frames not worked on: the deadline could not be met.
     pub skipped_deadline: AtomicU64,
@@ -62,6 +71,7 @@ pub struct StageStats {
 }
 
 impl StageStats {
+    /// Zeroed counters for stage `id`.
     pub fn new(id: &str) -> StageStats {
         StageStats {
             id: id.to_string(),
@@ -78,81 +88,123 @@ impl StageStats {
 /// Counters of one sink.
 #[derive(Debug)]
 pub struct SinkStats {
+    /// The sink name (its kind).
     pub name: String,
+    /// Records written.
     pub written: AtomicU64,
     /// Capture to output, per frame.
     pub latency: Latency,
     /// Records with a deadline, and those written after it.
     pub with_deadline: AtomicU64,
+    /// Records written after their deadline.
     pub deadline_missed: AtomicU64,
 }
 
 /// Everything the monitor and the summary read while a run goes on.
 #[derive(Debug, Default)]
 pub struct RunStats {
+    /// Resident memory samples.
     pub memory: Memory,
+    /// Per source: id and counters.
     pub sources: Vec<(String, Arc<SourceStats>)>,
+    /// Per stereo pair: id and counters.
     pub pairs: Vec<(String, Arc<PairStats>)>,
+    /// Per stage.
     pub stages: Vec<Arc<StageStats>>,
+    /// Per sink.
     pub sinks: Vec<Arc<SinkStats>>,
+    /// Per edge.
     pub edges: Vec<Arc<EdgeStats>>,
 }
 
 /// A snapshot of a run, printed and optionally written as JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// The pipeline's name.
     pub pipeline: String,
+    /// Seconds since the start.
     pub elapsed_s: f64,
+    /// Frames the sources delivered.
     pub frames_in: u64,
+    /// Records the first sink wrote.
     pub frames_out: u64,
+    /// Records per second.
     pub fps: f64,
+    /// Stopped by a stop request (Ctrl-C).
     pub stopped: bool,
     /// ONNX Runtime `run` calls and the seconds spent in them (all engines).
     pub inference_runs: u64,
+    /// Seconds in ONNX Runtime `run`.
     pub inference_s: f64,
+    /// Memory.
     pub memory: MemorySummary,
+    /// Per source.
     pub sources: Vec<SourceSummary>,
+    /// Per stereo pair.
     pub stereo: Vec<PairSummary>,
+    /// Per stage.
     pub stages: Vec<StageSummary>,
+    /// Per sink.
     pub sinks: Vec<SinkSummary>,
     /// Drop and skip counts as `(where, reason, count)`.
     pub drops: Vec<DropCount>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One source in the summary.
 pub struct SourceSummary {
+    /// Source id.
     pub id: String,
+    /// Frames delivered.
     pub frames: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One stereo pair in the summary.
 pub struct PairSummary {
+    /// Pair id.
     pub id: String,
+    /// Pairs emitted.
     pub pairs: u64,
+    /// Left frames dropped unpaired.
     pub unpaired_left: u64,
+    /// Right frames dropped unpaired.
     pub unpaired_right: u64,
     /// |right − left| time of the emitted pairs.
     pub skew: LatencySummary,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One stage in the summary.
 pub struct StageSummary {
+    /// Stage id.
     pub id: String,
+    /// Frames worked on.
     pub processed: u64,
+    /// Frames failed.
     pub failed: u64,
+    /// Frames skipped for their deadline.
     pub skipped_deadline: u64,
+    /// Frames skipped for the interval.
     pub skipped_interval: u64,
+    /// Frames skipped while busy (asynchronous).
     pub skipped_busy: u64,
     /// Share of the frames it saw that it worked on.
     pub run_rate: f64,
+    /// Its input edge's capacity.
     pub queue_capacity: usize,
+    /// Deepest its input queue got.
     pub max_queue_depth: usize,
+    /// Time per frame worked on.
     pub latency: LatencySummary,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One sink in the summary.
 pub struct SinkSummary {
+    /// Sink name (its kind).
     pub name: String,
+    /// Records written.
     pub written: u64,
     /// Share of records with a deadline written after it.
     pub deadline_miss_rate: f64,
@@ -161,14 +213,19 @@ pub struct SinkSummary {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// Frames dropped or skipped somewhere, for one reason.
 pub struct DropCount {
     #[serde(rename = "where")]
+    /// Where (`stage detect`, `edge into track`).
     pub at: String,
+    /// Why (`deadline`, `queue_full`, …).
     pub reason: &'static str,
+    /// How many.
     pub count: u64,
 }
 
 impl RunStats {
+    /// A snapshot of the run so far.
     pub fn summary(&self, pipeline: &str, elapsed: Duration, stopped: bool) -> Summary {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let sources: Vec<SourceSummary> = self

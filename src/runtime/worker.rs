@@ -492,18 +492,21 @@ mod tests {
     fn asynchronous_results_ride_on_a_later_frame_of_their_stream() {
         let (w, calls) = worker(Interval::Every(1), false, true, 30);
         let (tx, rx, out, sink) = edges();
-        let producer = thread::spawn(move || {
-            for seq in 0..12 {
-                let work = Work {
-                    frame: frame(seq, "a", 0, None),
-                    record: Record::default(),
-                };
-                if tx.send(work).is_err() {
-                    break;
+        let producer = thread::Builder::new()
+            .name("producer".into())
+            .spawn(move || {
+                for seq in 0..12 {
+                    let work = Work {
+                        frame: frame(seq, "a", 0, None),
+                        record: Record::default(),
+                    };
+                    if tx.send(work).is_err() {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(10));
                 }
-                thread::sleep(Duration::from_millis(10));
-            }
-        });
+            })
+            .unwrap();
         w.run(&rx, &out).unwrap();
         drop(out);
         producer.join().unwrap();

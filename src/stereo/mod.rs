@@ -31,6 +31,7 @@ const MAX_PENDING: usize = 16;
 /// Pairing parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairSettings {
+    /// Largest |right − left| time of a pair, ns.
     pub max_skew_ns: u64,
     /// `None`: wait as long as it takes (recordings).
     pub max_wait_ns: Option<u64>,
@@ -69,11 +70,14 @@ pub struct Pairer {
 /// Left or right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The left view.
     Left = 0,
+    /// The right view.
     Right = 1,
 }
 
 impl Pairer {
+    /// A pairer for the pair `id`.
     pub fn new(id: &str, settings: PairSettings, stats: Arc<PairStats>) -> Pairer {
         Pairer {
             id: Arc::from(id),
@@ -216,6 +220,7 @@ pub struct SideBySide {
 }
 
 impl SideBySide {
+    /// A splitter for the pair `id`.
     pub fn new(id: &str, stats: Arc<PairStats>) -> SideBySide {
         SideBySide {
             id: Arc::from(id),

@@ -24,7 +24,9 @@ use crate::stage::{Stage, StageError};
 /// One exit after the first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExitSettings {
+    /// The exit's model.
     pub model: ModelSettings,
+    /// Stop here when the best score reaches this.
     pub threshold: f32,
 }
 
@@ -33,6 +35,7 @@ pub struct ExitSettings {
 pub struct CascadeSettings {
     /// The first exit: takes the frame (preprocessing settings apply).
     pub first: ExitSettings,
+    /// The later exits, in order.
     pub rest: Vec<ExitSettings>,
 }
 
@@ -43,6 +46,7 @@ struct Exit {
     recent: RecentLatency,
 }
 
+/// The `cascade` stage.
 pub struct CascadeStage {
     first: Box<Engine>,
     first_threshold: f32,
@@ -92,6 +96,7 @@ fn check_outputs(
 }
 
 impl CascadeStage {
+    /// Loads and checks every exit, warms the first up.
     pub fn new(settings: &CascadeSettings) -> Result<CascadeStage, ModelError> {
         let mut first = Engine::load(&settings.first.model)?;
         let last = settings.rest.is_empty();

@@ -47,14 +47,19 @@ const MIN_FIT_SAMPLES: usize = 50;
 /// Settings of the `depth` stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonoDepthSettings {
+    /// The depth model.
     pub model: ModelSettings,
+    /// The calibration file.
     pub calibration_path: PathBuf,
+    /// Its contents (the left camera's intrinsics).
     pub calibration: StereoCalibration,
     /// The model outputs relative inverse depth (MiDaS, Depth Anything); else depth.
     pub inverse: bool,
     /// A fixed map to metric depth; `None`: fit against stereo on every frame.
     pub fixed: Option<(f32, f32)>,
+    /// Depths beyond this are invalid, metres (0: no limit).
     pub max_depth_m: f32,
+    /// Fraction each side of a box shrinks before its median depth.
     pub box_shrink: f32,
 }
 
@@ -102,6 +107,7 @@ impl Grid {
     }
 }
 
+/// The `depth` stage.
 pub struct MonoDepthStage {
     settings: MonoDepthSettings,
     engine: Box<Engine>,
@@ -124,6 +130,7 @@ pub struct MonoDepthStage {
 }
 
 impl MonoDepthStage {
+    /// Loads the model and checks its output.
     pub fn new(settings: &MonoDepthSettings) -> Result<MonoDepthStage, ModelError> {
         let mut engine = Engine::load(&settings.model)?;
         let out = engine.outputs.first().cloned().ok_or_else(|| {

@@ -20,13 +20,18 @@ use crate::model::contract::{TensorInfo, dims_text};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
+    /// YOLOv5: `[1, N, 5 + C]` with objectness.
     Yolov5,
+    /// YOLOv8: `[1, 4 + C, N]`.
     Yolov8,
+    /// End-to-end (NMS in the model): `[1, N, 6]`.
     End2end,
+    /// Separate boxes `[1, N, 4]` and scores `[1, N, C]`.
     BoxesScores,
 }
 
 impl Layout {
+    /// The layout's name in pipeline files.
     pub fn as_str(self) -> &'static str {
         match self {
             Layout::Yolov5 => "yolov5",
@@ -163,6 +168,7 @@ pub fn check_outputs(
 /// Thresholds applied while decoding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
+    /// Minimum score.
     pub confidence: f32,
     /// Keep only these class ids; `None` keeps all.
     pub classes: Option<Vec<u32>>,
@@ -177,7 +183,9 @@ impl Filter {
 
 /// A tensor's data and its actual dimensions.
 pub struct View<'a> {
+    /// The tensor's dimensions.
     pub dims: &'a [i64],
+    /// Its values, row-major.
     pub data: &'a [f32],
 }
 

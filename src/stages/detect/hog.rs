@@ -38,6 +38,7 @@ impl Default for HogSettings {
     }
 }
 
+/// OpenCV's HOG people detector with its scratch buffers.
 pub struct HogPeople {
     settings: HogSettings,
     hog: HOGDescriptor,
@@ -47,6 +48,7 @@ pub struct HogPeople {
 }
 
 impl HogPeople {
+    /// The default people detector with `settings`.
     pub fn new(settings: HogSettings) -> opencv::Result<HogPeople> {
         let mut hog = HOGDescriptor::default()?;
         hog.set_svm_detector(HOGDescriptor::get_default_people_detector()?);

@@ -126,6 +126,7 @@ impl Labels {
             .then(|| Labels(pairs.into_iter().map(|(_, v)| v).collect()))
     }
 
+    /// The 80 COCO class names.
     pub fn coco() -> Labels {
         Labels(COCO.iter().map(|s| Arc::from(*s)).collect())
     }
@@ -139,10 +140,12 @@ impl Labels {
         )
     }
 
+    /// Number of classes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there are no classes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

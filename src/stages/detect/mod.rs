@@ -30,22 +30,33 @@ const POOL: usize = 64;
 /// Which detector runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backend {
+    /// An ONNX detector.
     Onnx {
+        /// The model.
         model: ModelSettings,
+        /// How its outputs are laid out.
         layout: Layout,
+        /// Output tensor names the layout reads, in order.
         outputs: Option<Vec<String>>,
     },
+    /// OpenCV's HOG people detector.
     HogPeople(HogSettings),
 }
 
 /// Plain detection settings, from the pipeline file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectSettings {
+    /// Which detector.
     pub backend: Backend,
+    /// Minimum score.
     pub confidence: f32,
+    /// NMS IoU threshold.
     pub iou: f32,
+    /// At most this many detections per frame.
     pub max_detections: usize,
+    /// Keep only these class ids.
     pub classes: Option<Vec<u32>>,
+    /// Class names file, one per line.
     pub labels: Option<PathBuf>,
 }
 
@@ -123,6 +134,7 @@ impl DetectStage {
         })
     }
 
+    /// The loaded detector's description and load times.
     pub fn info(&self) -> DetectorInfo {
         match &self.detector {
             Detector::Onnx {

@@ -3,8 +3,11 @@
 /// A box before NMS: `[x1, y1, x2, y2]` (network pixels), score, class.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
+    /// `[x1, y1, x2, y2]`.
     pub bbox: [f32; 4],
+    /// Confidence.
     pub score: f32,
+    /// Class index.
     pub class_id: u32,
 }
 

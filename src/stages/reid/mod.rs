@@ -55,6 +55,7 @@ struct Cache {
     values: Vec<f32>,
 }
 
+/// The `reid` stage.
 pub struct ReidStage {
     engine: Box<Engine>,
     output: String,
@@ -83,6 +84,7 @@ impl ReidStage {
         self.crops_run
     }
 
+    /// Loads the embedding model with reuse settings.
     pub fn with_reuse(
         settings: &ModelSettings,
         reuse: ReuseSettings,

@@ -45,6 +45,7 @@ pub enum SgbmMode {
 /// StereoSGBM parameters (OpenCV's meaning and units).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SgbmSettings {
+    /// Smallest disparity searched.
     pub min_disparity: i32,
     /// A multiple of 16.
     pub num_disparities: i32,
@@ -52,12 +53,19 @@ pub struct SgbmSettings {
     pub block_size: i32,
     /// Smoothness penalties; default 8·bs² and 32·bs².
     pub p1: Option<i32>,
+    /// Penalty for larger disparity changes (default from the block size).
     pub p2: Option<i32>,
+    /// Largest left-right check difference.
     pub disp12_max_diff: i32,
+    /// Prefilter cap.
     pub pre_filter_cap: i32,
+    /// Uniqueness margin, percent.
     pub uniqueness_ratio: i32,
+    /// Speckle filter window.
     pub speckle_window_size: i32,
+    /// Speckle filter range.
     pub speckle_range: i32,
+    /// SGBM variant.
     pub mode: SgbmMode,
     /// Pad both views on the left by the search range before matching, so
     /// that the left strip (which SGBM otherwise leaves unmatched) gets
@@ -87,8 +95,11 @@ impl Default for SgbmSettings {
 /// Settings of the `stereo_depth` stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StereoDepthSettings {
+    /// The calibration file.
     pub calibration_path: PathBuf,
+    /// Its contents.
     pub calibration: StereoCalibration,
+    /// Matcher parameters.
     pub sgbm: SgbmSettings,
     /// Depths beyond this are marked invalid (0 = no limit).
     pub max_depth_m: f32,
@@ -98,6 +109,7 @@ pub struct StereoDepthSettings {
 
 /// Rectification plus SGBM on reused buffers: the work of one stereo pair.
 pub struct StereoMatcher {
+    /// Rectification of the pair.
     pub rect: Rectification,
     sgbm: Ptr<StereoSGBM>,
     min_disparity: i32,
@@ -110,6 +122,7 @@ pub struct StereoMatcher {
 }
 
 impl StereoMatcher {
+    /// A matcher for the calibration's rectified views.
     pub fn new(c: &StereoCalibration, s: &SgbmSettings) -> opencv::Result<StereoMatcher> {
         let cn = 1;
         let bs2 = s.block_size * s.block_size;
@@ -256,6 +269,7 @@ impl StereoMatcher {
     }
 }
 
+/// The `stereo_depth` stage.
 pub struct StereoDepthStage {
     settings: StereoDepthSettings,
     matcher: StereoMatcher,
@@ -269,6 +283,7 @@ pub struct StereoDepthStage {
 }
 
 impl StereoDepthStage {
+    /// Computes rectification maps and the matcher once.
     pub fn new(settings: &StereoDepthSettings) -> Result<StereoDepthStage, String> {
         let c = &settings.calibration;
         let fail = |e: opencv::Error| format!("{}: {e}", settings.calibration_path.display());

@@ -24,7 +24,9 @@ const REFERENCE_S: f32 = 0.1;
 /// The filter of one track.
 #[derive(Debug, Clone)]
 pub struct Kalman {
+    /// State: box centre, aspect, height and their velocities.
     pub x: Vec8,
+    /// State covariance.
     pub p: Mat8,
 }
 

@@ -130,6 +130,7 @@ fn normalise(v: &mut [f32]) {
 }
 
 impl Tracker {
+    /// A tracker with no tracks yet.
     pub fn new(settings: TrackSettings) -> Tracker {
         Tracker {
             settings,
@@ -420,6 +421,7 @@ pub struct TrackStage {
 }
 
 impl TrackStage {
+    /// A stage with one tracker per stream.
     pub fn new(settings: TrackSettings) -> TrackStage {
         TrackStage {
             settings,
