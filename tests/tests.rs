@@ -4,9 +4,11 @@
 
 mod util;
 
+mod coco;
 mod config_errors;
 mod detect;
 mod failures;
+mod models;
 mod realtime;
 mod recording;
 mod runtime;
