@@ -4,6 +4,7 @@
 
 mod util;
 
+mod calib_fisheye;
 mod coco;
 mod config_errors;
 mod detect;
