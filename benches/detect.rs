@@ -107,14 +107,14 @@ fn decode_nms(c: &mut Criterion) {
     let mut best = Vec::new();
     let mut cands: Vec<Candidate> = Vec::new();
     let mut kept = Vec::with_capacity(100);
+    let contract = decode::OutputContract::plain(Layout::Yolov8, vec!["output0".into()], 80);
     c.bench_function("yolov8 decode [1,84,8400] + NMS", |b| {
         b.iter(|| {
             let views = [View {
                 dims: &[1, 84, 8400],
                 data: black_box(&data),
             }];
-            decode::candidates(Layout::Yolov8, &views, &filter, &mut best, &mut cands)
-                .expect("decode");
+            decode::candidates(&contract, &views, &filter, &mut best, &mut cands).expect("decode");
             nms::nms(&mut cands, 0.45, 100, &mut kept);
             black_box(kept.len());
         })

@@ -88,6 +88,7 @@ fn vtest_gives_one_record_per_frame_matching_discoverer() {
         "per-stage latency in summary:\n{}",
         run.stderr
     );
+    crate::coco::check_people_on_vtest(&records);
     check_golden_tracks(&out);
 }
 
@@ -99,6 +100,10 @@ fn check_golden_tracks(out: &std::path::Path) {
     let golden = repo().join("tests/golden/vtest_tracks.jsonl");
     let run = percept::eval::read_tracks(out, false, None).unwrap();
     if std::env::var_os("PERCEPT_BLESS").is_some() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PERCEPT_BLESS is refused under CI: bless on a developer machine and commit the file"
+        );
         let lines: String = run
             .iter()
             .map(|(seq, objs)| {

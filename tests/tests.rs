@@ -4,10 +4,13 @@
 
 mod util;
 
+mod calib_fisheye;
+mod coco;
 mod config_errors;
 mod detect;
 mod failures;
 mod golden;
+mod models;
 mod realtime;
 mod recording;
 mod runtime;

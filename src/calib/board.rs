@@ -11,7 +11,7 @@ use opencv::core::{Mat, Point2f, Point3f, Size, TermCriteria, TermCriteria_Type,
 use opencv::imgcodecs;
 use opencv::prelude::*;
 
-use super::{Camera, StereoCalibration, column, from_mat3, mat3, values};
+use super::{Camera, Model, StereoCalibration, from_mat3, values};
 
 /// The board: inner corners per row and per column, and the square size.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -271,10 +271,12 @@ pub fn calibrate(
     let calibration = StereoCalibration {
         image_size: (size.width as u32, size.height as u32),
         left: Camera {
+            model: Model::Pinhole,
             matrix: from_mat3(&k1)?,
             distortion: values(&d1)?,
         },
         right: Camera {
+            model: Model::Pinhole,
             matrix: from_mat3(&k2)?,
             distortion: values(&d2)?,
         },
@@ -309,22 +311,8 @@ fn epipolar_error(
     let (mut sum, mut n) = (0.0, 0usize);
     for (l, r) in left.iter().zip(right.iter()) {
         let (mut lu, mut ru) = (Vector::<Point2f>::new(), Vector::<Point2f>::new());
-        calib3d::undistort_points(
-            &l,
-            &mut lu,
-            &mat3(&c.left.matrix)?,
-            &column(&c.left.distortion)?,
-            &rect.r1,
-            &rect.p1,
-        )?;
-        calib3d::undistort_points(
-            &r,
-            &mut ru,
-            &mat3(&c.right.matrix)?,
-            &column(&c.right.distortion)?,
-            &rect.r2,
-            &rect.p2,
-        )?;
+        rect.undistort_left(&l, &mut lu)?;
+        rect.undistort_right(&r, &mut ru)?;
         for (a, b) in lu.iter().zip(ru.iter()) {
             sum += (a.y - b.y).abs() as f64;
             n += 1;

@@ -4,9 +4,11 @@
 //! Conventions (OpenCV's): a camera frame has x right, y down, z forward, in
 //! metres. `right_from_left` maps a point from the left camera's frame into the
 //! right camera's: `X_r = R · X_l + t`. Intrinsics are `[[fx, 0, cx], [0, fy,
-//! cy], [0, 0, 1]]` in pixels of an `image_size` image; distortion is OpenCV's
-//! `(k1, k2, p1, p2[, k3[, k4, k5, k6[, s1..s4[, τx, τy]]]])`. The format is
-//! documented in `calibration/README.md`.
+//! cy], [0, 0, 1]]` in pixels of an `image_size` image. Each camera names its
+//! lens [`Model`]: `pinhole` (OpenCV's `calib3d` model, distortion
+//! `(k1, k2, p1, p2[, k3[, k4, k5, k6[, s1..s4[, τx, τy]]]])`) or `fisheye`
+//! (OpenCV's `cv::fisheye`, the equidistant Kannala-Brandt model, distortion
+//! `(k1, k2, k3, k4)`). The format is documented in `calibration/README.md`.
 //!
 //! [`board`] calibrates a pair from chessboard images; [`import`] reads
 //! OpenCV FileStorage (YAML/XML) and ROS `camera_info` YAML.
@@ -20,7 +22,10 @@ use std::ops::Range;
 use std::path::Path;
 
 use nalgebra::{Matrix3, Vector3};
-use opencv::core::{CV_64F, Mat, Scalar};
+use opencv::calib3d;
+use opencv::core::{
+    CV_64F, Mat, Scalar, TermCriteria, TermCriteria_Type, ToInputArray, ToOutputArray,
+};
 use opencv::prelude::*;
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -30,13 +35,178 @@ use crate::config::{ConfigError, line_col};
 /// The only calibration-file version this build reads.
 pub const CALIBRATION_VERSION: u32 = 1;
 
+/// A camera's lens model: how its `distortion` coefficients are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Model {
+    /// OpenCV's `calib3d` model (Brown-Conrady radial and tangential, rational,
+    /// thin prism, tilt): `(k1, k2, p1, p2[, k3[, k4, k5, k6[, s1..s4[, τx,
+    /// τy]]]])`, 0, 4, 5, 8, 12 or 14 values. See OpenCV's "Camera Calibration
+    /// and 3D Reconstruction" documentation.
+    #[default]
+    Pinhole,
+    /// OpenCV's `cv::fisheye` model, the equidistant form of Kannala and
+    /// Brandt ("A generic camera model and calibration method for
+    /// conventional, wide-angle, and fish-eye lenses", PAMI 2006):
+    /// `θ_d = θ (1 + k1 θ² + k2 θ⁴ + k3 θ⁶ + k4 θ⁸)`, θ in radians, exactly 4
+    /// values `(k1, k2, k3, k4)`. ROS calls it `equidistant`.
+    Fisheye,
+}
+
+impl Model {
+    /// The name used in calibration files (`pinhole`, `fisheye`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Pinhole => "pinhole",
+            Model::Fisheye => "fisheye",
+        }
+    }
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One camera's intrinsics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Camera {
-    /// The 3×3 intrinsic matrix `K` (pixels).
+    /// How `distortion` is read.
+    pub model: Model,
+    /// `[[fx, s, cx], [0, fy, cy], [0, 0, 1]]`, pixels.
     pub matrix: Matrix3<f64>,
-    /// OpenCV order; 0, 4, 5, 8, 12 or 14 values.
+    /// Pinhole: OpenCV order, 0, 4, 5, 8, 12 or 14 values. Fisheye: `k1..k4`.
     pub distortion: Vec<f64>,
+}
+
+impl Camera {
+    /// The pixel `(u, v)` at which a point `p` of the camera's frame (metres,
+    /// x right, y down, z forward) is imaged, or `None` behind the camera
+    /// (`z <= 0`).
+    ///
+    /// Pinhole, as OpenCV's `projectPoints` ("Camera Calibration and 3D
+    /// Reconstruction"): `x' = x/z`, `y' = y/z`, `r² = x'² + y'²`,
+    /// `x'' = x' (1 + k1 r² + k2 r⁴ + k3 r⁶) / (1 + k4 r² + k5 r⁴ + k6 r⁶) +
+    /// 2 p1 x'y' + p2 (r² + 2x'²) + s1 r² + s2 r⁴` (y'' alike), then the tilt
+    /// by `τx, τy` (radians) gives `(x_t, y_t)` and `u = fx x_t + cx`,
+    /// `v = fy y_t + cy` (OpenCV ignores the skew here too).
+    ///
+    /// Fisheye, as OpenCV's `cv::fisheye::projectPoints` (Kannala-Brandt
+    /// 2006, equidistant): `a = x/z`, `b = y/z`, `r = √(a² + b²)`,
+    /// `θ = atan r`, `θ_d = θ (1 + k1 θ² + k2 θ⁴ + k3 θ⁶ + k4 θ⁸)`,
+    /// `u = fx (θ_d / r) a + cx`, `v = fy (θ_d / r) b + cy`.
+    pub fn project(&self, p: &Vector3<f64>) -> Option<(f64, f64)> {
+        if p.z.is_nan() || p.z <= 0.0 {
+            return None;
+        }
+        let (a, b) = (p.x / p.z, p.y / p.z);
+        let k = &self.matrix;
+        let d = |i: usize| self.distortion.get(i).copied().unwrap_or(0.0);
+        let (x, y) = match self.model {
+            Model::Fisheye => {
+                let r = (a * a + b * b).sqrt();
+                let theta = r.atan();
+                let t2 = theta * theta;
+                let theta_d = theta * (1.0 + t2 * (d(0) + t2 * (d(1) + t2 * (d(2) + t2 * d(3)))));
+                let scale = if r > 1e-12 { theta_d / r } else { 1.0 };
+                (a * scale, b * scale)
+            }
+            Model::Pinhole => {
+                let r2 = a * a + b * b;
+                let radial = (1.0 + r2 * (d(0) + r2 * (d(1) + r2 * d(4))))
+                    / (1.0 + r2 * (d(5) + r2 * (d(6) + r2 * d(7))));
+                let x = a * radial
+                    + 2.0 * d(2) * a * b
+                    + d(3) * (r2 + 2.0 * a * a)
+                    + r2 * (d(8) + r2 * d(9));
+                let y = b * radial
+                    + d(2) * (r2 + 2.0 * b * b)
+                    + 2.0 * d(3) * a * b
+                    + r2 * (d(10) + r2 * d(11));
+                let t = tilt(d(12), d(13)) * Vector3::new(x, y, 1.0);
+                (t.x / t.z, t.y / t.z)
+            }
+        };
+        Some((k[(0, 0)] * x + k[(0, 2)], k[(1, 1)] * y + k[(1, 2)]))
+    }
+
+    /// Undistorts pixels of this camera (OpenCV `undistortPoints` or
+    /// `cv::fisheye::undistortPoints`, by the model): `r` (3x3, may be empty)
+    /// turns the normalised rays, `p` (3x3 or 3x4, may be empty) projects them
+    /// back to pixels; with both empty the result is normalised coordinates.
+    pub fn undistort_points(
+        &self,
+        src: &impl ToInputArray,
+        dst: &mut impl ToOutputArray,
+        r: &impl ToInputArray,
+        p: &impl ToInputArray,
+    ) -> opencv::Result<()> {
+        undistort(
+            self.model,
+            &mat3(&self.matrix)?,
+            &column(&self.distortion)?,
+            src,
+            dst,
+            r,
+            p,
+        )
+    }
+}
+
+/// OpenCV's tilt of the image plane (`computeTiltProjectionMatrix`), for the
+/// pinhole model's `τx, τy` (radians).
+fn tilt(tau_x: f64, tau_y: f64) -> Matrix3<f64> {
+    if tau_x == 0.0 && tau_y == 0.0 {
+        return Matrix3::identity();
+    }
+    let (sx, cx) = tau_x.sin_cos();
+    let (sy, cy) = tau_y.sin_cos();
+    let rot_x = Matrix3::new(1.0, 0.0, 0.0, 0.0, cx, sx, 0.0, -sx, cx);
+    let rot_y = Matrix3::new(cy, 0.0, -sy, 0.0, 1.0, 0.0, sy, 0.0, cy);
+    let rot_xy = rot_y * rot_x;
+    let proj_z = Matrix3::new(
+        rot_xy[(2, 2)],
+        0.0,
+        -rot_xy[(0, 2)],
+        0.0,
+        rot_xy[(2, 2)],
+        -rot_xy[(1, 2)],
+        0.0,
+        0.0,
+        1.0,
+    );
+    proj_z * rot_xy
+}
+
+/// Undistorts `src` pixels by `model` with OpenCV (`undistortPoints`, or
+/// `cv::fisheye::undistortPoints` iterating up to 20 times or to a change
+/// under 1e-10 in normalised units).
+pub(crate) fn undistort(
+    model: Model,
+    k: &Mat,
+    d: &Mat,
+    src: &impl ToInputArray,
+    dst: &mut impl ToOutputArray,
+    r: &impl ToInputArray,
+    p: &impl ToInputArray,
+) -> opencv::Result<()> {
+    match model {
+        Model::Pinhole => calib3d::undistort_points(src, dst, k, d, r, p),
+        Model::Fisheye => calib3d::fisheye_undistort_points(
+            src,
+            dst,
+            k,
+            d,
+            r,
+            p,
+            TermCriteria::new(
+                TermCriteria_Type::COUNT as i32 + TermCriteria_Type::EPS as i32,
+                20,
+                1e-10,
+            )?,
+        ),
+    }
 }
 
 /// A calibrated stereo pair.
@@ -73,6 +243,7 @@ struct CalibrationFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CameraSpec {
+    model: Option<Spanned<Model>>,
     camera_matrix: Spanned<[[f64; 3]; 3]>,
     distortion: Spanned<Vec<f64>>,
 }
@@ -82,6 +253,10 @@ struct CameraSpec {
 struct ExtrinsicsSpec {
     rotation: Spanned<[[f64; 3]; 3]>,
     translation_m: Spanned<[f64; 3]>,
+}
+
+fn model_of(c: &CameraSpec) -> Model {
+    c.model.as_ref().map(|m| *m.get_ref()).unwrap_or_default()
 }
 
 fn matrix(rows: &[[f64; 3]; 3]) -> Matrix3<f64> {
@@ -144,10 +319,12 @@ impl StereoCalibration {
         let calibration = StereoCalibration {
             image_size: (w, h),
             left: Camera {
+                model: model_of(&file.left),
                 matrix: matrix(file.left.camera_matrix.get_ref()),
                 distortion: file.left.distortion.get_ref().clone(),
             },
             right: Camera {
+                model: model_of(&file.right),
                 matrix: matrix(file.right.camera_matrix.get_ref()),
                 distortion: file.right.distortion.get_ref().clone(),
             },
@@ -157,8 +334,14 @@ impl StereoCalibration {
             description: file.description,
         };
         calibration.validate().map_err(|p| {
+            let model_span = |c: &CameraSpec| match &c.model {
+                Some(m) => m.span(),
+                None => c.camera_matrix.span(),
+            };
             let span = match p.field.as_str() {
                 "image_size" => file.image_size.span(),
+                "left.model" => model_span(&file.left),
+                "right.model" => model_span(&file.right),
                 "left.camera_matrix" => file.left.camera_matrix.span(),
                 "left.distortion" => file.left.distortion.span(),
                 "right.camera_matrix" => file.right.camera_matrix.span(),
@@ -192,17 +375,42 @@ impl StereoCalibration {
                     "must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0",
                 ));
             }
-            if ![0, 4, 5, 8, 12, 14].contains(&cam.distortion.len())
-                || cam.distortion.iter().any(|v| !v.is_finite())
-            {
-                return Err(problem(
-                    format!("{name}.distortion"),
-                    format!(
-                        "OpenCV's coefficients: 0, 4, 5, 8, 12 or 14 finite values, found {}",
-                        cam.distortion.len()
-                    ),
-                ));
+            let n = cam.distortion.len();
+            let finite = cam.distortion.iter().all(|v| v.is_finite());
+            match cam.model {
+                Model::Pinhole if !finite || ![0, 4, 5, 8, 12, 14].contains(&n) => {
+                    return Err(problem(
+                        format!("{name}.distortion"),
+                        format!(
+                            "pinhole (OpenCV's k1, k2, p1, p2[, k3[, k4, k5, k6[, s1..s4[, τx, τy]]]]): \
+                             0, 4, 5, 8, 12 or 14 finite values, found {n}"
+                        ),
+                    ));
+                }
+                Model::Fisheye if !finite || n != 4 => {
+                    return Err(problem(
+                        format!("{name}.distortion"),
+                        format!("fisheye (k1, k2, k3, k4): exactly 4 finite values, found {n}"),
+                    ));
+                }
+                Model::Fisheye if k[(0, 1)] != 0.0 => {
+                    return Err(problem(
+                        format!("{name}.camera_matrix"),
+                        "fisheye: the skew (row 1, column 2) must be 0: OpenCV's fisheye \
+                         functions ignore it",
+                    ));
+                }
+                _ => {}
             }
+        }
+        if self.left.model != self.right.model {
+            return Err(problem(
+                "right.model",
+                format!(
+                    "`{}`, but the left camera is `{}`: both cameras of a pair must use the same model",
+                    self.right.model, self.left.model
+                ),
+            ));
         }
         let r = &self.rotation;
         let det = r.determinant();
@@ -251,12 +459,18 @@ impl StereoCalibration {
         }
         for (name, cam) in [("left", &self.left), ("right", &self.right)] {
             let _ = writeln!(s, "\n[{name}]");
+            let _ = writeln!(s, "model = \"{}\"", cam.model);
             let _ = writeln!(s, "camera_matrix = {}", rows(&cam.matrix));
-            let _ = writeln!(
-                s,
-                "distortion = {}   # k1, k2, p1, p2, k3",
-                list(&cam.distortion)
-            );
+            let names = match (cam.model, cam.distortion.len()) {
+                (Model::Fisheye, _) => "k1, k2, k3, k4 (equidistant, θ in radians)",
+                (Model::Pinhole, 0) => "none",
+                (Model::Pinhole, 4) => "k1, k2, p1, p2",
+                (Model::Pinhole, 5) => "k1, k2, p1, p2, k3",
+                (Model::Pinhole, 8) => "k1, k2, p1, p2, k3, k4, k5, k6",
+                (Model::Pinhole, 12) => "k1, k2, p1, p2, k3, k4, k5, k6, s1, s2, s3, s4",
+                (Model::Pinhole, _) => "k1, k2, p1, p2, k3, k4, k5, k6, s1, s2, s3, s4, τx, τy",
+            };
+            let _ = writeln!(s, "distortion = {}   # {names}", list(&cam.distortion));
         }
         let _ = writeln!(
             s,
@@ -352,10 +566,12 @@ mod tests {
         StereoCalibration {
             image_size: (640, 480),
             left: Camera {
+                model: Model::Pinhole,
                 matrix: Matrix3::new(500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0),
                 distortion: vec![0.1, -0.2, 0.001, 0.0, 0.05],
             },
             right: Camera {
+                model: Model::Pinhole,
                 matrix: Matrix3::new(510.0, 0.0, 318.5, 0.0, 505.0, 241.0, 0.0, 0.0, 1.0),
                 distortion: vec![0.0; 5],
             },
@@ -410,5 +626,162 @@ mod tests {
         assert!(e.contains("`image_size`"), "{e}");
         let e = error_for(|t| t.replace("rms_px", "rms"));
         assert!(e.contains("unknown field `rms`"), "{e}");
+    }
+
+    fn fisheye() -> StereoCalibration {
+        let mut c = sample();
+        for cam in [&mut c.left, &mut c.right] {
+            cam.model = Model::Fisheye;
+            cam.distortion = vec![0.17, -0.03, 0.0004, -0.0007];
+        }
+        c
+    }
+
+    #[test]
+    fn the_model_is_written_read_back_and_pinhole_by_default() {
+        let c = fisheye();
+        let text = c.to_toml();
+        assert_eq!(text.matches("model = \"fisheye\"").count(), 2, "{text}");
+        let back = StereoCalibration::parse(&text, Path::new("x.toml")).unwrap();
+        assert_eq!(back, c, "{text}");
+        // Files from before the field: pinhole.
+        let old = sample().to_toml().replace("model = \"pinhole\"\n", "");
+        assert!(!old.contains("model ="), "{old}");
+        let back = StereoCalibration::parse(&old, Path::new("x.toml")).unwrap();
+        assert_eq!(back.left.model, Model::Pinhole);
+        assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn refuses_unknown_models_wrong_fisheye_coefficients_and_mixed_pairs() {
+        let text = fisheye().to_toml();
+        let err = |t: String| {
+            StereoCalibration::parse(&t, Path::new("cal.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let line_of = |t: &str, what: &str| t.lines().position(|l| l.contains(what)).unwrap() + 1;
+        let t = text.replacen("model = \"fisheye\"", "model = \"omni\"", 1);
+        let e = err(t.clone());
+        assert!(
+            e.starts_with(&format!("cal.toml:{}:", line_of(&t, "omni")))
+                && e.contains("`left.model`")
+                && e.contains("omni"),
+            "{e}"
+        );
+        let t = text.replacen(
+            "[0.17, -0.03, 0.0004, -0.0007]",
+            "[0.17, -0.03, 0.0004, -0.0007, 0.0]",
+            1,
+        );
+        let e = err(t.clone());
+        assert!(
+            e.starts_with(&format!("cal.toml:{}:", line_of(&t, "-0.0007, 0.0]")))
+                && e.contains("`left.distortion`")
+                && e.contains("exactly 4")
+                && e.contains("found 5"),
+            "{e}"
+        );
+        let t = text.replacen("model = \"fisheye\"", "model = \"pinhole\"", 1);
+        let e = err(t.clone());
+        let right_model = t.rfind("model = \"fisheye\"").unwrap();
+        let line = t[..right_model].lines().count() + 1;
+        assert!(
+            e.starts_with(&format!("cal.toml:{line}:")) && e.contains("`right.model`"),
+            "{e}"
+        );
+        let e = err(text.replacen("[[500.0, 0.0,", "[[500.0, 0.5,", 1));
+        assert!(
+            e.contains("`left.camera_matrix`") && e.contains("skew"),
+            "{e}"
+        );
+    }
+
+    fn opencv_points(points: &[Vector3<f64>]) -> opencv::core::Vector<opencv::core::Point3d> {
+        points
+            .iter()
+            .map(|p| opencv::core::Point3d::new(p.x, p.y, p.z))
+            .collect()
+    }
+
+    fn directions() -> Vec<Vector3<f64>> {
+        let mut out = Vec::new();
+        for i in -4..=4 {
+            for j in -3..=3 {
+                out.push(Vector3::new(f64::from(i) * 0.3, f64::from(j) * 0.25, 1.0) * 2.0);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn projection_matches_opencv_for_both_models() {
+        let zero = Mat::from_slice(&[0.0f64, 0.0, 0.0]).unwrap();
+        let pts = directions();
+        let fish = fisheye().left;
+        let mut cv = opencv::core::Vector::<opencv::core::Point2d>::new();
+        calib3d::fisheye_project_points_vec_def(
+            &opencv_points(&pts),
+            &mut cv,
+            &zero,
+            &zero,
+            &mat3(&fish.matrix).unwrap(),
+            &column(&fish.distortion).unwrap(),
+        )
+        .unwrap();
+        for (p, c) in pts.iter().zip(cv.iter()) {
+            let (u, v) = fish.project(p).unwrap();
+            assert!(
+                (u - c.x).abs() < 1e-6 && (v - c.y).abs() < 1e-6,
+                "{p} {u} {v} {c:?}"
+            );
+        }
+        let mut pin = sample().left;
+        pin.distortion = vec![
+            0.1, -0.2, 0.001, -0.002, 0.05, 0.01, -0.02, 0.003, 0.001, -0.001, 0.002, 0.0005, 0.01,
+            -0.02,
+        ];
+        pin.matrix[(0, 1)] = 0.0;
+        calib3d::project_points_def(
+            &opencv_points(&pts),
+            &zero,
+            &zero,
+            &mat3(&pin.matrix).unwrap(),
+            &column(&pin.distortion).unwrap(),
+            &mut cv,
+        )
+        .unwrap();
+        for (p, c) in pts.iter().zip(cv.iter()) {
+            let (u, v) = pin.project(p).unwrap();
+            assert!(
+                (u - c.x).abs() < 1e-6 && (v - c.y).abs() < 1e-6,
+                "{p} {u} {v} {c:?}"
+            );
+        }
+        assert_eq!(fish.project(&Vector3::new(0.0, 0.0, -1.0)), None);
+    }
+
+    #[test]
+    fn fisheye_undistortion_inverts_the_projection() {
+        let fish = fisheye().left;
+        let pts = directions();
+        let pixels: opencv::core::Vector<opencv::core::Point2f> = pts
+            .iter()
+            .map(|p| {
+                let (u, v) = fish.project(p).unwrap();
+                opencv::core::Point2f::new(u as f32, v as f32)
+            })
+            .collect();
+        let mut rays = opencv::core::Vector::<opencv::core::Point2f>::new();
+        fish.undistort_points(&pixels, &mut rays, &Mat::default(), &Mat::default())
+            .unwrap();
+        for (p, r) in pts.iter().zip(rays.iter()) {
+            // f32 pixels: 1e-4 px is about 1e-7 in normalised units.
+            assert!(
+                (f64::from(r.x) - p.x / p.z).abs() < 1e-5
+                    && (f64::from(r.y) - p.y / p.z).abs() < 1e-5,
+                "{p} {r:?}"
+            );
+        }
     }
 }

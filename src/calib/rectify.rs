@@ -1,14 +1,22 @@
-//! Rectification of a calibrated pair, computed once (OpenCV `stereoRectify`
-//! and `initUndistortRectifyMap`); per frame only `remap` runs, into buffers
-//! the caller keeps.
+//! Rectification of a calibrated pair, computed once; per frame only `remap`
+//! runs, into buffers the caller keeps. Pinhole pairs use OpenCV's
+//! `stereoRectify` and `initUndistortRectifyMap`; fisheye pairs OpenCV's
+//! `cv::fisheye::stereoRectify` and `cv::fisheye::initUndistortRectifyMap`
+//! (balance 0: the rectified views keep only valid pixels, as alpha 0 does for
+//! pinhole pairs). Either way the rectified views are ideal pinhole cameras.
 
 use opencv::calib3d;
-use opencv::core::{CV_16SC2, Mat, Size};
+use opencv::core::{CV_16SC2, Mat, Point2f, Size, Vector};
 use opencv::prelude::*;
 
-use super::{StereoCalibration, column, mat3};
+use super::{Model, StereoCalibration, column, mat3, undistort};
 
 /// Rectifying rotations, projections and pixel maps of a stereo pair.
+///
+/// `r1`, `r2` (3x3) turn each camera's frame into its rectified frame;
+/// `p1`, `p2` (3x4, pixels) project the rectified frames, with
+/// `p2[0, 3] = -f · B` (OpenCV's `stereoRectify` convention, also that of
+/// `cv::fisheye::stereoRectify`).
 pub struct Rectification {
     /// Rectifying rotation of the left camera.
     pub r1: Mat,
@@ -35,10 +43,15 @@ pub struct Rectification {
     /// The views are already rectified (no distortion, no rotation, same
     /// intrinsics): remapping would copy them unchanged, so it is skipped.
     pub identity: bool,
+    model: Model,
+    k1: Mat,
+    d1: Mat,
+    k2: Mat,
+    d2: Mat,
 }
 
 impl Rectification {
-    /// Computes the rectification and its remap tables once; a degenerate baseline is an error.
+    /// Rectifies the pair by its cameras' model (see the module docs).
     pub fn new(c: &StereoCalibration) -> opencv::Result<Rectification> {
         let size = Size::new(c.image_size.0 as i32, c.image_size.1 as i32);
         let (k1, d1) = (mat3(&c.left.matrix)?, column(&c.left.distortion)?);
@@ -52,28 +65,56 @@ impl Rectification {
             Mat::default(),
             Mat::default(),
         );
-        calib3d::stereo_rectify(
-            &k1,
-            &d1,
-            &k2,
-            &d2,
-            size,
-            &r,
-            &t,
-            &mut r1,
-            &mut r2,
-            &mut p1,
-            &mut p2,
-            &mut q,
-            calib3d::CALIB_ZERO_DISPARITY,
-            0.0,
-            size,
-            None,
-            None,
-        )?;
+        let model = c.left.model;
+        match model {
+            Model::Pinhole => calib3d::stereo_rectify(
+                &k1,
+                &d1,
+                &k2,
+                &d2,
+                size,
+                &r,
+                &t,
+                &mut r1,
+                &mut r2,
+                &mut p1,
+                &mut p2,
+                &mut q,
+                calib3d::CALIB_ZERO_DISPARITY,
+                0.0,
+                size,
+                None,
+                None,
+            )?,
+            Model::Fisheye => calib3d::fisheye_stereo_rectify(
+                &k1,
+                &d1,
+                &k2,
+                &d2,
+                size,
+                &r,
+                &t,
+                &mut r1,
+                &mut r2,
+                &mut p1,
+                &mut p2,
+                &mut q,
+                calib3d::CALIB_ZERO_DISPARITY,
+                size,
+                0.0,
+                1.0,
+            )?,
+        }
         let map = |k: &Mat, d: &Mat, r: &Mat, p: &Mat| -> opencv::Result<(Mat, Mat)> {
             let (mut a, mut b) = (Mat::default(), Mat::default());
-            calib3d::init_undistort_rectify_map(k, d, r, p, size, CV_16SC2, &mut a, &mut b)?;
+            match model {
+                Model::Pinhole => {
+                    calib3d::init_undistort_rectify_map(k, d, r, p, size, CV_16SC2, &mut a, &mut b)?
+                }
+                Model::Fisheye => calib3d::fisheye_init_undistort_rectify_map(
+                    k, d, r, p, size, CV_16SC2, &mut a, &mut b,
+                )?,
+            }
             Ok((a, b))
         };
         let left_map = map(&k1, &d1, &r1, &p1)?;
@@ -90,12 +131,13 @@ impl Rectification {
             Ok(true)
         };
         let eye = nalgebra::Matrix3::identity();
-        let identity = c
-            .left
-            .distortion
-            .iter()
-            .chain(&c.right.distortion)
-            .all(|d| *d == 0.0)
+        // A fisheye lens without distortion is still equidistant, not pinhole.
+        let identity = model == Model::Pinhole
+            && c.left
+                .distortion
+                .iter()
+                .chain(&c.right.distortion)
+                .all(|d| *d == 0.0)
             && same(&r1, &eye)?
             && same(&r2, &eye)?
             && same(&p1, &c.left.matrix)?
@@ -115,7 +157,33 @@ impl Rectification {
             left_map,
             right_map,
             identity,
+            model,
+            k1,
+            d1,
+            k2,
+            d2,
         })
+    }
+
+    /// Source pixels of the left view into the left rectified view (pixels),
+    /// by the cameras' model (OpenCV `undistortPoints` or
+    /// `cv::fisheye::undistortPoints` with `r1`, `p1`).
+    pub fn undistort_left(
+        &self,
+        src: &Vector<Point2f>,
+        dst: &mut Vector<Point2f>,
+    ) -> opencv::Result<()> {
+        undistort(self.model, &self.k1, &self.d1, src, dst, &self.r1, &self.p1)
+    }
+
+    /// Source pixels of the right view into the right rectified view
+    /// (pixels), with `r2`, `p2`.
+    pub fn undistort_right(
+        &self,
+        src: &Vector<Point2f>,
+        dst: &mut Vector<Point2f>,
+    ) -> opencv::Result<()> {
+        undistort(self.model, &self.k2, &self.d2, src, dst, &self.r2, &self.p2)
     }
 }
 

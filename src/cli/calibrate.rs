@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use percept::calib::StereoCalibration;
 use percept::calib::board::{Board, CalibrateError, calibrate as run_calibration, pair_files};
 use percept::calib::import;
+use percept::calib::{Model, StereoCalibration};
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
@@ -37,6 +37,14 @@ enum Format {
     Ros,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LensModel {
+    /// OpenCV's calib3d model: k1, k2, p1, p2[, k3, ...].
+    Pinhole,
+    /// OpenCV's cv::fisheye (equidistant, Kannala-Brandt): k1, k2, k3, k4.
+    Fisheye,
+}
+
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The files' format.
@@ -51,6 +59,12 @@ pub struct ImportArgs {
     /// Length of one unit of the OpenCV file's T, in metres (0.001 for millimetres).
     #[arg(long, default_value_t = 1.0)]
     unit_m: f64,
+    /// Lens model of both cameras, for files that do not name one (OpenCV files
+    /// from cv::fisheye::stereoCalibrate carry no marker). Needed when the
+    /// distortion has 4 coefficients and the files do not say; refused when it
+    /// contradicts what the files say.
+    #[arg(long)]
+    model: Option<LensModel>,
     /// Write the calibration here (TOML).
     #[arg(long)]
     out: PathBuf,
@@ -137,6 +151,10 @@ pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
 }
 
 pub fn import_calibration(args: ImportArgs) -> anyhow::Result<()> {
+    let model = args.model.map(|m| match m {
+        LensModel::Pinhole => Model::Pinhole,
+        LensModel::Fisheye => Model::Fisheye,
+    });
     let calibration = match args.from {
         Format::Opencv => {
             if args.files.len() > 2 {
@@ -145,7 +163,7 @@ pub fn import_calibration(args: ImportArgs) -> anyhow::Result<()> {
                     "OpenCV: give one or two files".into(),
                 ));
             }
-            import::from_opencv(&args.files, args.size, args.unit_m)
+            import::from_opencv(&args.files, args.size, args.unit_m, model)
         }
         Format::Ros => {
             let [left, right] = args.files.as_slice() else {
@@ -154,13 +172,22 @@ pub fn import_calibration(args: ImportArgs) -> anyhow::Result<()> {
                     "ROS: give two camera_info files, left then right".into(),
                 ));
             };
-            import::from_ros(left, right)
+            import::from_ros(left, right, model)
         }
     }
-    .map_err(|e| bad_input(&e.path.clone(), e.to_string()))?;
+    .map_err(|e| {
+        // bad_input names the file already.
+        let message = if e.field == "-" {
+            e.message
+        } else {
+            format!("`{}`: {}", e.field, e.message)
+        };
+        bad_input(&e.path, message)
+    })?;
     write(&calibration, &args.out)?;
     println!(
-        "{}x{} px, baseline {:.4} m: wrote {}",
+        "{}, {}x{} px, baseline {:.4} m: wrote {}",
+        calibration.left.model,
         calibration.image_size.0,
         calibration.image_size.1,
         calibration.baseline_m(),

@@ -18,10 +18,10 @@ pub use settings::KIND;
 
 use std::path::PathBuf;
 
-use opencv::core::{Mat, Point2f, Vector};
+use opencv::core::{Point2f, Vector};
 
+use crate::calib::StereoCalibration;
 use crate::calib::rectify::Rectification;
-use crate::calib::{StereoCalibration, column, mat3};
 use crate::frame::Frame;
 use crate::pool::VecPool;
 use crate::record::{DepthMap, DepthSource, MonoFit, Position, Record};
@@ -113,8 +113,6 @@ pub struct MonoDepthStage {
     engine: Box<Engine>,
     output: String,
     rectification: Rectification,
-    k1: Mat,
-    d1: Mat,
     relative: Vec<f32>,
     grid: Option<(Grid, (u32, u32))>,
     /// Output index → stereo map index of the fit samples, per stereo map size.
@@ -160,8 +158,6 @@ impl MonoDepthStage {
         };
         Ok(MonoDepthStage {
             rectification: Rectification::new(cal).map_err(fail)?,
-            k1: mat3(&cal.left.matrix).map_err(fail)?,
-            d1: column(&cal.left.distortion).map_err(fail)?,
             settings: settings.clone(),
             engine: Box::new(engine),
             output: out.name,
@@ -220,7 +216,7 @@ impl MonoDepthStage {
         }
         let mut rect = Vector::<Point2f>::new();
         let r = &self.rectification;
-        opencv::calib3d::undistort_points(&raw, &mut rect, &self.k1, &self.d1, &r.r1, &r.p1)
+        r.undistort_left(&raw, &mut rect)
             .map_err(|e| e.to_string())?;
         self.fit_points.clear();
         for (i, p) in index.into_iter().zip(rect.iter()) {

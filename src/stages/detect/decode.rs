@@ -7,8 +7,18 @@
 //! | `yolov8` | `[1, 4+C, N]`, channel-major | cx, cy, w, h, C class scores (YOLOv8 / YOLO11) |
 //! | `end2end` | `[1, N, 6]` | x1, y1, x2, y2, score, class (NMS done in the model) |
 //! | `boxes_scores` | `boxes [1, N, 4]` + `scores [1, N, C]` | x1, y1, x2, y2; C class scores (SSD / RT-DETR style) |
+//! | `nanodet` | per stride `cls [1, n, C]` + `reg [1, n, 4·B]`, or one `[1, N, C + 4·B]` | C class scores; 4 sides × B bins of a GFL distance distribution |
 //!
 //! Boxes are in network-input pixels; the stage maps them back through the letterbox.
+//!
+//! `nanodet` is the Generalized Focal Loss head of NanoDet / NanoDet-Plus
+//! (Li et al., "Generalized Focal Loss", NeurIPS 2020; RangiLyu/nanodet): a
+//! grid of cells per stride (8, 16, 32 and for Plus 64), `ceil(W/s) × ceil(H/s)`
+//! cells each, row-major. A cell's distance to each side (left, top, right,
+//! bottom) is the expectation of the softmax over its B bins, times the
+//! stride; the box is `centre ± distance`. Separate heads (NanoDet-m and its
+//! TF.js conversion) put cell centres at `(col + 0.5)·s`; one concatenated
+//! output (NanoDet-Plus's ONNX export) at `col·s`, as its `center_priors` do.
 
 use std::path::Path;
 
@@ -28,6 +38,8 @@ pub enum Layout {
     End2end,
     /// Separate boxes `[1, N, 4]` and scores `[1, N, C]`.
     BoxesScores,
+    /// NanoDet's GFL head: per-stride class scores and distance distributions.
+    Nanodet,
 }
 
 impl Layout {
@@ -38,6 +50,7 @@ impl Layout {
             Layout::Yolov8 => "yolov8",
             Layout::End2end => "end2end",
             Layout::BoxesScores => "boxes_scores",
+            Layout::Nanodet => "nanodet",
         }
     }
 
@@ -47,13 +60,85 @@ impl Layout {
     }
 }
 
+/// The most outputs a layout reads (`nanodet`: class and box heads of four strides).
+pub const MAX_OUTPUTS: usize = 8;
+
 /// What the decoder found in the model's outputs at load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputContract {
+    /// The layout these outputs are read as.
+    pub layout: Layout,
     /// Output tensor names, in the order the layout reads them.
     pub names: Vec<String>,
     /// Number of classes (0 for `end2end`, whose class ids come from the model).
     pub classes: usize,
+    /// The grid of a `nanodet` head; `None` for the other layouts.
+    pub gfl: Option<Gfl>,
+}
+
+impl OutputContract {
+    /// A contract for a layout that needs no grid (tests, benchmarks).
+    pub fn plain(layout: Layout, names: Vec<String>, classes: usize) -> OutputContract {
+        OutputContract {
+            layout,
+            names,
+            classes,
+            gfl: None,
+        }
+    }
+}
+
+/// What the caller knows about the model beyond its outputs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hints {
+    /// Network input (width, height) in pixels.
+    pub input: (u32, u32),
+    /// Class count from the model's `names` metadata or a labels file.
+    pub classes: Option<usize>,
+}
+
+/// One stride of a GFL (NanoDet) head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GflLevel {
+    /// Stride in network-input pixels.
+    pub stride: u32,
+    /// Grid columns: `ceil(width / stride)`.
+    pub cols: usize,
+    /// Grid rows: `ceil(height / stride)`.
+    pub rows: usize,
+    /// Index (into the contract's outputs) of the class-score tensor.
+    pub cls: usize,
+    /// Index (into the contract's outputs) of the distance tensor.
+    pub reg: usize,
+    /// First row of this level within those tensors (non-zero for a concatenated output).
+    pub first: usize,
+}
+
+/// A GFL head: its levels and the width of a row in its tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gfl {
+    /// Its strides, finest first.
+    pub levels: Vec<GflLevel>,
+    /// Bins per side (NanoDet-m 8, i.e. `reg_max` 7; the TF.js conversion 11).
+    pub bins: usize,
+    /// Cell centre offset in cells: 0.5 for separate heads, 0 for one concatenated output.
+    pub offset: f32,
+    /// Values per row of the class tensor.
+    pub cls_width: usize,
+    /// Values per row of the distance tensor.
+    pub reg_width: usize,
+    /// Column where the 4·B distance values start in a distance-tensor row.
+    pub reg_at: usize,
+}
+
+/// Strides a GFL head may have, finest first.
+const GFL_STRIDES: [u32; 4] = [8, 16, 32, 64];
+
+fn gfl_cells(input: (u32, u32), stride: u32) -> (usize, usize) {
+    (
+        input.0.div_ceil(stride) as usize,
+        input.1.div_ceil(stride) as usize,
+    )
 }
 
 fn fixed(dim: Option<u64>) -> Option<usize> {
@@ -67,7 +152,11 @@ pub fn check_outputs(
     outputs: &[TensorInfo],
     names: Option<&[String]>,
     path: &Path,
+    hints: Hints,
 ) -> Result<OutputContract, ModelError> {
+    if layout == Layout::Nanodet {
+        return check_gfl(outputs, names, path, hints);
+    }
     let find = |name: &str| -> Result<&TensorInfo, ModelError> {
         outputs.iter().find(|t| t.name == name).ok_or_else(|| {
             let have: Vec<&str> = outputs.iter().map(|t| t.name.as_str()).collect();
@@ -115,28 +204,27 @@ pub fn check_outputs(
             let t = pick(0, "output0")?;
             let ok = t.dims.len() == 3 && fixed(t.dims[1]).is_some_and(|c| c >= 5);
             expect(t, ok, "[1, 4+C, N] with C >= 1 fixed")?;
-            Ok(OutputContract {
-                names: vec![t.name.clone()],
-                classes: d(t, 1).unwrap_or(5) - 4,
-            })
+            Ok(OutputContract::plain(
+                layout,
+                vec![t.name.clone()],
+                d(t, 1).unwrap_or(5) - 4,
+            ))
         }
         Layout::Yolov5 => {
             let t = pick(0, "output0")?;
             let ok = t.dims.len() == 3 && fixed(t.dims[2]).is_some_and(|c| c >= 6);
             expect(t, ok, "[1, N, 5+C] with C >= 1 fixed")?;
-            Ok(OutputContract {
-                names: vec![t.name.clone()],
-                classes: d(t, 2).unwrap_or(6) - 5,
-            })
+            Ok(OutputContract::plain(
+                layout,
+                vec![t.name.clone()],
+                d(t, 2).unwrap_or(6) - 5,
+            ))
         }
         Layout::End2end => {
             let t = pick(0, "output0")?;
             let ok = t.dims.len() == 3 && fixed(t.dims[2]) == Some(6);
             expect(t, ok, "[1, N, 6] (x1, y1, x2, y2, score, class)")?;
-            Ok(OutputContract {
-                names: vec![t.name.clone()],
-                classes: 0,
-            })
+            Ok(OutputContract::plain(layout, vec![t.name.clone()], 0))
         }
         Layout::BoxesScores => {
             let b = pick(0, "boxes")?;
@@ -157,9 +245,250 @@ pub fn check_outputs(
                     format!("{ns} score rows for {nb} boxes"),
                 ));
             }
+            Ok(OutputContract::plain(
+                layout,
+                vec![b.name.clone(), s.name.clone()],
+                d(s, 2).unwrap_or(1),
+            ))
+        }
+        Layout::Nanodet => check_gfl(outputs, names, path, hints),
+    }
+}
+
+/// The `nanodet` contract: one `[1, N, C + 4·B]` output covering every stride,
+/// or a class tensor `[1, n, C]` and a distance tensor `[1, n, 4·B]` per
+/// stride. `names` gives them as `[cls, reg]` pairs; otherwise tensors are
+/// paired by cell count and told apart by the class count of the model's
+/// `names` metadata, else by their names (`cls`/`score` against
+/// `reg`/`dis`/`box`).
+fn check_gfl(
+    outputs: &[TensorInfo],
+    names: Option<&[String]>,
+    path: &Path,
+    hints: Hints,
+) -> Result<OutputContract, ModelError> {
+    let refuse = |tensor: &str, message: String| ModelError::contract(path, tensor, message);
+    let chosen: Vec<&TensorInfo> = match names {
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                outputs
+                    .iter()
+                    .find(|t| &t.name == n)
+                    .ok_or_else(|| refuse(n, "no such output".into()))
+            })
+            .collect::<Result<_, _>>()?,
+        None => outputs.iter().collect(),
+    };
+    // Every tensor: f32 [1, n, width] with n and width fixed.
+    let mut shaped = Vec::with_capacity(chosen.len());
+    for t in &chosen {
+        let (n, w) = match t.dims.as_slice() {
+            [b, Some(n), Some(w)] if b.is_none_or(|b| b == 1) && t.is_f32() => {
+                (*n as usize, *w as usize)
+            }
+            _ => {
+                return Err(refuse(
+                    &t.name,
+                    format!(
+                        "layout `nanodet` needs f32 [1, cells, values] with both fixed, found {} {}",
+                        t.dtype,
+                        dims_text(&t.dims)
+                    ),
+                ));
+            }
+        };
+        shaped.push((*t, n, w));
+    }
+    let (iw, ih) = hints.input;
+    let level_of = |t: &TensorInfo, n: usize| -> Result<u32, ModelError> {
+        GFL_STRIDES
+            .into_iter()
+            .find(|&s| {
+                let (c, r) = gfl_cells(hints.input, s);
+                c * r == n
+            })
+            .ok_or_else(|| {
+                refuse(
+                    &t.name,
+                    format!("{n} cells match no stride (8, 16, 32, 64) of the {iw}x{ih} input"),
+                )
+            })
+    };
+    match shaped.as_slice() {
+        [] => Err(refuse("", "the model has no outputs".into())),
+        [(t, n, width)] => {
+            // One concatenated output (NanoDet-Plus export): strides 8..32 or 8..64.
+            let mut first = 0;
+            let mut levels = Vec::new();
+            for s in GFL_STRIDES {
+                if first == *n {
+                    break;
+                }
+                let (cols, rows) = gfl_cells(hints.input, s);
+                levels.push(GflLevel {
+                    stride: s,
+                    cols,
+                    rows,
+                    cls: 0,
+                    reg: 0,
+                    first,
+                });
+                first += cols * rows;
+            }
+            if first != *n || levels.len() < 3 {
+                return Err(refuse(
+                    &t.name,
+                    format!(
+                        "{n} rows are not the cells of strides 8, 16, 32 (and 64) of the {iw}x{ih} input"
+                    ),
+                ));
+            }
+            // NanoDet-Plus's default reg_max is 7: 8 bins a side.
+            let classes = hints.classes.unwrap_or(width.saturating_sub(32));
+            let reg = width
+                .checked_sub(classes)
+                .filter(|r| *r >= 8 && r.is_multiple_of(4));
+            let Some(reg) = reg.filter(|_| classes > 0) else {
+                return Err(refuse(
+                    &t.name,
+                    format!(
+                        "{width} values a row do not split into {classes} classes and 4 sides of bins"
+                    ),
+                ));
+            };
             Ok(OutputContract {
-                names: vec![b.name.clone(), s.name.clone()],
-                classes: d(s, 2).unwrap_or(1),
+                layout: Layout::Nanodet,
+                names: vec![t.name.clone()],
+                classes,
+                gfl: Some(Gfl {
+                    levels,
+                    bins: reg / 4,
+                    offset: 0.0,
+                    cls_width: *width,
+                    reg_width: *width,
+                    reg_at: classes,
+                }),
+            })
+        }
+        _ => {
+            // Separate heads: (cls, reg) pairs, by the given order or by cell count.
+            let pairs: Vec<[(&TensorInfo, usize, usize); 2]> = if names.is_some() {
+                if !shaped.len().is_multiple_of(2) {
+                    return Err(refuse(
+                        &chosen[shaped.len() - 1].name,
+                        "`outputs` must list [cls, reg] pairs, one per stride".into(),
+                    ));
+                }
+                shaped.chunks_exact(2).map(|p| [p[0], p[1]]).collect()
+            } else {
+                let mut counts: Vec<usize> = shaped.iter().map(|s| s.1).collect();
+                counts.sort_unstable();
+                counts.dedup();
+                let mut pairs = Vec::new();
+                for n in counts {
+                    let same: Vec<_> = shaped.iter().filter(|s| s.1 == n).copied().collect();
+                    let [a, b] = same.as_slice() else {
+                        return Err(refuse(
+                            &same[0].0.name,
+                            format!(
+                                "{} outputs have {n} cells; a head has one class and one distance tensor per stride (set `outputs`)",
+                                same.len()
+                            ),
+                        ));
+                    };
+                    let is_cls = |x: &(&TensorInfo, usize, usize)| match hints.classes {
+                        Some(c) => x.2 == c,
+                        None => {
+                            let l = x.0.name.to_ascii_lowercase();
+                            l.contains("cls") || l.contains("score")
+                        }
+                    };
+                    match (is_cls(a), is_cls(b)) {
+                        (true, false) => pairs.push([*a, *b]),
+                        (false, true) => pairs.push([*b, *a]),
+                        _ => {
+                            return Err(refuse(
+                                &a.0.name,
+                                format!(
+                                    "cannot tell the class tensor from the distance tensor among `{}` {} and `{}` {} (set `outputs = [cls, reg, ...]` or give the model `names` metadata)",
+                                    a.0.name,
+                                    dims_text(&a.0.dims),
+                                    b.0.name,
+                                    dims_text(&b.0.dims)
+                                ),
+                            ));
+                        }
+                    }
+                }
+                pairs
+            };
+            let classes = pairs[0][0].2;
+            let reg = pairs[0][1].2;
+            let mut levels = Vec::with_capacity(pairs.len());
+            let mut ordered = Vec::with_capacity(pairs.len() * 2);
+            for [(ct, cn, cw), (rt, rn, rw)] in &pairs {
+                if cn != rn {
+                    return Err(refuse(
+                        &rt.name,
+                        format!("{rn} cells for the {cn} of `{}`", ct.name),
+                    ));
+                }
+                if *cw != classes || *rw != reg || !reg.is_multiple_of(4) || reg < 8 {
+                    return Err(refuse(
+                        &rt.name,
+                        format!(
+                            "every stride needs [1, n, {classes}] class scores and [1, n, 4·bins] distances, found {} and {}",
+                            dims_text(&ct.dims),
+                            dims_text(&rt.dims)
+                        ),
+                    ));
+                }
+                let stride = level_of(ct, *cn)?;
+                let (cols, rows) = gfl_cells(hints.input, stride);
+                levels.push((stride, cols, rows, ct.name.clone(), rt.name.clone()));
+            }
+            levels.sort_by_key(|l| l.0);
+            if levels.windows(2).any(|w| w[0].0 == w[1].0) || levels.len() > GFL_STRIDES.len() {
+                return Err(refuse(
+                    &pairs[0][0].0.name,
+                    "two heads have the same stride".into(),
+                ));
+            }
+            if let Some(c) = hints.classes.filter(|c| *c != classes) {
+                return Err(refuse(
+                    &pairs[0][0].0.name,
+                    format!("{classes} class scores but the model's names list {c} classes"),
+                ));
+            }
+            let levels = levels
+                .into_iter()
+                .enumerate()
+                .map(|(i, (stride, cols, rows, c, r))| {
+                    ordered.push(c);
+                    ordered.push(r);
+                    GflLevel {
+                        stride,
+                        cols,
+                        rows,
+                        cls: 2 * i,
+                        reg: 2 * i + 1,
+                        first: 0,
+                    }
+                })
+                .collect();
+            Ok(OutputContract {
+                layout: Layout::Nanodet,
+                names: ordered,
+                classes,
+                gfl: Some(Gfl {
+                    levels,
+                    bins: reg / 4,
+                    offset: 0.5,
+                    cls_width: classes,
+                    reg_width: reg,
+                    reg_at: 0,
+                }),
             })
         }
     }
@@ -192,7 +521,7 @@ pub struct View<'a> {
 /// Decodes one layout into `out` (cleared first). `best` is scratch space
 /// reused across frames (YOLOv8's per-anchor maximum).
 pub fn candidates(
-    layout: Layout,
+    contract: &OutputContract,
     views: &[View<'_>],
     filter: &Filter,
     best: &mut Vec<(f32, u32)>,
@@ -201,7 +530,7 @@ pub fn candidates(
     out.clear();
     let dim = |v: &View<'_>, i: usize| v.dims.get(i).map(|&d| d.max(0) as usize).unwrap_or(0);
     let view = |i: usize| views.get(i).ok_or_else(|| format!("missing output {i}"));
-    match layout {
+    match contract.layout {
         Layout::Yolov8 => {
             let v = view(0)?;
             let (channels, n) = (dim(v, 1), dim(v, 2));
@@ -279,8 +608,74 @@ pub fn candidates(
                 }
             }
         }
+        Layout::Nanodet => {
+            let gfl = contract
+                .gfl
+                .as_ref()
+                .ok_or("layout `nanodet` without its grid")?;
+            gfl_candidates(gfl, contract.classes, views, filter, out)?;
+        }
     }
     Ok(())
+}
+
+/// GFL decoding (see the module docs): only cells whose best class passes
+/// the filter get their distances integrated.
+fn gfl_candidates(
+    gfl: &Gfl,
+    classes: usize,
+    views: &[View<'_>],
+    filter: &Filter,
+    out: &mut Vec<Candidate>,
+) -> Result<(), String> {
+    let bins = gfl.bins;
+    for level in &gfl.levels {
+        let (cls, reg) = match (views.get(level.cls), views.get(level.reg)) {
+            (Some(c), Some(r)) => (c, r),
+            _ => return Err(format!("missing output for stride {}", level.stride)),
+        };
+        let cells = level.cols * level.rows;
+        let end = level.first + cells;
+        if cls.data.len() < end * gfl.cls_width || reg.data.len() < end * gfl.reg_width {
+            return Err(format!(
+                "outputs of shapes {:?} and {:?} are too small for {cells} cells at stride {}",
+                cls.dims, reg.dims, level.stride
+            ));
+        }
+        let stride = level.stride as f32;
+        for cell in 0..cells {
+            let row = level.first + cell;
+            let (class_id, score) =
+                argmax(&cls.data[row * gfl.cls_width..][..classes.min(gfl.cls_width)]);
+            if !filter.keeps(score, class_id) {
+                continue;
+            }
+            let at = row * gfl.reg_width + gfl.reg_at;
+            let sides = &reg.data[at..at + 4 * bins];
+            let d = |k: usize| integral(&sides[k * bins..(k + 1) * bins]) * stride;
+            let cx = ((cell % level.cols) as f32 + gfl.offset) * stride;
+            let cy = ((cell / level.cols) as f32 + gfl.offset) * stride;
+            out.push(Candidate {
+                bbox: [cx - d(0), cy - d(1), cx + d(2), cy + d(3)],
+                score,
+                class_id,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The expectation of a softmax over bins 0..B (GFL's `Integral`), in bins.
+#[inline]
+fn integral(logits: &[f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (mut sum, mut weighted) = (0.0f32, 0.0f32);
+    for (i, &x) in logits.iter().enumerate() {
+        let e = (x - max).exp();
+        sum += e;
+        weighted += e * i as f32;
+    }
+    if sum > 0.0 { weighted / sum } else { 0.0 }
 }
 
 fn check_len(v: &View<'_>, need: usize) -> Result<(), String> {
@@ -311,179 +706,4 @@ fn argmax(values: &[f32]) -> (u32, f32) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn all(confidence: f32) -> Filter {
-        Filter {
-            confidence,
-            classes: None,
-        }
-    }
-
-    fn run(layout: Layout, views: &[View<'_>], filter: &Filter) -> Vec<Candidate> {
-        let mut out = Vec::new();
-        candidates(layout, views, filter, &mut Vec::new(), &mut out).unwrap();
-        out
-    }
-
-    #[test]
-    fn yolov8_is_channel_major_with_max_class_score() {
-        // 3 anchors, 2 classes: rows cx, cy, w, h, s0, s1.
-        let data = [
-            10.0, 50.0, 90.0, // cx
-            10.0, 50.0, 90.0, // cy
-            4.0, 8.0, 2.0, // w
-            4.0, 8.0, 2.0, // h
-            0.9, 0.1, 0.3, // class 0
-            0.2, 0.7, 0.1, // class 1
-        ];
-        let c = run(
-            Layout::Yolov8,
-            &[View {
-                dims: &[1, 6, 3],
-                data: &data,
-            }],
-            &all(0.25),
-        );
-        assert_eq!(c.len(), 3);
-        assert_eq!(
-            c[0],
-            Candidate {
-                bbox: [8.0, 8.0, 12.0, 12.0],
-                score: 0.9,
-                class_id: 0
-            }
-        );
-        assert_eq!(
-            c[1],
-            Candidate {
-                bbox: [46.0, 46.0, 54.0, 54.0],
-                score: 0.7,
-                class_id: 1
-            }
-        );
-        assert_eq!(c[2].class_id, 0);
-        let only1 = Filter {
-            confidence: 0.25,
-            classes: Some(vec![1]),
-        };
-        assert_eq!(
-            run(
-                Layout::Yolov8,
-                &[View {
-                    dims: &[1, 6, 3],
-                    data: &data
-                }],
-                &only1
-            )
-            .len(),
-            1
-        );
-    }
-
-    #[test]
-    fn yolov5_multiplies_objectness_and_class_probability() {
-        let data = [
-            20.0, 20.0, 10.0, 10.0, 0.8, 0.1, 0.9, // kept: 0.72, class 1
-            20.0, 20.0, 10.0, 10.0, 0.2, 0.9, 0.1, // objectness below threshold
-            20.0, 20.0, 10.0, 10.0, 0.5, 0.4, 0.4, // 0.2: below threshold
-        ];
-        let c = run(
-            Layout::Yolov5,
-            &[View {
-                dims: &[1, 3, 7],
-                data: &data,
-            }],
-            &all(0.25),
-        );
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].class_id, 1);
-        assert!((c[0].score - 0.72).abs() < 1e-6);
-        assert_eq!(c[0].bbox, [15.0, 15.0, 25.0, 25.0]);
-    }
-
-    #[test]
-    fn end2end_and_boxes_scores_read_corners() {
-        let e2e = [1.0, 2.0, 3.0, 4.0, 0.9, 2.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.0];
-        let c = run(
-            Layout::End2end,
-            &[View {
-                dims: &[1, 2, 6],
-                data: &e2e,
-            }],
-            &all(0.5),
-        );
-        assert_eq!(
-            c,
-            vec![Candidate {
-                bbox: [1.0, 2.0, 3.0, 4.0],
-                score: 0.9,
-                class_id: 2
-            }]
-        );
-
-        let boxes = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
-        let scores = [0.1, 0.6, 0.3, 0.2];
-        let c = run(
-            Layout::BoxesScores,
-            &[
-                View {
-                    dims: &[1, 2, 4],
-                    data: &boxes,
-                },
-                View {
-                    dims: &[1, 2, 2],
-                    data: &scores,
-                },
-            ],
-            &all(0.5),
-        );
-        assert_eq!(
-            c,
-            vec![Candidate {
-                bbox: [1.0, 2.0, 3.0, 4.0],
-                score: 0.6,
-                class_id: 1
-            }]
-        );
-    }
-
-    #[test]
-    fn wrong_sizes_are_errors_not_panics() {
-        let mut out = Vec::new();
-        let r = candidates(
-            Layout::Yolov8,
-            &[View {
-                dims: &[1, 6, 4],
-                data: &[0.0; 6],
-            }],
-            &all(0.1),
-            &mut Vec::new(),
-            &mut out,
-        );
-        assert!(r.is_err());
-    }
-
-    #[test]
-    fn contract_names_the_tensor() {
-        let t = TensorInfo {
-            name: "output0".into(),
-            dtype: "f32".into(),
-            dims: vec![Some(1), Some(8400), Some(84)],
-        };
-        let e = check_outputs(
-            Layout::End2end,
-            std::slice::from_ref(&t),
-            None,
-            Path::new("m.onnx"),
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("m.onnx") && e.to_string().contains("`output0`"),
-            "{e}"
-        );
-        let ok = check_outputs(Layout::Yolov5, &[t], None, Path::new("m.onnx")).unwrap();
-        assert_eq!(ok.classes, 79);
-    }
-}
+mod tests;

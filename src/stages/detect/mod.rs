@@ -18,8 +18,7 @@ use crate::pool::VecPool;
 use crate::record::{Detection, Record};
 use crate::model::{Engine, ModelError, ModelSettings};
 use crate::stage::{Stage, StageError};
-
-use decode::{Filter, Layout, OutputContract, View};
+use decode::{Filter, Hints, Layout, OutputContract, View};
 use hog::{HogPeople, HogSettings};
 use labels::Labels;
 use nms::Candidate;
@@ -63,7 +62,6 @@ pub struct DetectSettings {
 enum Detector {
     Onnx {
         engine: Box<Engine>,
-        layout: Layout,
         contract: OutputContract,
         best: Vec<(f32, u32)>,
     },
@@ -95,17 +93,28 @@ impl DetectStage {
                 outputs,
             } => {
                 let mut engine = Engine::load(model)?;
+                let named = declared_labels(settings, &engine)?;
+                let hints = Hints {
+                    input: engine.input_size(),
+                    classes: named.as_ref().map(Labels::len),
+                };
                 let contract = decode::check_outputs(
                     *layout,
                     &engine.outputs,
                     outputs.as_deref(),
                     &model.path,
+                    hints,
                 )?;
-                let labels = load_labels(settings, &engine, &contract)?;
+                let labels = named.unwrap_or_else(|| {
+                    if contract.classes == 80 {
+                        Labels::coco()
+                    } else {
+                        Labels::numbered(contract.classes)
+                    }
+                });
                 engine.warm_up()?;
                 let detector = Detector::Onnx {
                     engine: Box::new(engine),
-                    layout: *layout,
                     contract,
                     best: Vec::new(),
                 };
@@ -138,17 +147,14 @@ impl DetectStage {
     pub fn info(&self) -> DetectorInfo {
         match &self.detector {
             Detector::Onnx {
-                engine,
-                layout,
-                contract,
-                ..
+                engine, contract, ..
             } => {
                 let (w, h) = engine.input_size();
                 DetectorInfo {
                     description: format!(
                         "onnx {} ({} layout, input {w}x{h}, outputs `{}`, {} classes)",
                         engine.path().display(),
-                        layout.as_str(),
+                        contract.layout.as_str(),
                         contract.names.join("`, `"),
                         if contract.classes > 0 {
                             contract.classes
@@ -173,22 +179,15 @@ impl DetectStage {
         match &mut self.detector {
             Detector::Onnx {
                 engine,
-                layout,
                 contract,
                 best,
             } => {
                 let letterbox = engine.preprocess(frame).map_err(|e| e.to_string())?;
                 let outputs = engine.run().map_err(|e| e.to_string())?;
-                let mut views = [
-                    View {
-                        dims: &[],
-                        data: &[],
-                    },
-                    View {
-                        dims: &[],
-                        data: &[],
-                    },
-                ];
+                let mut views: [View<'_>; decode::MAX_OUTPUTS] = std::array::from_fn(|_| View {
+                    dims: &[],
+                    data: &[],
+                });
                 for (slot, name) in views.iter_mut().zip(&contract.names) {
                     let (shape, data) = outputs[name.as_str()]
                         .try_extract_tensor::<f32>()
@@ -197,13 +196,13 @@ impl DetectStage {
                 }
                 let used = contract.names.len().min(views.len());
                 decode::candidates(
-                    *layout,
+                    contract,
                     &views[..used],
                     &self.filter,
                     best,
                     &mut self.candidates,
                 )?;
-                if layout.needs_nms() {
+                if contract.layout.needs_nms() {
                     nms::nms(&mut self.candidates, self.iou, self.max, &mut self.kept);
                 } else {
                     self.kept.clear();
@@ -225,28 +224,23 @@ impl DetectStage {
     }
 }
 
-fn load_labels(
+/// Class names the pipeline or the model declares: a labels file, else the
+/// model's `names` metadata; `None` when neither says.
+fn declared_labels(
     settings: &DetectSettings,
     engine: &Engine,
-    contract: &OutputContract,
-) -> Result<Labels, ModelError> {
+) -> Result<Option<Labels>, ModelError> {
     if let Some(path) = &settings.labels {
-        return Labels::from_file(path).map_err(|e| ModelError::Load {
-            path: path.clone(),
-            message: format!("cannot read labels file: {e}"),
-        });
+        return Labels::from_file(path)
+            .map(Some)
+            .map_err(|e| ModelError::Load {
+                path: path.clone(),
+                message: format!("cannot read labels file: {e}"),
+            });
     }
-    if let Some(labels) = engine
+    Ok(engine
         .metadata("names")
-        .and_then(|n| Labels::from_metadata(&n))
-    {
-        return Ok(labels);
-    }
-    Ok(if contract.classes == 80 {
-        Labels::coco()
-    } else {
-        Labels::numbered(contract.classes)
-    })
+        .and_then(|n| Labels::from_metadata(&n)))
 }
 
 impl Stage for DetectStage {

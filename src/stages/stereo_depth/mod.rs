@@ -17,8 +17,8 @@ use opencv::calib3d::{self, StereoSGBM};
 use opencv::core::{CV_16S, Mat, Point2f, Ptr, Scalar, Vector};
 use opencv::prelude::*;
 
+use crate::calib::StereoCalibration;
 use crate::calib::rectify::Rectification;
-use crate::calib::{StereoCalibration, column, mat3};
 use crate::cvmat::{to_gray_code, with_frame_mat};
 use crate::frame::Frame;
 use crate::geometry::median_position;
@@ -273,8 +273,6 @@ impl StereoMatcher {
 pub struct StereoDepthStage {
     settings: StereoDepthSettings,
     matcher: StereoMatcher,
-    k1: Mat,
-    d1: Mat,
     corners: Vector<Point2f>,
     corners_rect: Vector<Point2f>,
     samples: Vec<f32>,
@@ -289,8 +287,6 @@ impl StereoDepthStage {
         let fail = |e: opencv::Error| format!("{}: {e}", settings.calibration_path.display());
         Ok(StereoDepthStage {
             matcher: StereoMatcher::new(c, &settings.sgbm).map_err(fail)?,
-            k1: mat3(&c.left.matrix).map_err(fail)?,
-            d1: column(&c.left.distortion).map_err(fail)?,
             settings: settings.clone(),
             corners: Vector::new(),
             corners_rect: Vector::new(),
@@ -322,15 +318,8 @@ impl StereoDepthStage {
             self.corners.push(Point2f::new(x, y));
         }
         let r = &self.matcher.rect;
-        calib3d::undistort_points(
-            &self.corners,
-            &mut self.corners_rect,
-            &self.k1,
-            &self.d1,
-            &r.r1,
-            &r.p1,
-        )
-        .map_err(|e| e.to_string())?;
+        r.undistort_left(&self.corners, &mut self.corners_rect)
+            .map_err(|e| e.to_string())?;
         let (mut a, mut b) = ((f32::MAX, f32::MAX), (f32::MIN, f32::MIN));
         for p in self.corners_rect.iter() {
             a = (a.0.min(p.x), a.1.min(p.y));
