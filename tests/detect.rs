@@ -157,7 +157,7 @@ fn bad_models_exit_2_naming_the_model_and_the_tensor() {
     let models = repo().join("tests/models");
     let garbage = dir.path().join("not_a_model.onnx");
     std::fs::write(&garbage, b"this is not a protobuf").unwrap();
-    let cases: [(std::path::PathBuf, &str, &[&str]); 3] = [
+    let cases: [(std::path::PathBuf, &str, &[&str]); 5] = [
         (
             models.join("wrong_rank.onnx"),
             "yolov8",
@@ -176,6 +176,27 @@ fn bad_models_exit_2_naming_the_model_and_the_tensor() {
                 "squares_yolov8.onnx",
                 "tensor `output0`",
                 "layout `end2end` needs [1, N, 6]",
+            ],
+        ),
+        // Rows read as another layout decode to scores that are not probabilities.
+        (
+            models.join("squares_yolov8.onnx"),
+            "yolov5",
+            &[
+                "squares_yolov8.onnx",
+                "tensor `output0`",
+                "is not a probability in [0, 1]",
+                "does not hold the `yolov5` layout",
+            ],
+        ),
+        // An 80-class model (its `names`) whose rows cannot hold 5 + 80 values.
+        (
+            models.join("v8_transposed.onnx"),
+            "yolov5",
+            &[
+                "v8_transposed.onnx",
+                "tensor `output0`",
+                "needs rows of 5+80 values for the 80 classes of the model's names, found [1, 8400, 84]",
             ],
         ),
     ];
@@ -308,4 +329,48 @@ fn a_missing_onnx_runtime_library_is_a_clear_error() {
         "names where it looked: {}",
         r.stderr
     );
+}
+
+/// A YOLOv8 export with its output transposed to `[1, 8400, 84]` (as
+/// TensorRT-oriented repositories write it; from a user report): recognised
+/// as one row per anchor, never read as 8396 classes. Its constant output is
+/// one object at network (cx, cy, w, h) = (320, 320, 100, 50), class 0, score
+/// 0.9; on a 640x480 recording that is [270, 215, 370, 265] after the
+/// letterbox inverse.
+#[test]
+fn a_transposed_yolov8_output_is_read_by_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "t.toml",
+        &format!(
+            "version = 1\n[[source]]\nid = \"a\"\nkind = \"file\"\nlocation = \"{}\"\n[[stage]]\nid = \"det\"\nkind = \"detect\"\nlayout = \"yolov8\"\n[stage.model]\npath = \"{}\"\n[[sink]]\nkind = \"jsonl\"\npath = \"-\"\n",
+            repo().join("tests/media/base.mp4").display(),
+            repo().join("tests/models/v8_transposed.onnx").display()
+        ),
+    );
+    let check = run(&["check", p.to_str().unwrap()]);
+    check.assert_code(0);
+    assert!(
+        check.stdout.contains(
+            "one row per anchor (transposed) [1, 8400, 84]: 80 classes (the model's names)"
+        ),
+        "{}",
+        check.stdout
+    );
+    let r = run(&["run", p.to_str().unwrap()]);
+    r.assert_code(0);
+    let records = parse_records(&r.stdout);
+    assert_eq!(records.len(), 30);
+    for rec in &records {
+        let d = rec["detections"].as_array().unwrap();
+        assert_eq!(d.len(), 1, "{rec}");
+        assert_eq!(
+            d[0]["bbox"],
+            serde_json::json!([270.0, 215.0, 370.0, 265.0])
+        );
+        assert_eq!(d[0]["class_id"], 0);
+        assert_eq!(d[0]["class"], "person");
+        assert!((d[0]["score"].as_f64().unwrap() - 0.9).abs() < 1e-6);
+    }
 }

@@ -98,6 +98,23 @@ fn eval_reads_motchallenge_text_and_json_lines_alike() {
         "{}",
         r.stderr
     );
+    // Empty ground truth: the metrics are undefined, not 0.
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let r = run(&[
+        "eval",
+        "--gt",
+        empty.to_str().unwrap(),
+        "--pred",
+        jsonl.to_str().unwrap(),
+    ]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("empty.txt") && r.stderr.contains("MOTA, IDF1 and recall are undefined"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
 }
 
 /// Runs `pipeline` (on `input` when given) and scores it against the crossing ground truth.

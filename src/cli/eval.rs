@@ -49,6 +49,20 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot score {}", args.pred.display()))
     };
     let gt = load(&args.gt, true)?;
+    // MOTA and recall divide by the ground-truth boxes: with none they are
+    // undefined, and reporting 0 (or 100 %) would be a wrong number.
+    if gt.values().all(Vec::is_empty) {
+        anyhow::bail!(percept::Error::Config(percept::config::ConfigError::Plan {
+            path: args.gt.clone(),
+            message: format!(
+                "no ground-truth boxes{}: MOTA, IDF1 and recall are undefined",
+                args.stream
+                    .as_deref()
+                    .map(|s| format!(" for stream `{s}`"))
+                    .unwrap_or_default()
+            ),
+        }));
+    }
     let pred = if args.streaming {
         percept::eval::streaming_predictions(&args.pred, args.stream.as_deref(), &gt)
             .map_err(|e| {

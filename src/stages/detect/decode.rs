@@ -74,6 +74,10 @@ pub struct OutputContract {
     pub classes: usize,
     /// The grid of a `nanodet` head; `None` for the other layouts.
     pub gfl: Option<Gfl>,
+    /// `yolov8` only: the output is `[1, N, 4+C]` (one row per anchor), not `[1, 4+C, N]`.
+    pub transposed: bool,
+    /// Why the outputs were read this way, for `percept check`.
+    pub reason: String,
 }
 
 impl OutputContract {
@@ -84,6 +88,8 @@ impl OutputContract {
             names,
             classes,
             gfl: None,
+            transposed: false,
+            reason: String::new(),
         }
     }
 }
@@ -202,29 +208,64 @@ pub fn check_outputs(
     match layout {
         Layout::Yolov8 => {
             let t = pick(0, "output0")?;
-            let ok = t.dims.len() == 3 && fixed(t.dims[1]).is_some_and(|c| c >= 5);
-            expect(t, ok, "[1, 4+C, N] with C >= 1 fixed")?;
-            Ok(OutputContract::plain(
-                layout,
-                vec![t.name.clone()],
-                d(t, 1).unwrap_or(5) - 4,
-            ))
+            expect(
+                t,
+                t.dims.len() == 3,
+                "[1, 4+C, N] (or [1, N, 4+C]) with C >= 1",
+            )?;
+            // Channels are the short axis: 4+C is far below the anchor count
+            // (84 against 8400), so a `[1, N, 4+C]` export (TensorRT-oriented
+            // repositories transpose it) is recognised rather than read as N-4 classes.
+            let (a, b) = (d(t, 1), d(t, 2));
+            let (channels, transposed) = match (a, b) {
+                (Some(a), Some(b)) if a > b => (b, true),
+                (Some(a), _) => (a, false),
+                (None, Some(b)) => (b, true),
+                (None, None) => (0, false),
+            };
+            let classes = class_count(layout, t, channels, 4, hints.classes, path)?;
+            let mut c = OutputContract::plain(layout, vec![t.name.clone()], classes);
+            c.transposed = transposed;
+            c.reason = format!(
+                "{} {}: {classes} classes{}{}",
+                if transposed {
+                    "one row per anchor (transposed)"
+                } else {
+                    "channel-major"
+                },
+                dims_text(&t.dims),
+                if hints.classes.is_some() {
+                    " (the model's names)"
+                } else {
+                    " (channels - 4)"
+                },
+                extra_text(channels - 4 - classes)
+            );
+            Ok(c)
         }
         Layout::Yolov5 => {
             let t = pick(0, "output0")?;
-            let ok = t.dims.len() == 3 && fixed(t.dims[2]).is_some_and(|c| c >= 6);
-            expect(t, ok, "[1, N, 5+C] with C >= 1 fixed")?;
-            Ok(OutputContract::plain(
-                layout,
-                vec![t.name.clone()],
-                d(t, 2).unwrap_or(6) - 5,
-            ))
+            expect(t, t.dims.len() == 3, "[1, N, 5+C] with C >= 1 fixed")?;
+            let width = d(t, 2).unwrap_or(0);
+            let classes = class_count(layout, t, width, 5, hints.classes, path)?;
+            let mut c = OutputContract::plain(layout, vec![t.name.clone()], classes);
+            c.reason = format!(
+                "rows of 5+C {}: {classes} classes{}",
+                dims_text(&t.dims),
+                extra_text(width - 5 - classes)
+            );
+            Ok(c)
         }
         Layout::End2end => {
             let t = pick(0, "output0")?;
             let ok = t.dims.len() == 3 && fixed(t.dims[2]) == Some(6);
             expect(t, ok, "[1, N, 6] (x1, y1, x2, y2, score, class)")?;
-            Ok(OutputContract::plain(layout, vec![t.name.clone()], 0))
+            let mut c = OutputContract::plain(layout, vec![t.name.clone()], 0);
+            c.reason = format!(
+                "rows of x1, y1, x2, y2, score, class {}",
+                dims_text(&t.dims)
+            );
+            Ok(c)
         }
         Layout::BoxesScores => {
             let b = pick(0, "boxes")?;
@@ -245,13 +286,59 @@ pub fn check_outputs(
                     format!("{ns} score rows for {nb} boxes"),
                 ));
             }
-            Ok(OutputContract::plain(
+            let mut c = OutputContract::plain(
                 layout,
                 vec![b.name.clone(), s.name.clone()],
                 d(s, 2).unwrap_or(1),
-            ))
+            );
+            c.reason = format!(
+                "corner boxes {} and class scores {}",
+                dims_text(&b.dims),
+                dims_text(&s.dims)
+            );
+            Ok(c)
         }
         Layout::Nanodet => check_gfl(outputs, names, path, hints),
+    }
+}
+
+/// The class count of a row of `width` values holding `lead` box (and
+/// objectness) values first: the model's `names` count when it declares one
+/// (extra values after the classes, such as segmentation mask coefficients or
+/// pose keypoints, are left unread), else all the rest. Refused, naming the
+/// tensor, when the row is too short for `names` or for one class.
+fn class_count(
+    layout: Layout,
+    t: &TensorInfo,
+    width: usize,
+    lead: usize,
+    named: Option<usize>,
+    path: &Path,
+) -> Result<usize, ModelError> {
+    let needs = lead + named.unwrap_or(1);
+    if width < needs {
+        let why = match named {
+            Some(c) => format!("{lead}+{c} values for the {c} classes of the model's names"),
+            None => format!("{lead}+C values with C >= 1"),
+        };
+        return Err(ModelError::contract(
+            path,
+            &t.name,
+            format!(
+                "layout `{}` needs rows of {why}, found {} (rows of {width})",
+                layout.as_str(),
+                dims_text(&t.dims)
+            ),
+        ));
+    }
+    Ok(named.unwrap_or(width - lead))
+}
+
+fn extra_text(extra: usize) -> String {
+    if extra == 0 {
+        String::new()
+    } else {
+        format!(", {extra} values after the classes left unread (mask coefficients or keypoints)")
     }
 }
 
@@ -361,6 +448,11 @@ fn check_gfl(
                 layout: Layout::Nanodet,
                 names: vec![t.name.clone()],
                 classes,
+                transposed: false,
+                reason: format!(
+                    "one concatenated output, {} strides (NanoDet-Plus), {classes} classes",
+                    levels.len()
+                ),
                 gfl: Some(Gfl {
                     levels,
                     bins: reg / 4,
@@ -461,7 +553,7 @@ fn check_gfl(
                     format!("{classes} class scores but the model's names list {c} classes"),
                 ));
             }
-            let levels = levels
+            let levels: Vec<GflLevel> = levels
                 .into_iter()
                 .enumerate()
                 .map(|(i, (stride, cols, rows, c, r))| {
@@ -479,6 +571,12 @@ fn check_gfl(
                 .collect();
             Ok(OutputContract {
                 layout: Layout::Nanodet,
+                reason: format!(
+                    "separate class/distance heads for {} strides, {classes} classes, {} bins a side",
+                    levels.len(),
+                    reg / 4
+                ),
+                transposed: false,
                 names: ordered,
                 classes,
                 gfl: Some(Gfl {
@@ -531,6 +629,22 @@ pub fn candidates(
     let dim = |v: &View<'_>, i: usize| v.dims.get(i).map(|&d| d.max(0) as usize).unwrap_or(0);
     let view = |i: usize| views.get(i).ok_or_else(|| format!("missing output {i}"));
     match contract.layout {
+        Layout::Yolov8 if contract.transposed => {
+            let v = view(0)?;
+            let (n, width) = (dim(v, 1), dim(v, 2));
+            check_len(v, n * width)?;
+            let classes = class_limit(contract, width, 4);
+            for row in v.data.chunks_exact(width) {
+                let (class_id, score) = argmax(&row[4..4 + classes]);
+                if filter.keeps(score, class_id) {
+                    out.push(Candidate {
+                        bbox: xyxy(row[0], row[1], row[2], row[3]),
+                        score,
+                        class_id,
+                    });
+                }
+            }
+        }
         Layout::Yolov8 => {
             let v = view(0)?;
             let (channels, n) = (dim(v, 1), dim(v, 2));
@@ -538,7 +652,7 @@ pub fn candidates(
             best.clear();
             best.resize(n, (f32::NEG_INFINITY, 0));
             // Channel-major: walk each class row once, keeping each anchor's best.
-            for class in 0..channels.saturating_sub(4) {
+            for class in 0..class_limit(contract, channels, 4) {
                 let row = &v.data[(4 + class) * n..(5 + class) * n];
                 for (b, &s) in best.iter_mut().zip(row) {
                     if s > b.0 {
@@ -566,7 +680,7 @@ pub fn candidates(
                 if objectness < filter.confidence {
                     continue;
                 }
-                let (class_id, prob) = argmax(&row[5..]);
+                let (class_id, prob) = argmax(&row[5..5 + class_limit(contract, width, 5)]);
                 let score = objectness * prob;
                 if filter.keeps(score, class_id) {
                     out.push(Candidate {
@@ -676,6 +790,36 @@ fn integral(logits: &[f32]) -> f32 {
         weighted += e * i as f32;
     }
     if sum > 0.0 { weighted / sum } else { 0.0 }
+}
+
+/// Classes to read from rows of `width` values after `lead` others: the
+/// contract's count (extra values are not classes), or all of the rest.
+fn class_limit(contract: &OutputContract, width: usize, lead: usize) -> usize {
+    let rest = width.saturating_sub(lead);
+    if contract.classes > 0 {
+        contract.classes.min(rest)
+    } else {
+        rest
+    }
+}
+
+/// Checks decoded candidates are probabilities with finite boxes: a score
+/// outside [0, 1] means the outputs are not in the layout they are read as.
+pub fn check_probabilities(contract: &OutputContract, found: &[Candidate]) -> Result<(), String> {
+    let bad = found.iter().find(|c| {
+        !(c.score >= 0.0 && c.score <= 1.0 + 1e-3) || c.bbox.iter().any(|v| !v.is_finite())
+    });
+    match bad {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "decoded score {} (box {:?}) is not a probability in [0, 1]: output `{}` does not hold the `{}` layout ({})",
+            c.score,
+            c.bbox,
+            contract.names.join("`, `"),
+            contract.layout.as_str(),
+            contract.reason
+        )),
+    }
 }
 
 fn check_len(v: &View<'_>, need: usize) -> Result<(), String> {

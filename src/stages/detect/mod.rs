@@ -113,6 +113,7 @@ impl DetectStage {
                     }
                 });
                 engine.warm_up()?;
+                check_warm_up_scores(&mut engine, &contract)?;
                 let detector = Detector::Onnx {
                     engine: Box::new(engine),
                     contract,
@@ -152,7 +153,7 @@ impl DetectStage {
                 let (w, h) = engine.input_size();
                 DetectorInfo {
                     description: format!(
-                        "onnx {} ({} layout, input {w}x{h}, outputs `{}`, {} classes)",
+                        "onnx {} ({} layout, input {w}x{h}, outputs `{}`, {} classes; read as {})",
                         engine.path().display(),
                         contract.layout.as_str(),
                         contract.names.join("`, `"),
@@ -160,7 +161,8 @@ impl DetectStage {
                             contract.classes
                         } else {
                             self.labels.len()
-                        }
+                        },
+                        contract.reason
                     ),
                     load_ms: engine.load_ms,
                     warmup_ms: engine.warmup_ms,
@@ -184,24 +186,8 @@ impl DetectStage {
             } => {
                 let letterbox = engine.preprocess(frame).map_err(|e| e.to_string())?;
                 let outputs = engine.run().map_err(|e| e.to_string())?;
-                let mut views: [View<'_>; decode::MAX_OUTPUTS] = std::array::from_fn(|_| View {
-                    dims: &[],
-                    data: &[],
-                });
-                for (slot, name) in views.iter_mut().zip(&contract.names) {
-                    let (shape, data) = outputs[name.as_str()]
-                        .try_extract_tensor::<f32>()
-                        .map_err(|e| format!("output `{name}`: {e}"))?;
-                    *slot = View { dims: shape, data };
-                }
-                let used = contract.names.len().min(views.len());
-                decode::candidates(
-                    contract,
-                    &views[..used],
-                    &self.filter,
-                    best,
-                    &mut self.candidates,
-                )?;
+                decode_outputs(&outputs, contract, &self.filter, best, &mut self.candidates)?;
+                decode::check_probabilities(contract, &self.candidates)?;
                 if contract.layout.needs_nms() {
                     nms::nms(&mut self.candidates, self.iou, self.max, &mut self.kept);
                 } else {
@@ -222,6 +208,45 @@ impl DetectStage {
         }
         Ok(())
     }
+}
+
+/// Reads the contract's outputs of one run and decodes them into `out`.
+fn decode_outputs(
+    outputs: &ort::session::SessionOutputs<'_>,
+    contract: &OutputContract,
+    filter: &Filter,
+    best: &mut Vec<(f32, u32)>,
+    out: &mut Vec<Candidate>,
+) -> Result<(), String> {
+    let mut views: [View<'_>; decode::MAX_OUTPUTS] = std::array::from_fn(|_| View {
+        dims: &[],
+        data: &[],
+    });
+    for (slot, name) in views.iter_mut().zip(&contract.names) {
+        let (shape, data) = outputs[name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| format!("output `{name}`: {e}"))?;
+        *slot = View { dims: shape, data };
+    }
+    let used = contract.names.len().min(views.len());
+    decode::candidates(contract, &views[..used], filter, best, out)
+}
+
+/// Decodes one run on the padding-filled input with no threshold and refuses
+/// the model (exit 2) when a score is not a probability: the outputs do not
+/// hold the layout they are read as (a transposed or foreign export), and
+/// every number written would be wrong.
+fn check_warm_up_scores(engine: &mut Engine, contract: &OutputContract) -> Result<(), ModelError> {
+    let path = engine.path().to_path_buf();
+    let all = Filter {
+        confidence: f32::NEG_INFINITY,
+        classes: None,
+    };
+    let mut found = Vec::new();
+    let outputs = engine.run()?;
+    decode_outputs(&outputs, contract, &all, &mut Vec::new(), &mut found)
+        .and_then(|()| decode::check_probabilities(contract, &found))
+        .map_err(|message| ModelError::contract(&path, &contract.names.join("`, `"), message))
 }
 
 /// Class names the pipeline or the model declares: a labels file, else the

@@ -351,3 +351,73 @@ fn gfl_decodes_centre_plus_expected_distances() {
     }];
     assert!(candidates(&contract, &short, &all(0.5), &mut Vec::new(), &mut out).is_err());
 }
+
+#[test]
+fn yolo_contracts_use_the_model_names_for_the_class_count() {
+    let named = |c: usize| Hints {
+        input: (640, 640),
+        classes: Some(c),
+    };
+    let check = |dims: &[u64], hints: Hints| {
+        check_outputs(
+            Layout::Yolov8,
+            &[tensor("output0", dims)],
+            None,
+            Path::new("m.onnx"),
+            hints,
+        )
+    };
+    // Transposed export: rows are anchors.
+    let c = check(&[1, 8400, 84], named(80)).unwrap();
+    assert!(c.transposed && c.classes == 80, "{c:?}");
+    let c = check(&[1, 8400, 84], Hints::default()).unwrap();
+    assert!(c.transposed && c.classes == 80, "{c:?}");
+    // Segmentation: 32 mask coefficients after the 80 classes are not classes.
+    let c = check(&[1, 116, 8400], named(80)).unwrap();
+    assert!(!c.transposed && c.classes == 80, "{c:?}");
+    assert!(
+        c.reason.contains("32 values after the classes"),
+        "{}",
+        c.reason
+    );
+    // Pose: one class, 51 keypoint values.
+    assert_eq!(check(&[1, 56, 8400], named(1)).unwrap().classes, 1);
+    // Fewer channels than the names need: refused, naming the tensor.
+    let e = check(&[1, 84, 8400], named(90)).unwrap_err().to_string();
+    assert!(e.contains("`output0`") && e.contains("90 classes"), "{e}");
+}
+
+#[test]
+fn transposed_yolov8_rows_decode_like_channel_major_columns() {
+    // 2 anchors, 2 classes, as rows: cx, cy, w, h, s0, s1.
+    let rows = [
+        10.0, 10.0, 4.0, 4.0, 0.9, 0.2, 50.0, 50.0, 8.0, 8.0, 0.1, 0.7,
+    ];
+    let mut contract = OutputContract::plain(Layout::Yolov8, Vec::new(), 2);
+    contract.transposed = true;
+    let mut out = Vec::new();
+    let views = [View {
+        dims: &[1, 2, 6],
+        data: &rows,
+    }];
+    candidates(&contract, &views, &all(0.5), &mut Vec::new(), &mut out).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Candidate {
+                bbox: [8.0, 8.0, 12.0, 12.0],
+                score: 0.9,
+                class_id: 0
+            },
+            Candidate {
+                bbox: [46.0, 46.0, 54.0, 54.0],
+                score: 0.7,
+                class_id: 1
+            }
+        ]
+    );
+    assert!(check_probabilities(&contract, &out).is_ok());
+    out[0].score = 16.0;
+    let e = check_probabilities(&contract, &out).unwrap_err();
+    assert!(e.contains("not a probability"), "{e}");
+}
