@@ -8,6 +8,7 @@ result) p50/p99 in ms, the time inside session.run, and the detection count.
 
 Usage: baseline.py MODEL.onnx VIDEO FRAMES THREADS [--layout yolov8|nanodet|end2end]
                    [--pad N] [--conf X] [--iou X] [--classes 0,1,2] [--max N] [--jsonl PATH]
+                   [--pace FPS [--latest]]
 
 Layouts (the same contracts percept's `layout` reads; see models/README.md):
   yolov8   [1, 4+C, N]: cx, cy, w, h, C class scores; class-aware NMS (default).
@@ -21,12 +22,33 @@ not change the timing): {"seq", "pts_ns", "detections": [{"bbox", "class_id",
 "score"}], "tracks": [...]}. `tracks` repeats the detections with `id` = index
 within the frame, because `percept eval` reads only `tracks`/`objects`; those
 ids are not identities, so only the detection metrics of `percept eval` mean
-anything for this file (not ID switches or IDF1).
+anything for this file (not ID switches or IDF1). Every record also carries
+`capture_wall_ns` (when the frame was read, or its scheduled instant with
+--pace) and `emit_wall_ns` (when its result existed), wall-clock ns since the
+Unix epoch: the two fields `percept eval --streaming` needs besides `seq`.
+
+--pace FPS reads the video like a camera: a reader thread decodes and releases
+frame i at start + i / FPS (0: the file's own rate); its capture time is that
+scheduled instant, as percept's paced sources stamp theirs (a late release
+counts as latency). The detector takes frames in order (a queue, no drops),
+or with --latest always the newest one, dropping the frames that arrived while
+it was busy (the usual drop-to-latest loop). --jsonl then holds one record per
+frame read: a detected frame's record has its own detections, written when
+they were done; any other frame's record "holds the last boxes", the newest
+result finished by the frame's release, written then (at least capture + 1 ns,
+so it never serves its own frame in streaming evaluation). No tracker. The
+printed JSON then also has `processed`, `run_rate`, the capture-to-result
+latency p50/p99 of the detected frames, `detect_p50_ms` (preprocess to decoded
+boxes) and how late the reader released frames against the schedule
+(`release_lag_p50_ms`, `_p99_ms`, `_max_ms`).
 """
 
 import argparse
+import bisect
+import collections
 import json
 import math
+import threading
 import time
 
 import cv2
@@ -149,7 +171,13 @@ def parse_args():
     p.add_argument("--classes", default=None, help="comma-separated class ids to keep, e.g. 0,1,2,3,5,7")
     p.add_argument("--max", type=int, default=100, help="at most this many detections per frame")
     p.add_argument("--jsonl", default=None, help="write one JSON object per frame here")
+    p.add_argument("--pace", type=float, default=None,
+                   help="read the video like a camera at FPS frames per second (0: the file's rate)")
+    p.add_argument("--latest", action="store_true",
+                   help="with --pace: detect only the newest frame, dropping the ones that came meanwhile")
     a = p.parse_args()
+    if a.latest and a.pace is None:
+        p.error("--latest needs --pace")
     if a.iou is None:
         a.iou = 0.5 if a.layout == "nanodet" else 0.45
     if a.classes is not None:
@@ -172,44 +200,135 @@ def main():
     else:
         outputs = [sess.get_outputs()[0].name]
     decode = DECODERS[a.layout]
-    cap = cv2.VideoCapture(a.video)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    latencies, infer, n, detections, per_frame = [], 0.0, 0, 0, []
-    start = time.perf_counter()
-    while n < a.frames:
-        t0 = time.perf_counter()
-        ok, bgr = cap.read()
-        if not ok:
-            break
+    infer = [0.0]
+
+    def detect(bgr):
         img, r, left, top = letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, a.pad)
         blob = np.ascontiguousarray(img.transpose(2, 0, 1)[None], np.float32) / 255.0
         t1 = time.perf_counter()
         outs = sess.run(outputs, {name: blob})
-        infer += time.perf_counter() - t1
+        infer[0] += time.perf_counter() - t1
         boxes, scores, cls, needs_nms = decode(outs, a)
         if needs_nms:
             kept = class_nms(boxes, scores, cls, a.iou, a.max)
         else:
             kept = np.arange(min(len(scores), a.max))
-        boxes = (boxes[kept] - [left, top, left, top]) / r
-        detections += len(kept)
+        return (boxes[kept] - [left, top, left, top]) / r, scores[kept], cls[kept]
+
+    cap = cv2.VideoCapture(a.video)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    if a.pace is not None:
+        paced(a, cap, a.pace or fps, detect, infer)
+        return
+    latencies, n, detections, per_frame = [], 0, 0, []
+    start = time.perf_counter()
+    while n < a.frames:
+        t0 = time.perf_counter()
+        captured = time.time_ns()
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        boxes, scores, cls = detect(bgr)
+        detections += len(cls)
         latencies.append((time.perf_counter() - t0) * 1e3)
         if a.jsonl:
-            per_frame.append((boxes, scores[kept], cls[kept]))
+            per_frame.append((boxes, scores, cls, captured, time.time_ns()))
         n += 1
     secs = time.perf_counter() - start
     if a.jsonl:
         with open(a.jsonl, "w") as f:
-            for i, (boxes, scores, cls) in enumerate(per_frame):
-                dets = [{"bbox": [round(float(v), 2) for v in b], "class_id": int(c), "score": round(float(s), 4)}
-                        for b, s, c in zip(boxes, scores, cls)]
-                tracks = [{"id": k, "bbox": d["bbox"], "class_id": d["class_id"], "score": d["score"]}
-                          for k, d in enumerate(dets)]
-                f.write(json.dumps({"seq": i, "pts_ns": round(i * 1e9 / fps), "detections": dets,
-                                    "tracks": tracks}) + "\n")
+            for i, (boxes, scores, cls, captured, emitted) in enumerate(per_frame):
+                f.write(record(i, round(i * 1e9 / fps), captured, emitted, boxes, scores, cls))
     lat = np.array(latencies)
     print(json.dumps({"frames": n, "seconds": secs, "fps": n / secs, "latency_p50_ms": float(np.percentile(lat, 50)),
-                      "latency_p99_ms": float(np.percentile(lat, 99)), "inference_s": infer, "detections": detections}))
+                      "latency_p99_ms": float(np.percentile(lat, 99)), "inference_s": infer[0], "detections": detections}))
+
+
+def record(seq, pts_ns, captured, emitted, boxes, scores, cls):
+    """One JSON Lines record; `tracks` repeats the detections with per-frame index ids."""
+    dets = [{"bbox": [round(float(v), 2) for v in b], "class_id": int(c), "score": round(float(s), 4)}
+            for b, s, c in zip(boxes, scores, cls)]
+    tracks = [{"id": k, "bbox": d["bbox"], "class_id": d["class_id"], "score": d["score"]}
+              for k, d in enumerate(dets)]
+    return json.dumps({"seq": seq, "pts_ns": pts_ns, "capture_wall_ns": captured, "emit_wall_ns": emitted,
+                       "detections": dets, "tracks": tracks}) + "\n"
+
+
+def paced(a, cap, fps, detect, infer):
+    """The camera-like loop: a paced reader thread, the detector in this thread."""
+    period = 1.0 / fps
+    captures = []                      # scheduled capture wall time per frame read
+    arrivals = []                      # wall time the reader released it
+    lags = []                          # release - schedule, ms
+    pending = collections.deque()      # (index, frame) waiting for the detector
+    cond = threading.Condition()
+    state = {"done": False}
+
+    def reader():
+        start = time.perf_counter() + 0.05
+        wall0 = time.time_ns() + 50_000_000
+        i = 0
+        while i < a.frames:
+            ok, bgr = cap.read()       # decoded ahead of its instant, like a camera's sensor readout
+            if not ok:
+                break
+            wait = start + i * period - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            with cond:
+                arrivals.append(time.time_ns())
+                captures.append(wall0 + round(i * period * 1e9))
+                lags.append((time.perf_counter() - start - i * period) * 1e3)
+                if a.latest:
+                    pending.clear()    # drop to latest
+                pending.append((i, bgr))
+                cond.notify()
+            i += 1
+        with cond:
+            state["done"] = True
+            cond.notify()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    results = {}                       # index -> (boxes, scores, classes, emit_wall_ns)
+    work = []
+    thread.start()
+    while True:
+        with cond:
+            while not pending and not state["done"]:
+                cond.wait()
+            if not pending:
+                break
+            i, bgr = pending.popleft()
+        t0 = time.perf_counter()
+        boxes, scores, cls = detect(bgr)
+        work.append((time.perf_counter() - t0) * 1e3)
+        results[i] = (boxes, scores, cls, time.time_ns())
+    thread.join()
+    n = len(captures)
+    done = sorted((r[3], i) for i, r in results.items())    # results by the time they existed
+    emits = [e for e, _ in done]
+    empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+    if a.jsonl:
+        with open(a.jsonl, "w") as f:
+            for j in range(n):
+                pts = round(j * 1e9 / fps)
+                if j in results:
+                    boxes, scores, cls, emitted = results[j]
+                    f.write(record(j, pts, captures[j], emitted, boxes, scores, cls))
+                    continue
+                written = max(arrivals[j], captures[j] + 1)
+                k = bisect.bisect_right(emits, written)                  # results finished by then
+                boxes, scores, cls = results[done[k - 1][1]][:3] if k else empty
+                f.write(record(j, pts, captures[j], written, boxes, scores, cls))
+    lat = np.array([(results[i][3] - captures[i]) / 1e6 for i in results] or [0.0])
+    lags = np.array(lags or [0.0])
+    print(json.dumps({
+        "frames": n, "processed": len(results), "run_rate": len(results) / max(n, 1),
+        "pace_fps": fps, "latest": a.latest,
+        "latency_p50_ms": float(np.percentile(lat, 50)), "latency_p99_ms": float(np.percentile(lat, 99)),
+        "detect_p50_ms": float(np.percentile(work or [0.0], 50)), "inference_s": infer[0],
+        "release_lag_p50_ms": float(np.percentile(lags, 50)),
+        "release_lag_p99_ms": float(np.percentile(lags, 99)), "release_lag_max_ms": float(lags.max())}))
 
 
 if __name__ == "__main__":
