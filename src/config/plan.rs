@@ -19,7 +19,8 @@ use super::file::{
 };
 pub use super::resolve::default_media_dir;
 use super::resolve::{
-    Resolver, SourceContext, StageContext, expand, other_kinds_field, output_path,
+    Resolver, SourceContext, StageContext, all_fields_in_unknown, expand, other_kinds_field,
+    output_path,
 };
 use super::types::*;
 use super::{ConfigError, line_col};
@@ -411,7 +412,8 @@ impl Resolver<'_> {
                 .iter()
                 .map(|k| (k.name, (k.fields)()))
                 .collect();
-            other_kinds_field(self, e, field, kind.name, &others)
+            let e = other_kinds_field(self, e, field, kind.name, &others);
+            all_fields_in_unknown(e, &SOURCE_COMMON_FIELDS, (kind.fields)())
         })?;
         let input = match input_override {
             Some(raw) => registry::source_from_cli(raw).map_err(|message| ConfigError::Plan {
@@ -564,7 +566,8 @@ impl Resolver<'_> {
                 .iter()
                 .map(|k| (k.name, (k.fields)()))
                 .collect();
-            other_kinds_field(self, e, field, kind.name, &others)
+            let e = other_kinds_field(self, e, field, kind.name, &others);
+            all_fields_in_unknown(e, &STAGE_COMMON_FIELDS, (kind.fields)())
         })?;
         let admission = spec
             .admission
@@ -765,6 +768,18 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("`source[0].location`: not used by kind = \"test\" (only by \"file\", \"uri\", \"v4l2\")"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_lists_the_common_and_the_kind_fields() {
+        let err = plan(&format!("{TEST_SOURCE}max_frame = 3\n")).unwrap_err();
+        assert_eq!(err.line(), Some(5), "{err}");
+        assert!(
+            err.to_string().contains(
+                "`source.max_frame`: unknown field `max_frame`, expected one of `id`, `kind`, `max_frames`, `width`, `height`, `delivery`, `format`, `pattern`, `framerate`, `live`"
+            ),
             "{err}"
         );
     }

@@ -388,6 +388,44 @@ pub fn other_kinds_field(
     }
 }
 
+/// Lists every field a table accepts (its common ones and its kind's) in an
+/// "unknown field" error: serde only knows the kind's part of the table.
+pub fn all_fields_in_unknown(err: ConfigError, common: &[&str], own: &[&str]) -> ConfigError {
+    let ConfigError::Parse {
+        path,
+        line,
+        column,
+        field,
+        message,
+    } = err
+    else {
+        return err;
+    };
+    let name = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
+        .map(str::to_string);
+    let message = match name {
+        Some(name) => format!(
+            "unknown field `{name}`, expected one of {}",
+            common
+                .iter()
+                .chain(own)
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => message,
+    };
+    ConfigError::Parse {
+        path,
+        line,
+        column,
+        field,
+        message,
+    }
+}
+
 /// A kind without settings of its own: rejects any field.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
