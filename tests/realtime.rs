@@ -141,8 +141,11 @@ fn skipped_detections_are_predicted_by_the_tracker_and_intervals_are_counted() {
     }
     let m = eval_json(&repo().join("tests/media/squares.gt.jsonl"), &out, &[]);
     assert_eq!(m["idsw"], 0, "{m}");
+    // The first two intervals hold each box (no velocity from one frame
+    // difference: `VELOCITY_MIN_HITS`), so a square moving 10 px a frame is
+    // missed on a few of frames 1, 2, 4, 5; after that predictions follow.
     assert!(
-        m["mota"].as_f64().unwrap() > 0.95,
+        m["mota"].as_f64().unwrap() > 0.9,
         "predicted boxes follow the squares: {m}"
     );
 }

@@ -121,10 +121,14 @@ fn check_golden_tracks(out: &std::path::Path) {
     }
     let expected = percept::eval::read_tracks(&golden, true, None)
         .unwrap_or_else(|e| panic!("{e} (PERCEPT_BLESS=1 writes it)"));
-    let m = percept::eval::evaluate(&expected, &run, 0.5);
-    // Box agreement and id stability against the blessed run.
+    // The pipeline is deterministic (the same model, threads and decoder give
+    // the same boxes), so the blessed run is matched box for box: at IoU 0.9
+    // (the file rounds to 0.1 px), no identity change, and at most 0.5 % of
+    // boxes off (about 20 of 4095: float differences of another CPU's ONNX
+    // Runtime kernels flipping a borderline score).
+    let m = percept::eval::evaluate(&expected, &run, 0.9);
     assert!(
-        m.mota >= 0.9 && m.idf1 >= 0.9,
+        m.idsw == 0 && m.mota >= 0.995 && m.idf1 >= 0.995,
         "tracks drifted from {}: {m:?}",
         golden.display()
     );
