@@ -53,6 +53,17 @@ const CASES: &[(&str, Option<usize>, &str)] = &[
         Some(9),
         "`sink[0].path`: depth_png writes one file per frame: give a folder",
     ),
+    // Issue 17: `schedule`.
+    (
+        "schedule_not_async.toml",
+        Some(10),
+        "`stage[0].schedule`: only a detect stage can run beside the stream",
+    ),
+    (
+        "schedule_unknown.toml",
+        Some(10),
+        "`stage[0].schedule`: one of \"inline\", \"async\", \"auto\"",
+    ),
     (
         "bad_pattern.toml",
         None,

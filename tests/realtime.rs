@@ -185,22 +185,23 @@ fn overload(mode: &str) -> (Value, Value, Vec<Value>, u64) {
 }
 
 #[test]
-fn at_2x_overload_asynchronous_detection_beats_a_fixed_interval_in_streaming_scores() {
-    // The detector takes about two frame periods. A fixed interval of 2
-    // (DeepStream's way) keeps it busy and every frame waits behind it;
-    // asynchronous detection lets frames pass with predicted tracks and feeds
-    // each result to the tracker when it is ready.
-    let (stream_interval, _, records_interval, dropped_interval) = overload("interval");
-    let (stream_async, offline_async, records_async, dropped_async) = overload("async");
-    // Asynchronous: every frame comes out. The fixed interval may fall behind
-    // and drop from its full queues on a busy machine; every frame is then
-    // either out or counted.
+fn at_2x_overload_every_frame_comes_out_and_asynchronous_results_ride_on_later_frames() {
+    // The detector takes about two frame periods. Which frames it runs on
+    // depends on the machine's timing, so this test checks only what holds on
+    // any machine; the streaming-score comparison of asynchronous detection
+    // against a fixed interval is a wall-clock measurement and lives in
+    // benches/bench-overload.sh (the exact scheduling decisions are unit tests
+    // on a virtual clock in src/runtime/worker.rs).
+    let (_, _, records_interval, dropped_interval) = overload("interval");
+    let (_, _, records_async, dropped_async) = overload("async");
     assert_eq!(
         (records_async.len(), dropped_async),
         (40, 0),
         "every frame comes out"
     );
     assert_contiguous(&records_async);
+    // The fixed interval may fall behind and drop from its full queues on a
+    // busy machine; every frame is then either out or counted.
     assert_eq!(records_interval.len() as u64 + dropped_interval, 40);
     let seqs: Vec<u64> = records_interval
         .iter()
@@ -216,17 +217,20 @@ fn at_2x_overload_asynchronous_detection_beats_a_fixed_interval_in_streaming_sco
         .filter(|r| r["skipped"][0]["reason"] == "busy")
         .count();
     assert_eq!(ran + busy, 40);
-    assert!((8..=20).contains(&ran), "detection ran on {ran} frames");
-    assert_eq!(offline_async["idsw"], 0, "{offline_async}");
-    let (a, i) = (
-        stream_async["mota"].as_f64().unwrap(),
-        stream_interval["mota"].as_f64().unwrap(),
-    );
-    eprintln!("streaming MOTA: async {a:.3}, interval {i:.3}");
-    assert!(
-        a > i + 0.3,
-        "async {stream_async} vs interval {stream_interval}"
-    );
+    assert!(ran >= 2, "detection ran on {ran} frames");
+    // Late results reach the tracker: measured (not predicted) tracks on
+    // frames whose own detection was handed off or skipped; never on frame 0,
+    // whose result can only ride on a later frame.
+    let measured: Vec<u64> = records_async
+        .iter()
+        .filter(|r| {
+            r["tracks"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["predicted"] == false))
+        })
+        .map(|r| u64_field(r, "seq"))
+        .collect();
+    assert!(!measured.is_empty() && measured[0] > 0, "{measured:?}");
 }
 
 /// The classification of every record of the cascade example with `edit` applied.

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use percept::config::{EdgePlan, Interval, Plan, StereoInput};
+use percept::config::{EdgePlan, Interval, Plan, Schedule, StereoInput};
 use percept::registry;
 use percept::runtime;
 use percept::stage::StageInfo as DetectorInfo;
@@ -96,9 +96,15 @@ fn describe(plan: &Plan, launches: &[String], detectors: &[Option<DetectorInfo>]
             Interval::Every(n) => schedule.push(format!("every {n} frames")),
             Interval::Auto => schedule.push("interval auto".into()),
         }
-        if st.asynchronous {
-            schedule.push("asynchronous".into());
-        } else if st.admission {
+        match st.schedule {
+            Schedule::Async => schedule.push("asynchronous".into()),
+            Schedule::Auto => schedule.push(
+                "schedule auto (in line while its p95 fits the frame period, else asynchronous)"
+                    .into(),
+            ),
+            Schedule::Inline => {}
+        }
+        if st.admission && st.schedule != Schedule::Async {
             schedule.push("admission control for frames with deadlines".into());
         }
         if let Some(s) = st.simulate {

@@ -102,12 +102,16 @@ pub struct StageSpec {
     /// frames pass while a detection runs on an earlier one, whose result reaches the tracker late.
     #[serde(rename = "async")]
     pub asynchronous: Option<Spanned<bool>>,
+    /// `"inline"` (default), `"async"` (the same as `async = true`) or
+    /// `"auto"`: in line while the stage's recent p95 latency fits the frame
+    /// period, beside the stream when it does not.
+    pub schedule: Option<Spanned<String>>,
     /// Load tests: spend this many more milliseconds on every frame the stage works on.
     pub simulate_ms: Option<Spanned<f64>>,
 }
 
 /// The keys of [`StageSpec`]: every other key of a stage table is its kind's.
-pub const STAGE_COMMON_FIELDS: [&str; 8] = [
+pub const STAGE_COMMON_FIELDS: [&str; 9] = [
     "id",
     "kind",
     "streams",
@@ -115,6 +119,7 @@ pub const STAGE_COMMON_FIELDS: [&str; 8] = [
     "admission",
     "interval",
     "async",
+    "schedule",
     "simulate_ms",
 ];
 

@@ -15,7 +15,7 @@ pub use crate::sink::{OutputPath, SinkKind};
 pub use file::{Delivery, EdgePolicy};
 pub use plan::Overrides;
 pub use types::{
-    EdgePlan, Interval, Plan, SinkPlan, SourcePlan, StagePlan, StereoInput, StereoPlan,
+    EdgePlan, Interval, Plan, Schedule, SinkPlan, SourcePlan, StagePlan, StereoInput, StereoPlan,
 };
 
 /// A pipeline file that cannot be used.

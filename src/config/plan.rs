@@ -600,22 +600,54 @@ impl Resolver<'_> {
                 ));
             }
         };
-        let asynchronous = match &spec.asynchronous {
+        let can_async = || {
+            registry::STAGES
+                .iter()
+                .filter(|k| k.asynchronous)
+                .map(|k| k.name)
+                .collect::<Vec<_>>()
+                .join(" or ")
+        };
+        let mut schedule = match &spec.asynchronous {
             Some(a) if *a.get_ref() && !kind.asynchronous => {
-                let can: Vec<&str> = registry::STAGES
-                    .iter()
-                    .filter(|k| k.asynchronous)
-                    .map(|k| k.name)
-                    .collect();
                 return Err(self.invalid(
                     a.span(),
                     format!("{field}.async"),
-                    format!("only a {} stage can run asynchronously", can.join(" or ")),
+                    format!("only a {} stage can run asynchronously", can_async()),
                 ));
             }
-            Some(a) => *a.get_ref(),
-            None => false,
+            Some(a) if *a.get_ref() => Schedule::Async,
+            _ => Schedule::Inline,
         };
+        if let Some(sch) = &spec.schedule {
+            let named = match sch.get_ref().as_str() {
+                "inline" => Schedule::Inline,
+                "async" => Schedule::Async,
+                "auto" => Schedule::Auto,
+                _ => {
+                    return Err(self.invalid(
+                        sch.span(),
+                        format!("{field}.schedule"),
+                        "one of \"inline\", \"async\", \"auto\"",
+                    ));
+                }
+            };
+            if named != Schedule::Inline && !kind.asynchronous {
+                return Err(self.invalid(
+                    sch.span(),
+                    format!("{field}.schedule"),
+                    format!("only a {} stage can run beside the stream", can_async()),
+                ));
+            }
+            if spec.asynchronous.is_some() && named != schedule {
+                return Err(self.invalid(
+                    sch.span(),
+                    format!("{field}.schedule"),
+                    "contradicts `async` (async = true is schedule = \"async\"): give one",
+                ));
+            }
+            schedule = named;
+        }
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
             kind: kind.name,
@@ -625,7 +657,7 @@ impl Resolver<'_> {
             admission,
             interval,
             simulate,
-            asynchronous,
+            schedule,
         })
     }
 

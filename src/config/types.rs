@@ -111,8 +111,21 @@ pub struct StagePlan {
     pub interval: Interval,
     /// Extra time spent on each frame worked on (load tests).
     pub simulate: Option<Duration>,
-    /// Runs beside the stream (`detect` only): see [`crate::runtime`].
-    pub asynchronous: bool,
+    /// In line, beside the stream, or chosen from the measured cost.
+    pub schedule: Schedule,
+}
+
+/// Where a stage works on its frames (`schedule`; `async = true` is `"async"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// On the stage's thread, each frame waiting for its result.
+    Inline,
+    /// On a helper thread beside the stream, one frame at a time; results
+    /// reach a later frame (`detect` only).
+    Async,
+    /// In line while the recent p95 fits the frame period, else beside the
+    /// stream (`detect` only; the rule is in `runtime::worker::Scheduler::decide`).
+    Auto,
 }
 
 /// How often a stage works on a stream's frames.
