@@ -13,6 +13,8 @@
 #   interval 2 / 3  in line, unpaced (per-frame scores only)
 #   async t1 / t2   paced (realtime, lossless delivery), async = true, 1 / 2 threads
 #   auto            paced, interval = "auto" + admission control, budget 2 periods
+#   schedule auto   paced, schedule = "auto" (in line while detection fits the
+#                   frame period, else beside the stream) + admission control
 #   python t1 / t2  benches/baseline.py --pace FPS --latest (drop to latest, hold
 #                   the last boxes, no tracker: boxes from the tracker's
 #                   high_score up), scored against its own offline run
@@ -280,8 +282,9 @@ for fps in "${fpss[@]}"; do
   run async1 "$video" 1 "$period" async=true threads=1
   run async2 "$video" 1 "$period" async=true threads=2
   run auto "$video" 1 "$period" 'interval="auto"' admission=true
+  run sched "$video" 1 "$period" 'schedule="auto"' admission=true
   for r in interval2 interval3; do score $r "$ref" 0; done
-  for r in async1 async2 auto; do score $r "$ref" 1; done
+  for r in async1 async2 auto sched; do score $r "$ref" 1; done
   # The Python loop: its own offline run is its reference.
   "$py" benches/baseline.py "${base_args[0]}" "$video" "$frames" 2 "${base_args[@]:1}" \
     --jsonl "$tmp/py-ref.jsonl" >"$tmp/py-ref.json"
@@ -310,6 +313,7 @@ for fps in "${fpss[@]}"; do
     helper row "paced, async, 1 thread" "$tmp/async1.json" percept "$tmp/async1.eval.json" "$tmp/async1.stream.json"
     helper row "paced, async, 2 threads" "$tmp/async2.json" percept "$tmp/async2.eval.json" "$tmp/async2.stream.json"
     helper row "paced, interval = \"auto\" + admission" "$tmp/auto.json" percept "$tmp/auto.eval.json" "$tmp/auto.stream.json"
+    helper row "paced, schedule = \"auto\" + admission" "$tmp/sched.json" percept "$tmp/sched.eval.json" "$tmp/sched.stream.json"
     helper row "Python, drop to latest, 1 thread" "$tmp/py1.json" python "$tmp/py1.eval.json" "$tmp/py1.stream.json"
     helper row "Python, drop to latest, 2 threads" "$tmp/py2.json" python "$tmp/py2.eval.json" "$tmp/py2.stream.json"
     echo
@@ -321,7 +325,7 @@ for fps in "${fpss[@]}"; do
     echo "clock + PTS), so its spacing is exact by construction; lateness shows as output latency."
     echo "The Python loop stamps the schedule too and reports its reader's release lag."
     echo
-    for r in async1 async2 auto; do echo "- $(helper pacing "$r" "$tmp/$r.jsonl" "$period")"; done
+    for r in async1 async2 auto sched; do echo "- $(helper pacing "$r" "$tmp/$r.jsonl" "$period")"; done
     for t in 1 2; do
       python3 -c "import json; s = json.load(open('$tmp/py$t.json')); print(f\"- py$t: {s['frames']} frames; the reader released them late against the schedule by p50 {s['release_lag_p50_ms']:.1f} / p99 {s['release_lag_p99_ms']:.1f} / max {s['release_lag_max_ms']:.1f} ms\")"
     done

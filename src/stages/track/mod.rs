@@ -12,7 +12,10 @@
 //! count up from 1 per run and are never reused.
 
 pub mod assign;
+pub mod flow;
 pub mod kalman;
+#[cfg(test)]
+mod noisy;
 mod settings;
 
 pub use settings::KIND;
@@ -33,6 +36,14 @@ use kalman::Kalman;
 /// `benches/track_replay.rs` on vtest: costs 0.003 to 0.03 of MOTA on
 /// walking people, and keeps single-difference jitter out of slow objects.
 pub const VELOCITY_MIN_HITS: u32 = 3;
+
+/// A confirmed track becomes lost after this many detection rounds in a row
+/// without a match; until then it stays confirmed, its box predicted (as
+/// DeepSORT reports tracks up to one missed update, Wojke et al. 2017). One
+/// missed round costs a whole detection period when detection runs on one
+/// frame in N: counting rounds, not frames, keeps sparse and late detection
+/// comparable with detection on every frame.
+pub const LOST_AFTER_MISSES: u32 = 2;
 
 /// 95% quantile of the chi-square distribution with 4 degrees of freedom.
 const CHI2_4DOF_95: f32 = 9.4877;
@@ -64,6 +75,19 @@ pub struct TrackSettings {
     /// `appearance_gate`) by a detection whose centre lies within this many box
     /// sizes of the track's last measured box; 0 turns this off.
     pub reacquire_sizes: f32,
+    /// How boxes move between detections.
+    pub motion: Motion,
+}
+
+/// How a track's box moves between its detections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Motion {
+    /// Constant-velocity prediction of the Kalman filter.
+    Velocity,
+    /// Pixel motion: sparse optical flow inside each box, frame to frame
+    /// ([`flow`]), the velocity where flow has nothing. Costs a gray
+    /// conversion and two Lucas-Kanade passes per frame.
+    Flow,
 }
 
 impl Default for TrackSettings {
@@ -80,6 +104,7 @@ impl Default for TrackSettings {
             appearance_gate: 0.25,
             embedding_ema: 0.9,
             reacquire_sizes: 3.0,
+            motion: Motion::Velocity,
         }
     }
 }
@@ -95,6 +120,8 @@ struct Track {
     score: f32,
     state: TrackState,
     first_s: f64,
+    /// Detection rounds in a row that did not match it.
+    misses: u32,
     /// Time of the last measurement folded in (its frame's time, not its arrival).
     last_update_s: f64,
     hits: u32,
@@ -103,6 +130,58 @@ struct Track {
     /// L2-normalised moving average of matched embeddings (empty without re-ID).
     embedding: Vec<f32>,
     matched: bool,
+    /// With pixel motion: the box's total shift since the track started, px
+    /// (measured by optical flow, or by the velocity where flow had nothing).
+    flow_cum: [f32; 2],
+    /// `flow_cum` at `last_update_s`.
+    anchor_cum: [f32; 2],
+    /// The time `flow_cum` was last advanced to.
+    flow_s: f64,
+    /// `flow_cum` at recent frame times, to meet a late detection.
+    history: FlowHistory,
+    /// The box reported on the last frame.
+    reported: [f32; 4],
+    /// Started from a late detection on this update: its pixel motion up to
+    /// now is still to be followed ([`Tracker::late_births`]).
+    born_late: bool,
+}
+
+/// Frames of `flow_cum` kept per track: 1.28 s at 50 fps, more than any
+/// detection lag an asynchronous stage produces at that rate.
+const HISTORY: usize = 64;
+
+/// A ring of (frame time, cumulative shift).
+#[derive(Clone)]
+struct FlowHistory {
+    entries: [(f64, [f32; 2]); HISTORY],
+    len: usize,
+    next: usize,
+}
+
+impl FlowHistory {
+    fn new() -> FlowHistory {
+        FlowHistory {
+            entries: [(f64::NEG_INFINITY, [0.0; 2]); HISTORY],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, t_s: f64, cum: [f32; 2]) {
+        self.entries[self.next] = (t_s, cum);
+        self.next = (self.next + 1) % HISTORY;
+        self.len = (self.len + 1).min(HISTORY);
+    }
+
+    /// The shift at time `t_s`: the latest entry at or before it (to a
+    /// microsecond); `None` when `t_s` is older than every entry kept.
+    fn at(&self, t_s: f64) -> Option<[f32; 2]> {
+        self.entries[..self.len]
+            .iter()
+            .filter(|(t, _)| *t <= t_s + 1e-6)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, c)| *c)
+    }
 }
 
 /// The tracker of one stream.
@@ -122,6 +201,10 @@ pub struct Tracker {
     /// The track was measured after the detections' time: it can claim a late
     /// detection (which then starts no track) but is not corrected by it.
     newer: Vec<bool>,
+    /// Each track's `flow_cum` at the detections' time (pixel motion only).
+    cum_at: Vec<Option<[f32; 2]>>,
+    /// [`Tracker::advance_flow`] has been called: boxes move by pixel motion.
+    uses_flow: bool,
 }
 
 /// Cosine distance of two L2-normalised vectors.
@@ -151,6 +234,72 @@ impl Tracker {
             used: Vec::new(),
             predicted: Vec::new(),
             newer: Vec::new(),
+            cum_at: Vec::new(),
+            uses_flow: false,
+        }
+    }
+
+    /// The boxes reported on the last frame, in track order (what
+    /// [`flow::BoxFlow::step`] measures the motion of).
+    pub fn reported_boxes(&self, out: &mut Vec<[f32; 4]>) {
+        out.clear();
+        out.extend(self.tracks.iter().map(|t| t.reported));
+    }
+
+    /// Tracks started on the last update from a late detection: (track
+    /// index, the detection's time, its box). With pixel motion, follow each
+    /// through the frames since ([`flow::BoxFlow::follow`]) and hand the path
+    /// to [`Tracker::caught_up`].
+    pub fn late_births(&self) -> impl Iterator<Item = (usize, f64, [f32; 4])> + '_ {
+        self.tracks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.born_late)
+            .map(|(i, t)| (i, t.first_s, t.kf.bbox()))
+    }
+
+    /// Moves track `index` (from [`Tracker::late_births`]) along `path`
+    /// ((frame time, total shift since its detection), in time order) and
+    /// rewrites its entry in `out`, the tracks just reported.
+    pub fn caught_up(&mut self, index: usize, path: &[(f64, [f32; 2])], out: &mut [TrackOut]) {
+        let Some(t) = self.tracks.get_mut(index) else {
+            return;
+        };
+        t.born_late = false;
+        for &(time, cum) in path {
+            t.history.push(time, cum);
+            t.flow_cum = cum;
+            t.flow_s = time;
+        }
+        let b = t.kf.bbox();
+        let d = [t.flow_cum[0] - t.anchor_cum[0], t.flow_cum[1] - t.anchor_cum[1]];
+        t.reported = [b[0] + d[0], b[1] + d[1], b[2] + d[0], b[3] + d[1]];
+        if let Some(o) = out.iter_mut().find(|o| o.id == t.id) {
+            o.bbox = t.reported;
+        }
+    }
+
+    /// Moves every track by its measured pixel motion from the last frame to
+    /// the frame at `t_s` (`shifts` in [`Tracker::reported_boxes`] order,
+    /// px; `None`: by the velocity instead). Call before [`Tracker::update`]
+    /// on every frame; from then on reported boxes follow the pixels between
+    /// detections, and a late detection meets each track where the pixels
+    /// say it was at the detection's time.
+    pub fn advance_flow(&mut self, t_s: f64, shifts: &[Option<[f32; 2]>]) {
+        self.uses_flow = true;
+        for (i, t) in self.tracks.iter_mut().enumerate() {
+            let dt = (t_s - t.flow_s).max(0.0) as f32;
+            let shift = shifts.get(i).copied().flatten().unwrap_or_else(|| {
+                if t.hits >= VELOCITY_MIN_HITS {
+                    let v = t.kf.velocity();
+                    [v[0] * dt, v[1] * dt]
+                } else {
+                    [0.0; 2]
+                }
+            });
+            t.flow_cum = [t.flow_cum[0] + shift[0], t.flow_cum[1] + shift[1]];
+            t.flow_s = t_s;
+            t.history.push(t_s, t.flow_cum);
         }
     }
 
@@ -208,6 +357,7 @@ impl Tracker {
         if let Some(dets) = detections {
             self.predicted.clear();
             self.newer.clear();
+            self.cum_at.clear();
             for t in &self.tracks {
                 let mut kf = t.kf.clone();
                 let dt = (at_s - t.last_update_s) as f32;
@@ -216,13 +366,33 @@ impl Tracker {
                 } else {
                     kf.shift(dt);
                 }
+                let cum = if self.uses_flow {
+                    t.history.at(at_s)
+                } else {
+                    None
+                };
+                if let Some(c) = cum {
+                    // Where the pixels moved the box since its last measurement,
+                    // and the velocity that motion implies.
+                    let d = [c[0] - t.anchor_cum[0], c[1] - t.anchor_cum[1]];
+                    kf.x[0] = t.kf.x[0] + d[0];
+                    kf.x[1] = t.kf.x[1] + d[1];
+                    if dt > 1e-3 {
+                        kf.x[4] = d[0] / dt;
+                        kf.x[5] = d[1] / dt;
+                    }
+                }
                 self.predicted.push(kf);
-                self.newer.push(dt < 0.0);
+                // Measured after the detections, or (with pixel motion) no
+                // record of where it was then: claims, does not correct.
+                self.newer.push(dt < 0.0 || (self.uses_flow && cum.is_none()));
+                self.cum_at.push(cum);
             }
             self.associate(t_s, at_s, dets, embeddings, first_frame);
         }
         out.clear();
-        for t in &self.tracks {
+        let uses_flow = self.uses_flow;
+        for t in &mut self.tracks {
             let dt = (t_s - t.last_update_s).max(0.0) as f32;
             // No velocity from a single frame difference: until a track has
             // been measured VELOCITY_MIN_HITS times, its last box is held.
@@ -232,9 +402,20 @@ impl Tracker {
             } else {
                 t.kf.velocity()
             };
+            let bbox = if uses_flow {
+                let b = t.kf.bbox();
+                let d = [
+                    t.flow_cum[0] - t.anchor_cum[0],
+                    t.flow_cum[1] - t.anchor_cum[1],
+                ];
+                [b[0] + d[0], b[1] + d[1], b[2] + d[0], b[3] + d[1]]
+            } else {
+                t.kf.predicted_bbox(dt)
+            };
+            t.reported = bbox;
             out.push(TrackOut {
                 id: t.id,
-                bbox: t.kf.predicted_bbox(dt),
+                bbox,
                 class_id: t.class_id,
                 class: t.class.clone(),
                 score: t.score,
@@ -383,15 +564,20 @@ impl Tracker {
         self.round(dets, embeddings, s.match_iou, true);
         self.apply(at_s, dets, embeddings);
 
-        // Unmatched: tentative tracks end, confirmed ones are lost, long-lost ones end.
+        // Unmatched: tentative tracks end; confirmed ones are lost after
+        // LOST_AFTER_MISSES detection rounds in a row; long-lost ones end.
         self.tracks.retain_mut(|t| {
             if t.matched {
+                t.misses = 0;
                 return true;
             }
+            t.misses += 1;
             match t.state {
                 TrackState::Tentative => false,
                 _ => {
-                    t.state = TrackState::Lost;
+                    if t.misses >= LOST_AFTER_MISSES {
+                        t.state = TrackState::Lost;
+                    }
                     (t_s - t.last_update_s) as f32 <= s.max_lost_s
                 }
             }
@@ -420,9 +606,20 @@ impl Tracker {
                 first_s: at_s,
                 last_update_s: at_s,
                 hits: 1,
+                misses: 0,
                 last_box: d.bbox,
                 embedding,
                 matched: true,
+                flow_cum: [0.0; 2],
+                anchor_cum: [0.0; 2],
+                flow_s: at_s,
+                history: {
+                    let mut h = FlowHistory::new();
+                    h.push(at_s, [0.0; 2]);
+                    h
+                },
+                reported: d.bbox,
+                born_late: self.uses_flow && at_s < t_s - 1e-6,
             });
             self.next_id += 1;
         }
@@ -444,6 +641,9 @@ impl Tracker {
             let mut kf = self.predicted[ti].clone();
             kf.update(&d.bbox);
             t.kf = kf;
+            // Unknown only for a track re-identified by appearance: then the
+            // detection is taken as where it is now.
+            t.anchor_cum = self.cum_at[ti].unwrap_or(t.flow_cum);
             t.score = d.score;
             t.hits += 1;
             t.last_box = d.bbox;
@@ -476,8 +676,12 @@ impl Tracker {
 /// The `track` stage: one tracker per stream.
 pub struct TrackStage {
     settings: TrackSettings,
-    trackers: Vec<(Arc<str>, Tracker)>,
+    trackers: Vec<(Arc<str>, Tracker, Option<flow::BoxFlow>)>,
     results: VecPool<TrackOut>,
+    boxes: Vec<[f32; 4]>,
+    shifts: Vec<Option<[f32; 2]>>,
+    births: Vec<(usize, f64, [f32; 4])>,
+    path: Vec<(f64, [f32; 2])>,
 }
 
 impl TrackStage {
@@ -487,6 +691,10 @@ impl TrackStage {
             settings,
             trackers: Vec::new(),
             results: VecPool::default(),
+            boxes: Vec::new(),
+            shifts: Vec::new(),
+            births: Vec::new(),
+            path: Vec::new(),
         }
     }
 }
@@ -495,17 +703,24 @@ impl Stage for TrackStage {
     fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
         let meta = &frame.meta;
         let t_s = meta.time_s();
-        let index = match self.trackers.iter().position(|(s, _)| *s == meta.stream) {
+        let index = match self.trackers.iter().position(|(s, _, _)| *s == meta.stream) {
             Some(i) => i,
             None => {
+                let flow = (self.settings.motion == Motion::Flow).then(flow::BoxFlow::new);
                 self.trackers
-                    .push((meta.stream.clone(), Tracker::new(self.settings)));
+                    .push((meta.stream.clone(), Tracker::new(self.settings), flow));
                 self.trackers.len() - 1
             }
         };
         let mut tracks = self.results.take();
         let embeddings = record.embeddings.as_ref().map(|e| (&*e.values, e.dim));
-        let tracker = &mut self.trackers[index].1;
+        let (_, tracker, flow) = &mut self.trackers[index];
+        if let Some(flow) = flow {
+            tracker.reported_boxes(&mut self.boxes);
+            flow.step(frame, t_s, &self.boxes, &mut self.shifts)
+                .map_err(|e| StageError::msg(format!("optical flow: {e}")))?;
+            tracker.advance_flow(t_s, &self.shifts);
+        }
         match (&record.detections, &record.late) {
             (None, Some(late)) => {
                 tracker.update_late(t_s, late.t_s, &late.detections, tracks.as_mut_vec())
@@ -516,6 +731,17 @@ impl Stage for TrackStage {
                 embeddings,
                 tracks.as_mut_vec(),
             ),
+        }
+        if let Some(flow) = flow {
+            // Tracks started from a late detection: follow the pixels from
+            // the detection's frame to this one.
+            self.births.clear();
+            self.births.extend(tracker.late_births());
+            for &(index, from_s, bbox) in &self.births {
+                flow.follow(from_s, bbox, &mut self.path)
+                    .map_err(|e| StageError::msg(format!("optical flow: {e}")))?;
+                tracker.caught_up(index, &self.path, tracks.as_mut_vec());
+            }
         }
         record.tracks = Some(tracks);
         Ok(())
@@ -586,6 +812,9 @@ mod tests {
         let mut out = Vec::new();
         tracker.update(0.0, Some(&[det(10.0, 0.9)]), None, &mut out);
         assert_eq!(out[0].id, 1);
+        // One detection round without it: still confirmed, predicted; two: lost.
+        tracker.update(0.2, Some(&[]), None, &mut out);
+        assert_eq!((out[0].state, out[0].predicted), (TrackState::Confirmed, true));
         tracker.update(0.3, Some(&[]), None, &mut out);
         assert_eq!((out[0].state, out[0].predicted), (TrackState::Lost, true));
         tracker.update(0.9, Some(&[]), None, &mut out);

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml::de::DeTable;
 
-use super::{TrackSettings, TrackStage};
+use super::{Motion, TrackSettings, TrackStage};
 use crate::config::ConfigError;
 use crate::config::resolve::{field_names, Resolver, StageContext, StageKind};
 use crate::model::ModelError;
@@ -44,6 +44,8 @@ struct TrackerSpec {
     appearance_gate: Option<Spanned<f32>>,
     embedding_ema: Option<Spanned<f32>>,
     reacquire_sizes: Option<Spanned<f32>>,
+    /// `"velocity"` (default) or `"flow"`: how boxes move between detections.
+    motion: Option<Spanned<String>>,
 }
 
 fn resolve(
@@ -110,6 +112,19 @@ fn tracker(
             *slot = *v.get_ref();
         }
     }
+    if let Some(m) = &spec.motion {
+        t.motion = match m.get_ref().as_str() {
+            "velocity" => Motion::Velocity,
+            "flow" => Motion::Flow,
+            _ => {
+                return Err(r.invalid(
+                    m.span(),
+                    f("motion"),
+                    "\"velocity\" (constant-velocity prediction) or \"flow\" (optical flow inside each box)",
+                ));
+            }
+        };
+    }
     if let Some(l) = &spec.low_score
         && t.low_score > t.high_score
     {
@@ -128,11 +143,15 @@ impl StageSettings for TrackSettings {
 
     fn describe(&self) -> String {
         format!(
-            "high score {}, new track score {}, match IoU {}, max lost {} s{}",
+            "high score {}, new track score {}, match IoU {}, max lost {} s, motion {}{}",
             self.high_score,
             self.new_track_score,
             self.match_iou,
             self.max_lost_s,
+            match self.motion {
+                Motion::Velocity => "velocity",
+                Motion::Flow => "optical flow",
+            },
             if self.appearance_weight > 0.0 {
                 format!(", appearance weight {} (with re-ID)", self.appearance_weight)
             } else {
