@@ -39,6 +39,7 @@ pub mod schema;
 pub mod calib;
 pub mod cvmat;
 pub mod model;
+pub mod overlay;
 pub mod sink;
 pub mod source;
 pub mod stage;

@@ -302,7 +302,7 @@ fn sink_loop(
             }
         }
     }
-    sink.flush()
+    sink.finish()
 }
 
 /// Progress bar and periodic stats, on a thread of their own.
