@@ -70,6 +70,11 @@ const CASES: &[(&str, Option<usize>, &str)] = &[
         "`sink[0].path`: an MCAP file is written with a summary at its end",
     ),
     (
+        "video_bad_extension.toml",
+        Some(9),
+        "run.avi: the file name must end in .mp4 or .mkv",
+    ),
+    (
         "bad_pattern.toml",
         None,
         "could not set property \"pattern\"",

@@ -309,3 +309,172 @@ path = "{}"
     let images = messages.iter().filter(|m| m.topic == "/cam0/image").count();
     assert!(images.abs_diff(seqs.len()) <= 1);
 }
+
+/// A video decoded by GStreamer to BGR: (width, height, frame rate, frames).
+struct Decoded {
+    width: usize,
+    height: usize,
+    rate: (i32, i32),
+    frames: Vec<Vec<u8>>,
+}
+
+fn decode_bgr(path: &Path, max_frames: usize) -> Decoded {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    use gstreamer_app as gst_app;
+    use gstreamer_video as gst_video;
+    use gstreamer_video::prelude::*;
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=BGR ! appsink name=s sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("s")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = Decoded {
+        width: 0,
+        height: 0,
+        rate: (0, 0),
+        frames: Vec::new(),
+    };
+    while out.frames.len() < max_frames {
+        let Ok(sample) = sink.pull_sample() else {
+            break;
+        };
+        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+        (out.width, out.height) = (info.width() as usize, info.height() as usize);
+        out.rate = (info.fps().numer(), info.fps().denom());
+        let buffer = sample.buffer().unwrap();
+        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap();
+        let stride = frame.plane_stride()[0] as usize;
+        let data = frame.plane_data(0).unwrap();
+        let row = out.width * 3;
+        let mut packed = Vec::with_capacity(row * out.height);
+        for y in 0..out.height {
+            packed.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        out.frames.push(packed);
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
+}
+
+/// Same palette as the sinks (src/overlay.rs), by track id, as BGR.
+fn id_bgr(id: u64) -> [u8; 3] {
+    let [r, g, b] = percept::overlay::id_colour(id);
+    [b, g, r]
+}
+
+#[test]
+fn video_frames_match_the_records_and_the_source() {
+    for (file, extra) in [("run.mp4", ""), ("run.mkv", "encoder = \"openh264\"\n")] {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join(file);
+        let frames = 30;
+        let (p, jsonl) = main_job(
+            dir.path(),
+            frames,
+            &format!(
+                "[[sink]]\nkind = \"video\"\npath = \"{}\"\n{extra}",
+                video.display()
+            ),
+        );
+        run(&["run", p.to_str().unwrap()]).assert_code(0);
+        let records = read_records(&jsonl);
+        let out = decode_bgr(&video, 1000);
+        let source = decode_bgr(&media("vtest.avi"), frames as usize);
+        // One video frame per record, at the source's size and rate.
+        assert_eq!(out.frames.len(), records.len(), "{file}");
+        assert_eq!(
+            (out.width, out.height),
+            (source.width, source.height),
+            "{file}"
+        );
+        assert_eq!((out.width, out.height), (768, 576));
+        assert_eq!(out.rate, source.rate, "{file}");
+
+        let (w, h) = (out.width, out.height);
+        let px = |f: &[u8], x: usize, y: usize| -> [u8; 3] {
+            let i = (y * w + x) * 3;
+            [f[i], f[i + 1], f[i + 2]]
+        };
+        let dist = |a: [u8; 3], b: [u8; 3]| (0..3).map(|c| a[c].abs_diff(b[c])).max().unwrap();
+        let mut edges_checked = 0;
+        let mut far_blocks = 0;
+        for (i, r) in records.iter().enumerate() {
+            let (o, s) = (&out.frames[i], &source.frames[i]);
+            // On the left edge of each measured box, away from its label and
+            // other boxes: the track's colour.
+            let boxes = record_boxes(r);
+            for (b, id, predicted) in &boxes {
+                let (x1, y1, y2) = (b[0].round() as usize, b[1], b[3]);
+                let ym = ((y1 + y2) / 2.0).round() as usize;
+                let clear = boxes.iter().filter(|(o, _, _)| {
+                    (o[0] - 6.0..o[2] + 6.0).contains(&(x1 as f32))
+                        && (o[1] - 6.0..o[3] + 6.0).contains(&(ym as f32))
+                });
+                if *predicted || clear.count() != 1 || x1 < 2 || x1 + 2 >= w || ym >= h {
+                    continue;
+                }
+                let best = (x1 - 1..=x1 + 1)
+                    .map(|x| dist(px(o, x, ym), id_bgr(*id)))
+                    .min()
+                    .unwrap();
+                assert!(
+                    best <= 60,
+                    "{file} frame {i} track {id}: edge {:?} vs colour {:?} (source {:?})",
+                    px(o, x1, ym),
+                    id_bgr(*id),
+                    px(s, x1, ym)
+                );
+                edges_checked += 1;
+            }
+            // 32x32 blocks 40 px from every box of the last 20 frames (trails,
+            // labels) and below the overlay: the source within codec tolerance.
+            let recent: Vec<Vec<f32>> = records[i.saturating_sub(20)..=i]
+                .iter()
+                .flat_map(record_boxes)
+                .map(|(b, _, _)| b)
+                .collect();
+            for by in (64..h - 32).step_by(32) {
+                for bx in (0..w - 32).step_by(32) {
+                    // A label reaches up to 140 px right of x1, 24 px above y1.
+                    let near = recent.iter().any(|b| {
+                        (bx as f32) < b[2].max(b[0] + 140.0) + 40.0
+                            && (bx as f32 + 32.0) > b[0] - 40.0
+                            && (by as f32) < b[3] + 40.0
+                            && (by as f32 + 32.0) > b[1] - 64.0
+                    });
+                    if near {
+                        continue;
+                    }
+                    let mut sum = 0u64;
+                    for y in by..by + 32 {
+                        for x in bx..bx + 32 {
+                            let (a, b) = (px(o, x, y), px(s, x, y));
+                            sum += (0..3).map(|c| u64::from(a[c].abs_diff(b[c]))).sum::<u64>();
+                        }
+                    }
+                    let mean = sum as f64 / (32.0 * 32.0 * 3.0);
+                    assert!(
+                        mean < 8.0,
+                        "{file} frame {i} block ({bx}, {by}): mean difference {mean:.1}"
+                    );
+                    far_blocks += 1;
+                }
+            }
+        }
+        assert!(
+            edges_checked >= 20,
+            "{file}: {edges_checked} box edges checked"
+        );
+        assert!(far_blocks >= 100, "{file}: {far_blocks} far blocks");
+    }
+}
