@@ -478,3 +478,110 @@ fn video_frames_match_the_records_and_the_source() {
         assert!(far_blocks >= 100, "{file}: {far_blocks} far blocks");
     }
 }
+
+#[test]
+fn plot_draws_a_metrics_file_and_compares_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "slow.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{}"
+max_frames = 300
+[[stage]]
+id = "stats"
+kind = "image_stats"
+[[stage]]
+id = "slow"
+kind = "delay"
+delay_ms = 10.0
+[[sink]]
+kind = "null"
+path = "-"
+"#,
+            media("vtest.avi").display()
+        ),
+    );
+    let metrics = dir.path().join("metrics.jsonl");
+    let summary = dir.path().join("slow.json");
+    run(&[
+        "run",
+        p.to_str().unwrap(),
+        "--no-progress",
+        "--metrics-out",
+        metrics.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let lines = read_records(&metrics);
+    assert!(lines.len() >= 2, "{} metrics lines", lines.len());
+
+    let svg = dir.path().join("run.svg");
+    run(&[
+        "plot",
+        metrics.to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{}", &text[..100.min(text.len())]);
+    // Panels with their axis units, and a legend entry per stage and percentile.
+    for phrase in [
+        "latency (ms)",
+        "elapsed (s)",
+        "RSS (MiB)",
+        "queued frames",
+        "stats p50",
+        "slow p99",
+        "into slow (capacity 4)",
+    ] {
+        assert!(text.contains(phrase), "no `{phrase}` in the SVG");
+    }
+    // A polyline per series: p50 and p99 of two stages, two queues, memory.
+    let series = 2 * 2 + 2 + 1;
+    assert!(text.matches("<polyline").count() >= series);
+
+    let bars = dir.path().join("bars.svg");
+    run(&[
+        "plot",
+        summary.to_str().unwrap(),
+        lines_to(&dir, &lines),
+        "--out",
+        bars.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let text = std::fs::read_to_string(&bars).unwrap();
+    for phrase in ["frames per second", "slow p99", "stats p50", "slow", "last"] {
+        assert!(text.contains(phrase), "no `{phrase}` in the bars");
+    }
+
+    // Not a run summary: exit 2, naming the file.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"x\": 1}\n").unwrap();
+    let r = run(&[
+        "plot",
+        bad.to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("bad.jsonl") && r.stderr.contains("not a percept run summary"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// The last metrics snapshot written as a summary file named `last.json`.
+fn lines_to(dir: &tempfile::TempDir, lines: &[Value]) -> &'static str {
+    let path = dir.path().join("last.json");
+    std::fs::write(&path, lines.last().unwrap().to_string()).unwrap();
+    Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+}
