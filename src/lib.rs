@@ -38,6 +38,7 @@ pub mod schema;
 // Floors: the traits kinds implement, and the engines they share.
 pub mod calib;
 pub mod cvmat;
+pub mod messages;
 pub mod model;
 pub mod overlay;
 pub mod sink;

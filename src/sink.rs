@@ -21,6 +21,11 @@ pub trait Sink: Send {
     fn finish(&mut self) -> io::Result<()> {
         self.flush()
     }
+    /// A count of messages the sink dropped rather than wait (a live
+    /// view's slow clients), for the summary. Default: none kept.
+    fn dropped(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        None
+    }
 }
 
 /// A sink table's own fields (everything but `kind`, `path` and `queue`),
@@ -54,6 +59,8 @@ impl SinkCheckError {
         }
     }
 }
+
+impl std::error::Error for SinkCheckError {}
 
 impl std::fmt::Display for SinkCheckError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -121,6 +128,9 @@ pub struct SinkKind {
     pub name: &'static str,
     /// What `path` means, for error messages.
     pub path_help: &'static str,
+    /// Whether a sink table must give `path` (a kind without one, such as
+    /// the live view, gets [`OutputPath::Stdout`] when `path` is left out).
+    pub needs_path: bool,
     /// The kind's own option names (besides `kind`, `path`, `queue`), for error messages.
     pub options: &'static [&'static str],
     /// Rejects an output or option this kind cannot work with, naming the

@@ -585,3 +585,305 @@ fn lines_to(dir: &tempfile::TempDir, lines: &[Value]) -> &'static str {
     std::fs::write(&path, lines.last().unwrap().to_string()).unwrap();
     Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
 }
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// Connects to a live view as Foxglove does, retrying while percept starts.
+fn connect_live(port: u16, child: &mut std::process::Child) -> Ws {
+    use tungstenite::client::IntoClientRequest;
+    for _ in 0..2400 {
+        assert!(child.try_wait().unwrap().is_none(), "percept ended first");
+        let mut req = format!("ws://127.0.0.1:{port}")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "foxglove.websocket.v1".parse().unwrap(),
+        );
+        if let Ok((ws, resp)) = tungstenite::connect(req) {
+            assert_eq!(
+                resp.headers()["Sec-WebSocket-Protocol"],
+                "foxglove.websocket.v1"
+            );
+            return ws;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no live view on port {port}");
+}
+
+/// Reads JSON operations until `op` arrives.
+fn read_op(ws: &mut Ws, op: &str) -> Value {
+    loop {
+        if let tungstenite::Message::Text(t) = ws.read().unwrap() {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["op"] == op {
+                return v;
+            }
+        }
+    }
+}
+
+/// Reads the advertisements until every topic of `wait` is among them;
+/// subscribes to `topics` (subscription ids 0, 1, …). Returns every channel
+/// advertised so far.
+fn subscribe(ws: &mut Ws, wait: &[&str], topics: &[&str]) -> Vec<Value> {
+    let mut channels: Vec<Value> = Vec::new();
+    while !wait
+        .iter()
+        .all(|t| channels.iter().any(|c| c["topic"] == *t))
+    {
+        let ad = read_op(ws, "advertise");
+        channels.extend(ad["channels"].as_array().unwrap().iter().cloned());
+    }
+    let subscriptions: Vec<Value> = topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let c = channels.iter().find(|c| c["topic"] == *t).unwrap();
+            serde_json::json!({ "id": i, "channelId": c["id"] })
+        })
+        .collect();
+    ws.send(tungstenite::Message::text(
+        serde_json::json!({ "op": "subscribe", "subscriptions": subscriptions }).to_string(),
+    ))
+    .unwrap();
+    channels
+}
+
+#[test]
+fn foxglove_live_view_sends_the_annotations_of_the_jsonl_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("out.jsonl");
+    let port = free_port();
+    // Paced at the recording's 10 fps, so the client is there for most frames.
+    let p = pipeline(
+        dir.path(),
+        "live.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{video}"
+format = "RGB"
+realtime = true
+max_frames = 40
+[[stage]]
+id = "detect"
+kind = "detect"
+layout = "nanodet"
+confidence = 0.1
+classes = [0, 1, 2, 3, 5, 7]
+[stage.model]
+path = "{model}"
+threads = 2
+[[stage]]
+id = "tracks"
+kind = "track"
+[[sink]]
+kind = "jsonl"
+path = "{jsonl}"
+[[sink]]
+kind = "foxglove"
+port = {port}
+"#,
+            video = media("vtest.avi").display(),
+            model = repo().join("models/nanodet-m-416.onnx").display(),
+            jsonl = jsonl.display(),
+        ),
+    );
+    let summary = dir.path().join("summary.json");
+    let mut child = percept()
+        .args(["run", p.to_str().unwrap(), "--summary-json"])
+        .arg(&summary)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ws = connect_live(port, &mut child);
+    let info = read_op(&mut ws, "serverInfo");
+    assert!(info["name"].as_str().unwrap().starts_with("percept"));
+    let channels = subscribe(
+        &mut ws,
+        &["/cam0/image", "/cam0/annotations", "/cam0/record"],
+        &["/cam0/annotations"],
+    );
+    let ann = channels
+        .iter()
+        .find(|c| c["topic"] == "/cam0/annotations")
+        .unwrap();
+    assert_eq!(ann["schemaName"], "foxglove.ImageAnnotations");
+    assert_eq!(ann["encoding"], "protobuf");
+    assert_eq!(ann["schemaEncoding"], "protobuf");
+    for (topic, schema) in [
+        ("/cam0/image", "foxglove.CompressedImage"),
+        ("/cam0/record", "percept.Record"),
+    ] {
+        let c = channels.iter().find(|c| c["topic"] == topic).unwrap();
+        assert_eq!(c["schemaName"], schema);
+    }
+
+    // Message data frames until the run ends and closes the connection.
+    let mut got: BTreeMap<u64, ImageAnnotations> = BTreeMap::new();
+    while let Ok(m) = ws.read() {
+        if let tungstenite::Message::Binary(b) = m {
+            assert_eq!(b[0], 1, "opcode: message data");
+            assert_eq!(u32::from_le_bytes(b[1..5].try_into().unwrap()), 0);
+            let ts = u64::from_le_bytes(b[5..13].try_into().unwrap());
+            got.insert(ts, ImageAnnotations::decode(&b[13..]).unwrap());
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let records = read_records(&jsonl);
+    assert_eq!(records.len(), 40);
+    assert!(got.len() >= 10, "only {} messages", got.len());
+    let mut with_boxes = 0;
+    for (ts, ann) in &got {
+        let r = records
+            .iter()
+            .find(|r| u64_field(r, "capture_wall_ns") == *ts)
+            .unwrap_or_else(|| panic!("no record captured at {ts}"));
+        let boxes: Vec<(Vec<f32>, u64, bool)> = ann
+            .points
+            .iter()
+            .map(|p| {
+                let meta = |k: &str| {
+                    p.metadata
+                        .iter()
+                        .find(|kv| kv.key == k)
+                        .map(|kv| kv.value.clone())
+                        .unwrap()
+                };
+                (
+                    vec![
+                        p.points[0].x as f32,
+                        p.points[0].y as f32,
+                        p.points[2].x as f32,
+                        p.points[2].y as f32,
+                    ],
+                    meta("track_id").parse().unwrap(),
+                    meta("predicted").parse().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(boxes, record_boxes(r), "seq {}", r["seq"]);
+        with_boxes += usize::from(!boxes.is_empty());
+    }
+    assert!(with_boxes > 0, "no boxes among the messages received");
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let live = s["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "foxglove")
+        .unwrap();
+    assert_eq!(live["written"], 40);
+    assert!(live["dropped_messages"].is_u64());
+}
+
+#[test]
+fn foxglove_client_that_never_reads_does_not_stall_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("out.jsonl");
+    let port = free_port();
+    // Every frame of vtest.avi (795), unpaced, as large JPEGs: far more than
+    // the sockets' buffers hold.
+    let p = pipeline(
+        dir.path(),
+        "stuck.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{video}"
+format = "RGB"
+[[sink]]
+kind = "jsonl"
+path = "{jsonl}"
+[[sink]]
+kind = "foxglove"
+port = {port}
+jpeg_quality = 100
+backlog = 4
+"#,
+            video = media("vtest.avi").display(),
+            jsonl = jsonl.display(),
+        ),
+    );
+    let summary = dir.path().join("summary.json");
+    let mut child = percept()
+        .args(["run", p.to_str().unwrap(), "--summary-json"])
+        .arg(&summary)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ws = connect_live(port, &mut child);
+    read_op(&mut ws, "serverInfo");
+    let all = ["/cam0/image", "/cam0/annotations", "/cam0/record"];
+    subscribe(&mut ws, &all, &all);
+    // Never read again; the run still ends with every record.
+    assert!(child.wait().unwrap().success());
+    drop(ws);
+    let records = read_records(&jsonl);
+    assert_eq!(records.len(), 795);
+    assert_contiguous(&records);
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let live = s["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "foxglove")
+        .unwrap();
+    assert_eq!(live["written"], 795);
+    assert!(
+        live["dropped_messages"].as_u64().unwrap() > 0,
+        "{live}: a client that never reads must lose messages"
+    );
+}
+
+#[test]
+fn foxglove_port_in_use_is_bad_input_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let p = pipeline(
+        dir.path(),
+        "busy.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{video}"
+max_frames = 2
+[[sink]]
+kind = "jsonl"
+path = "-"
+[[sink]]
+kind = "foxglove"
+port = {port}
+"#,
+            video = media("vtest.avi").display(),
+        ),
+    );
+    let r = run(&["run", p.to_str().unwrap()]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("busy.toml"), "{}", r.stderr);
+    assert!(r.stderr.contains("sink[1].port"), "{}", r.stderr);
+    assert!(r.stderr.contains(&port.to_string()), "{}", r.stderr);
+}

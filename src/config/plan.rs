@@ -690,6 +690,7 @@ impl Resolver<'_> {
                     .map_err(|m| self.invalid(p.span(), format!("{field}.path"), m))?;
                 output_path(&expanded, self.base)
             }
+            (_, None) if !kind.needs_path => OutputPath::Stdout,
             (_, None) => {
                 return Err(self.invalid(
                     spec.kind.span(),

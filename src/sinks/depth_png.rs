@@ -16,6 +16,7 @@ pub static KIND: SinkKind = SinkKind {
     name: "depth_png",
     path_help: "a folder",
     options: &[],
+    needs_path: true,
     check,
     open,
 };
