@@ -38,7 +38,9 @@ pub mod schema;
 // Floors: the traits kinds implement, and the engines they share.
 pub mod calib;
 pub mod cvmat;
+pub mod messages;
 pub mod model;
+pub mod overlay;
 pub mod sink;
 pub mod source;
 pub mod stage;

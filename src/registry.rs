@@ -70,7 +70,7 @@ pub fn depth_out_sink() -> &'static SinkKind {
 
 /// Opens the sink a plan describes.
 pub fn build_sink(plan: &SinkPlan) -> io::Result<Box<dyn Sink>> {
-    (plan.kind.open)(&plan.output)
+    (plan.kind.open)(&plan.output, &plan.options)
 }
 
 /// The sinks' names in summaries and errors: their kind, numbered from 0

@@ -64,6 +64,27 @@ const CASES: &[(&str, Option<usize>, &str)] = &[
         Some(10),
         "`stage[0].schedule`: one of \"inline\", \"async\", \"auto\"",
     ),
+    // Issue 13: a sink kind's own options, checked by the kind.
+    (
+        "mcap_bad_images.toml",
+        Some(10),
+        "`sink[0].images`: unknown variant `png`, expected `jpeg` or `none`",
+    ),
+    (
+        "mcap_unknown_option.toml",
+        Some(10),
+        "`sink[0].port`: unknown field `port` for kind = \"mcap\", expected one of `kind`, `path`, `queue`, `images`, `jpeg_quality`",
+    ),
+    (
+        "mcap_stdout.toml",
+        Some(9),
+        "`sink[0].path`: an MCAP file is written with a summary at its end",
+    ),
+    (
+        "video_bad_extension.toml",
+        Some(9),
+        "run.avi: the file name must end in .mp4 or .mkv",
+    ),
     (
         "bad_pattern.toml",
         None,

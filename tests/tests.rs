@@ -11,6 +11,7 @@ mod detect;
 mod failures;
 mod golden;
 mod models;
+mod outputs;
 mod realtime;
 mod recording;
 mod runtime;

@@ -138,7 +138,11 @@ fn describe(plan: &Plan, launches: &[String], detectors: &[Option<DetectorInfo>]
         out += &format!(
             "  sink {}: {} (input: {})\n",
             sk.kind,
-            sk.output,
+            if sk.kind.needs_path {
+                sk.output.to_string()
+            } else {
+                sk.kind.path_help.to_string()
+            },
             edge(&sk.input)
         );
     }

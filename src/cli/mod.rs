@@ -5,6 +5,7 @@ mod calibrate;
 mod check;
 mod eval;
 mod model_info;
+mod plot;
 mod run;
 
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Convert an OpenCV FileStorage or ROS camera_info calibration into percept's format.
     ImportCalibration(calibrate::ImportArgs),
+    /// Draw a run as SVG: a --metrics-out file over time, or --summary-json files side by side.
+    Plot(plot::PlotArgs),
 }
 
 /// Pipeline file and the command-line replacements shared by `run` and `check`.
@@ -83,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::eval(args),
         Command::Calibrate(args) => calibrate::calibrate(args),
         Command::ImportCalibration(args) => calibrate::import_calibration(args),
+        Command::Plot(args) => plot::plot(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

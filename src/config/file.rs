@@ -32,9 +32,11 @@ pub struct PipelineFile {
     /// read in a second pass that keeps their spans.
     #[serde(rename = "stage", default)]
     pub stages: Vec<serde::de::IgnoredAny>,
-    /// Sinks (`[[sink]]`); every frame record goes to each of them.
+    /// Sinks (`[[sink]]`); every frame record goes to each of them. Each
+    /// kind reads its own options ([`SinkSpec`] has the common fields), so
+    /// the sink tables are read in a second pass, like stages.
     #[serde(rename = "sink", default)]
-    pub sinks: Vec<SinkSpec>,
+    pub sinks: Vec<serde::de::IgnoredAny>,
 }
 
 /// How a source hands frames over when downstream is busy.
@@ -151,7 +153,8 @@ pub struct StereoSpec {
     pub max_wait_ms: Option<Spanned<f64>>,
 }
 
-/// One `[[sink]]` table.
+/// The fields every `[[sink]]` table has; the rest are its kind's options
+/// ([`crate::sink::SinkKind::options`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkSpec {
@@ -162,6 +165,9 @@ pub struct SinkSpec {
     /// The sink's input edge.
     pub queue: Option<QueueSpec>,
 }
+
+/// The keys of [`SinkSpec`]: every other key of a sink table is its kind's.
+pub const SINK_COMMON_FIELDS: [&str; 3] = ["kind", "path", "queue"];
 
 /// A bounded edge into a stage or sink.
 #[derive(Debug, Deserialize)]

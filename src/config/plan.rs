@@ -14,8 +14,8 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::file::{
-    Delivery, EdgePolicy, PipelineFile, QueueSpec, SOURCE_COMMON_FIELDS, STAGE_COMMON_FIELDS,
-    SinkSpec, SourceSpec, StageSpec,
+    Delivery, EdgePolicy, PipelineFile, QueueSpec, SINK_COMMON_FIELDS, SOURCE_COMMON_FIELDS,
+    STAGE_COMMON_FIELDS, SinkSpec, SourceSpec, StageSpec,
 };
 pub use super::resolve::default_media_dir;
 use super::resolve::{
@@ -84,7 +84,8 @@ impl Plan {
         };
         let sources = tables(&resolver, "source")?;
         let stages = tables(&resolver, "stage")?;
-        resolver.resolve(file, sources, stages, overrides)
+        let sinks = tables(&resolver, "sink")?;
+        resolver.resolve(file, sources, stages, sinks, overrides)
     }
 }
 
@@ -136,6 +137,7 @@ impl Resolver<'_> {
         file: PipelineFile,
         source_tables: Vec<Spanned<DeTable<'_>>>,
         stage_tables: Vec<Spanned<DeTable<'_>>>,
+        sink_tables: Vec<Spanned<DeTable<'_>>>,
         overrides: &Overrides,
     ) -> Result<Plan, ConfigError> {
         if *file.version.get_ref() != PIPELINE_VERSION {
@@ -204,9 +206,9 @@ impl Resolver<'_> {
             stages.push(stage);
         }
 
-        let mut sinks = Vec::with_capacity(file.sinks.len().max(1));
-        for (i, spec) in file.sinks.iter().enumerate() {
-            sinks.push(self.sink(spec, &format!("sink[{i}]"), default_policy, overrides)?);
+        let mut sinks = Vec::with_capacity(sink_tables.len().max(1));
+        for (i, table) in sink_tables.into_iter().enumerate() {
+            sinks.push(self.sink(table, &format!("sink[{i}]"), default_policy, overrides)?);
         }
         if let Some(out) = &overrides.output
             && !sinks.iter().any(|s| s.kind == registry::output_sink())
@@ -214,6 +216,7 @@ impl Resolver<'_> {
             sinks.push(SinkPlan {
                 kind: registry::output_sink(),
                 output: output_path(out, Path::new(".")),
+                options: Default::default(),
                 input: EdgePlan {
                     capacity: DEFAULT_QUEUE_CAPACITY,
                     policy: default_policy,
@@ -227,6 +230,7 @@ impl Resolver<'_> {
             sinks.push(SinkPlan {
                 kind: registry::depth_out_sink(),
                 output: OutputPath::File(PathBuf::from(dir)),
+                options: Default::default(),
                 input: EdgePlan {
                     capacity: DEFAULT_QUEUE_CAPACITY,
                     policy: default_policy,
@@ -663,11 +667,14 @@ impl Resolver<'_> {
 
     fn sink(
         &self,
-        spec: &SinkSpec,
+        table: Spanned<DeTable<'_>>,
         field: &str,
         default_policy: EdgePolicy,
         overrides: &Overrides,
     ) -> Result<SinkPlan, ConfigError> {
+        let table_span = table.span();
+        let (common, own) = split_table(table, &SINK_COMMON_FIELDS);
+        let spec: SinkSpec = self.typed(common)?;
         let Some(kind) = registry::sink_kind(spec.kind.get_ref()) else {
             return Err(self.invalid(
                 spec.kind.span(),
@@ -683,16 +690,39 @@ impl Resolver<'_> {
                 ),
             ));
         };
+        // The span of each option, for errors; then the options as plain TOML.
+        let own_spans: Vec<(String, std::ops::Range<usize>)> = own
+            .get_ref()
+            .iter()
+            .map(|(k, v)| (k.get_ref().to_string(), v.span()))
+            .collect();
+        for (key, span) in &own_spans {
+            if !kind.options.contains(&key.as_str()) {
+                return Err(self.invalid(
+                    span.clone(),
+                    format!("{field}.{key}"),
+                    format!(
+                        "unknown field `{key}` for kind = \"{}\", expected one of {}",
+                        kind.name,
+                        SINK_COMMON_FIELDS
+                            .iter()
+                            .chain(kind.options)
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        let options: crate::sink::SinkOptions = self.typed(own)?;
         let output = match (&overrides.output, &spec.path) {
             (Some(out), _) if kind == registry::output_sink() => output_path(out, Path::new(".")),
             (_, Some(p)) => {
                 let expanded = expand(p.get_ref())
                     .map_err(|m| self.invalid(p.span(), format!("{field}.path"), m))?;
-                let output = output_path(&expanded, self.base);
-                (kind.check)(&output)
-                    .map_err(|m| self.invalid(p.span(), format!("{field}.path"), m))?;
-                output
+                output_path(&expanded, self.base)
             }
+            (_, None) if !kind.needs_path => OutputPath::Stdout,
             (_, None) => {
                 return Err(self.invalid(
                     spec.kind.span(),
@@ -701,9 +731,20 @@ impl Resolver<'_> {
                 ));
             }
         };
+        (kind.check)(&output, &options).map_err(|e| {
+            let span = match (e.field.as_str(), &spec.path) {
+                ("path", Some(p)) => p.span(),
+                (name, _) => own_spans
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map_or(table_span.clone(), |(_, s)| s.clone()),
+            };
+            self.invalid(span, format!("{field}.{}", e.field), e.message)
+        })?;
         Ok(SinkPlan {
             kind,
             output,
+            options,
             input: self.edge(&spec.queue, field, default_policy)?,
         })
     }
@@ -821,10 +862,10 @@ mod tests {
         let text = format!("{TEST_SOURCE}[[stage]]\nid = \"s\"\nkind = \"blur\"\n");
         let err = plan(&text).unwrap_err().to_string();
         assert!(err.contains("`stage[0].kind`: unknown stage kind `blur` (one of `image_stats`, `delay`, `detect`"), "{err}");
-        let text = format!("{TEST_SOURCE}[[sink]]\nkind = \"mcap\"\npath = \"-\"\n");
+        let text = format!("{TEST_SOURCE}[[sink]]\nkind = \"zenoh\"\npath = \"-\"\n");
         let err = plan(&text).unwrap_err().to_string();
         assert!(
-            err.contains("unknown sink kind `mcap` (one of `jsonl`, `depth_png`"),
+            err.contains("unknown sink kind `zenoh` (one of `jsonl`, `depth_png`"),
             "{err}"
         );
     }

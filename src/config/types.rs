@@ -11,7 +11,7 @@ pub use crate::edge::{EdgePlan, EdgePolicy};
 use std::sync::Arc;
 
 use super::file::Delivery;
-use crate::sink::{OutputPath, SinkKind};
+use crate::sink::{OutputPath, SinkKind, SinkOptions};
 use crate::source::SourceInput;
 use crate::stage::StageSettings;
 
@@ -144,6 +144,8 @@ pub struct SinkPlan {
     pub kind: &'static SinkKind,
     /// Where it writes.
     pub output: OutputPath,
+    /// Its kind's own fields, checked by the kind at plan time.
+    pub options: SinkOptions,
     /// Its input edge.
     pub input: EdgePlan,
 }

@@ -87,11 +87,23 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
     }
     let names = registry::sink_names(&plan.sinks);
     let mut sinks: Vec<(String, Box<dyn Sink>, &crate::config::SinkPlan)> = Vec::new();
-    for (s, name) in plan.sinks.iter().zip(names) {
-        let sink = registry::build_sink(s).map_err(|source| Error::Sink {
-            sink: name.clone(),
-            path: s.output.to_string().into(),
-            source,
+    for (i, (s, name)) in plan.sinks.iter().zip(names).enumerate() {
+        let sink = registry::build_sink(s).map_err(|source| {
+            // An option that only fails when used (a port in use) is bad input.
+            match source
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<crate::sink::SinkCheckError>())
+            {
+                Some(e) => Error::Config(crate::config::ConfigError::Plan {
+                    path: plan.path.clone(),
+                    message: format!("`sink[{i}].{}`: {}", e.field, e.message),
+                }),
+                None => Error::Sink {
+                    sink: name.clone(),
+                    path: s.output.to_string().into(),
+                    source,
+                },
+            }
         })?;
         sinks.push((name, sink, s));
     }
@@ -112,6 +124,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
             latency: Latency::default(),
             with_deadline: AtomicU64::new(0),
             deadline_missed: AtomicU64::new(0),
+            dropped: sink.dropped(),
         });
         stats.sinks.push(sink_stats.clone());
         let path = sink_plan.output.to_string();
@@ -302,7 +315,7 @@ fn sink_loop(
             }
         }
     }
-    sink.flush()
+    sink.finish()
 }
 
 /// Progress bar and periodic stats, on a thread of their own.

@@ -98,6 +98,8 @@ pub struct SinkStats {
     pub with_deadline: AtomicU64,
     /// Records written after their deadline.
     pub deadline_missed: AtomicU64,
+    /// Messages the sink dropped for slow readers, when it counts them.
+    pub dropped: Option<Arc<AtomicU64>>,
 }
 
 /// Everything the monitor and the summary read while a run goes on.
@@ -210,6 +212,10 @@ pub struct SinkSummary {
     pub deadline_miss_rate: f64,
     /// Capture to output.
     pub latency: LatencySummary,
+    /// Messages dropped for slow readers (the live view's clients); absent
+    /// for sinks that never drop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_messages: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -283,6 +289,7 @@ impl RunStats {
                 deadline_miss_rate: load(&s.deadline_missed) as f64
                     / load(&s.with_deadline).max(1) as f64,
                 latency: s.latency.summary(),
+                dropped_messages: s.dropped.as_ref().map(|d| load(d)),
             })
             .collect();
         let mut drops = Vec::new();
@@ -423,10 +430,14 @@ impl fmt::Display for Summary {
         for s in &self.sinks {
             writeln!(
                 f,
-                "  sink   {:<14} {} records, capture to output {}{}",
+                "  sink   {:<14} {} records, capture to output {}{}{}",
                 s.name,
                 s.written,
                 s.latency,
+                match s.dropped_messages {
+                    Some(n) => format!(", {n} messages dropped for slow clients"),
+                    None => String::new(),
+                },
                 if s.deadline_miss_rate > 0.0 {
                     format!(
                         ", {:.1} % past their deadline",

@@ -9,25 +9,30 @@ use opencv::core::{CV_16UC1, Mat, Scalar, Vector};
 use opencv::imgcodecs;
 use opencv::prelude::*;
 
-use crate::sink::{OutputPath, Sink, SinkKind};
+use crate::sink::{OutputPath, Sink, SinkCheckError, SinkKind, SinkOptions, no_options};
 
 /// The `depth_png` kind.
 pub static KIND: SinkKind = SinkKind {
     name: "depth_png",
     path_help: "a folder",
+    options: &[],
+    needs_path: true,
     check,
     open,
 };
 
-fn check(output: &OutputPath) -> Result<(), String> {
+fn check(output: &OutputPath, options: &SinkOptions) -> Result<(), SinkCheckError> {
+    no_options(options)?;
     match output {
         OutputPath::File(_) => Ok(()),
-        OutputPath::Stdout => Err("depth_png writes one file per frame: give a folder, not `-`".into()),
+        OutputPath::Stdout => Err(SinkCheckError::path(
+            "depth_png writes one file per frame: give a folder, not `-`",
+        )),
     }
 }
 
-fn open(output: &OutputPath) -> io::Result<Box<dyn Sink>> {
-    check(output).map_err(io::Error::other)?;
+fn open(output: &OutputPath, options: &SinkOptions) -> io::Result<Box<dyn Sink>> {
+    check(output, options).map_err(|e| io::Error::other(e.message))?;
     match output {
         OutputPath::File(dir) => Ok(Box::new(DepthPngSink::create(dir.clone())?)),
         OutputPath::Stdout => Err(io::Error::other("no folder")),

@@ -6,17 +6,19 @@ use std::io::{self, BufWriter, Write};
 
 use crate::record::Work;
 use crate::schema::RecordLine;
-use crate::sink::{OutputPath, Sink, SinkKind};
+use crate::sink::{OutputPath, Sink, SinkKind, SinkOptions, no_options};
 
 /// The `jsonl` kind.
 pub static KIND: SinkKind = SinkKind {
     name: "jsonl",
     path_help: "a file, or `-` for standard output",
-    check: |_| Ok(()),
+    options: &[],
+    needs_path: true,
+    check: |_, options| no_options(options),
     open,
 };
 
-fn open(output: &OutputPath) -> io::Result<Box<dyn Sink>> {
+fn open(output: &OutputPath, _options: &SinkOptions) -> io::Result<Box<dyn Sink>> {
     Ok(Box::new(JsonlSink::create(output)?))
 }
 

@@ -5,28 +5,31 @@
 use std::io;
 
 use crate::record::Work;
-use crate::sink::{OutputPath, Sink, SinkKind};
+use crate::sink::{OutputPath, Sink, SinkCheckError, SinkKind, SinkOptions, no_options};
 
 /// The `null` kind: `path` is not used (give `-`).
 pub static KIND: SinkKind = SinkKind {
     name: "null",
     path_help: "`-` (nothing is written)",
+    options: &[],
+    needs_path: true,
     check,
     open,
 };
 
-fn check(output: &OutputPath) -> Result<(), String> {
+fn check(output: &OutputPath, options: &SinkOptions) -> Result<(), SinkCheckError> {
+    no_options(options)?;
     match output {
         OutputPath::Stdout => Ok(()),
-        OutputPath::File(p) => Err(format!(
+        OutputPath::File(p) => Err(SinkCheckError::path(format!(
             "a null sink writes nothing: give path = \"-\", not {}",
             p.display()
-        )),
+        ))),
     }
 }
 
-fn open(output: &OutputPath) -> io::Result<Box<dyn Sink>> {
-    check(output).map_err(io::Error::other)?;
+fn open(output: &OutputPath, options: &SinkOptions) -> io::Result<Box<dyn Sink>> {
+    check(output, options).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(Box::new(NullSink))
 }
 
@@ -49,9 +52,11 @@ mod tests {
 
     #[test]
     fn takes_standard_output_only() {
-        assert!(check(&OutputPath::Stdout).is_ok());
-        let err = check(&OutputPath::File("out".into())).unwrap_err();
-        assert!(err.contains("writes nothing"), "{err}");
-        assert!(open(&OutputPath::Stdout).is_ok());
+        let none = SinkOptions::new();
+        assert!(check(&OutputPath::Stdout, &none).is_ok());
+        let err = check(&OutputPath::File("out".into()), &none).unwrap_err();
+        assert!(err.message.contains("writes nothing"), "{err}");
+        assert_eq!(err.field, "path");
+        assert!(open(&OutputPath::Stdout, &none).is_ok());
     }
 }

@@ -1,0 +1,379 @@
+//! The Foxglove messages of a frame (<https://docs.foxglove.dev/docs/visualization/message-schemas>),
+//! built once for every sink that speaks Foxglove: the `mcap` file and the
+//! `foxglove` live view publish the same topics, schemas and bytes.
+//!
+//! [`Messages::build`] hands each message of a frame to its caller as a
+//! [`Topic`] and encoded bytes; the caller names the channel
+//! `/<stream>/<topic>` and takes its schema from [`Topic::schema`]. The
+//! `mcap` sink's module docs describe each topic.
+
+use std::io;
+
+use foxglove::Encode;
+use foxglove::bytes::Bytes;
+use foxglove::schemas::{
+    Color, CompressedImage, CubePrimitive, FrameTransform, ImageAnnotations, KeyValuePair, Point2,
+    PointsAnnotation, Pose, Quaternion, RawImage, SceneEntity, SceneEntityDeletion, SceneUpdate,
+    TextAnnotation, Timestamp, Vector3, points_annotation, scene_entity_deletion,
+};
+use gstreamer_video::VideoFormat;
+use opencv::core::{Mat, Vector};
+use opencv::imgcodecs;
+use opencv::imgproc;
+
+use crate::cvmat::with_frame_mat;
+use crate::overlay::boxes;
+use crate::record::Work;
+use crate::schema::RecordLine;
+
+/// A channel of each stream: `/<stream>/<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    /// `foxglove.CompressedImage`, JPEG.
+    Image,
+    /// `foxglove.ImageAnnotations`: boxes and labels.
+    Annotations,
+    /// `foxglove.RawImage`, `16UC1` millimetres.
+    Depth,
+    /// `foxglove.SceneUpdate`: a cube per object with a 3D position.
+    Objects,
+    /// `foxglove.FrameTransform`: the stream's body frame to its camera frame.
+    Transform,
+    /// `percept.Record` (JSON): the JSON Lines record.
+    Record,
+}
+
+/// A channel's schema: name, schema encoding and schema data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSchema {
+    /// `foxglove.ImageAnnotations`, `percept.Record`, …
+    pub name: String,
+    /// `protobuf` (data: a binary `FileDescriptorSet`) or `jsonschema`.
+    pub encoding: String,
+    /// The schema itself.
+    pub data: Vec<u8>,
+}
+
+fn schema_of<T: Encode>() -> ChannelSchema {
+    match T::get_schema() {
+        Some(s) => ChannelSchema {
+            name: s.name,
+            encoding: s.encoding,
+            data: s.data.into_owned(),
+        },
+        None => ChannelSchema {
+            name: String::new(),
+            encoding: String::new(),
+            data: Vec::new(),
+        },
+    }
+}
+
+impl Topic {
+    /// The last part of the topic name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Image => "image",
+            Topic::Annotations => "annotations",
+            Topic::Depth => "depth",
+            Topic::Objects => "objects",
+            Topic::Transform => "transform",
+            Topic::Record => "record",
+        }
+    }
+
+    /// The full topic of `stream`: `/<stream>/<name>`.
+    pub fn of(self, stream: &str) -> String {
+        format!("/{stream}/{}", self.name())
+    }
+
+    /// The message encoding: `protobuf`, or `json` for [`Topic::Record`].
+    pub fn message_encoding(self) -> &'static str {
+        match self {
+            Topic::Record => "json",
+            _ => "protobuf",
+        }
+    }
+
+    /// The channel's schema.
+    pub fn schema(self) -> ChannelSchema {
+        match self {
+            Topic::Image => schema_of::<CompressedImage>(),
+            Topic::Annotations => schema_of::<ImageAnnotations>(),
+            Topic::Depth => schema_of::<RawImage>(),
+            Topic::Objects => schema_of::<SceneUpdate>(),
+            Topic::Transform => schema_of::<FrameTransform>(),
+            Topic::Record => ChannelSchema {
+                name: "percept.Record".into(),
+                encoding: "jsonschema".into(),
+                data: RECORD_JSON_SCHEMA.as_bytes().to_vec(),
+            },
+        }
+    }
+}
+
+/// The JSON Schema of `/<stream>/record` messages: the record of
+/// [`crate::schema::RecordLine`] (`docs/output.md` has every field).
+pub const RECORD_JSON_SCHEMA: &str = r#"{"title":"percept.Record","description":"One frame's record, as the jsonl sink writes it (docs/output.md)","type":"object","properties":{"v":{"type":"integer"},"stream":{"type":"string"},"seq":{"type":"integer"},"pts_ns":{"type":["integer","null"]},"duration_ns":{"type":["integer","null"]},"capture_ns":{"type":"integer"},"capture_clock":{"type":"string"},"capture_wall_ns":{"type":"integer"},"emit_wall_ns":{"type":"integer"},"latency_ns":{"type":"integer"},"width":{"type":"integer"},"height":{"type":"integer"},"format":{"type":"string"},"image_stats":{"type":"object"},"detections":{"type":"array","items":{"type":"object"}},"tracks":{"type":"array","items":{"type":"object"}},"classification":{"type":"object"},"stereo":{"type":"object"},"depth":{"type":"object"},"mono_fit":{"type":"object"},"skipped":{"type":"array","items":{"type":"object"}},"failed":{"type":"array","items":{"type":"object"}}},"required":["v","stream","seq","capture_ns","capture_wall_ns"]}"#;
+
+fn timestamp(wall_ns: u64) -> Timestamp {
+    let sec = (wall_ns / 1_000_000_000).min(u64::from(u32::MAX)) as u32;
+    Timestamp::new(sec, (wall_ns % 1_000_000_000) as u32)
+}
+
+fn colour(rgb: [u8; 3], a: f64) -> Color {
+    Color {
+        r: f64::from(rgb[0]) / 255.0,
+        g: f64::from(rgb[1]) / 255.0,
+        b: f64::from(rgb[2]) / 255.0,
+        a,
+    }
+}
+
+fn kv(key: &str, value: String) -> KeyValuePair {
+    KeyValuePair {
+        key: key.into(),
+        value,
+    }
+}
+
+/// The `ImageAnnotations` of a frame (see the module docs).
+pub fn annotations(work: &Work, out: &mut ImageAnnotations) {
+    let ts = timestamp(work.frame.meta.capture_wall_ns);
+    out.timestamp = Some(ts);
+    out.points.clear();
+    out.texts.clear();
+    out.circles.clear();
+    for b in boxes(work) {
+        let [x1, y1, x2, y2] = b.bbox.map(f64::from);
+        let rgb = b.colour();
+        let (thickness, alpha) = if b.predicted { (1.0, 0.5) } else { (3.0, 1.0) };
+        out.points.push(PointsAnnotation {
+            timestamp: Some(ts),
+            r#type: points_annotation::Type::LineLoop as i32,
+            points: vec![
+                Point2 { x: x1, y: y1 },
+                Point2 { x: x2, y: y1 },
+                Point2 { x: x2, y: y2 },
+                Point2 { x: x1, y: y2 },
+            ],
+            outline_color: Some(colour(rgb, alpha)),
+            outline_colors: Vec::new(),
+            fill_color: None,
+            thickness,
+            metadata: vec![
+                kv(
+                    "track_id",
+                    b.track_id.map_or_else(String::new, |i| i.to_string()),
+                ),
+                kv("class", b.class.to_string()),
+                kv("score", b.score.to_string()),
+                kv("predicted", b.predicted.to_string()),
+            ],
+        });
+        out.texts.push(TextAnnotation {
+            timestamp: Some(ts),
+            position: Some(Point2 {
+                x: x1,
+                y: (y1 - 4.0).max(12.0),
+            }),
+            text: b.label(),
+            font_size: 14.0,
+            text_color: Some(colour([255, 255, 255], 1.0)),
+            background_color: Some(colour(rgb, 0.7 * alpha)),
+            metadata: Vec::new(),
+        });
+    }
+}
+
+/// Builds a frame's messages into buffers it reuses.
+pub struct Messages {
+    buf: Vec<u8>,
+    jpeg: Vector<u8>,
+    jpeg_params: Vector<i32>,
+    bgr: Mat,
+    annotations: ImageAnnotations,
+    depth_bytes: Vec<u8>,
+}
+
+impl Messages {
+    /// A builder encoding images at JPEG `quality` (1..=100).
+    pub fn new(quality: i32) -> Messages {
+        Messages {
+            buf: Vec::with_capacity(1 << 16),
+            jpeg: Vector::new(),
+            jpeg_params: Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality]),
+            bgr: Mat::default(),
+            annotations: ImageAnnotations::default(),
+            depth_bytes: Vec::new(),
+        }
+    }
+
+    fn encode<T: Encode>(&mut self, msg: &T) -> io::Result<()> {
+        self.buf.clear();
+        msg.encode(&mut self.buf)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    fn jpeg(&mut self, work: &Work) -> io::Result<()> {
+        let (bgr, jpeg, params) = (&mut self.bgr, &mut self.jpeg, &self.jpeg_params);
+        with_frame_mat(&work.frame, |image, format| {
+            let code = match format {
+                VideoFormat::Rgb => Some(imgproc::COLOR_RGB2BGR),
+                VideoFormat::Rgba | VideoFormat::Rgbx => Some(imgproc::COLOR_RGBA2BGR),
+                VideoFormat::Bgra | VideoFormat::Bgrx => Some(imgproc::COLOR_BGRA2BGR),
+                _ => None,
+            };
+            let ok = match code {
+                Some(code) => {
+                    imgproc::cvt_color_def(image, bgr, code).map_err(|e| e.to_string())?;
+                    imgcodecs::imencode(".jpg", bgr, jpeg, params)
+                }
+                None => imgcodecs::imencode(".jpg", image, jpeg, params),
+            }
+            .map_err(|e| e.to_string())?;
+            if ok {
+                Ok(())
+            } else {
+                Err("JPEG encoding failed".into())
+            }
+        })
+        .map_err(|e| {
+            io::Error::other(format!(
+                "images = \"jpeg\": {e} (set the source's format = \"RGB\", or images = \"none\")"
+            ))
+        })
+    }
+
+    /// Builds the messages of one frame and hands each to `out` as its
+    /// topic and encoded bytes, in the order image (when `image`),
+    /// annotations, depth (frames with a depth map), objects and transform
+    /// (frames with 3D positions), record. Message times are the frame's
+    /// `capture_wall_ns`; `emit_ns` is the output time of the record.
+    pub fn build(
+        &mut self,
+        work: &Work,
+        emit_ns: u64,
+        image: bool,
+        mut out: impl FnMut(Topic, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let meta = &work.frame.meta;
+        let ts = timestamp(meta.capture_wall_ns);
+        let frame_id = format!("{}/camera", meta.stream);
+
+        if image {
+            self.jpeg(work)?;
+            let msg = CompressedImage {
+                timestamp: Some(ts),
+                frame_id: frame_id.clone(),
+                data: Bytes::copy_from_slice(self.jpeg.as_slice()),
+                format: "jpeg".into(),
+            };
+            self.encode(&msg)?;
+            out(Topic::Image, &self.buf)?;
+        }
+
+        let mut ann = std::mem::take(&mut self.annotations);
+        annotations(work, &mut ann);
+        let encoded = self.encode(&ann);
+        self.annotations = ann;
+        encoded?;
+        out(Topic::Annotations, &self.buf)?;
+
+        if let Some(depth) = &work.record.depth {
+            self.depth_bytes.clear();
+            self.depth_bytes.extend(
+                depth
+                    .metres
+                    .iter()
+                    .flat_map(|z| ((z * 1000.0).round().clamp(0.0, 65535.0) as u16).to_le_bytes()),
+            );
+            let msg = RawImage {
+                timestamp: Some(ts),
+                frame_id: frame_id.clone(),
+                width: depth.width,
+                height: depth.height,
+                encoding: "16UC1".into(),
+                step: depth.width * 2,
+                data: Bytes::copy_from_slice(&self.depth_bytes),
+            };
+            self.encode(&msg)?;
+            out(Topic::Depth, &self.buf)?;
+        }
+
+        if boxes(work).any(|b| b.position.is_some()) {
+            let entities = boxes(work)
+                .filter_map(|b| b.position.map(|p| (b, p)))
+                .enumerate()
+                .map(|(i, (b, p))| {
+                    let [x, y, z] = p.position_m.map(f64::from);
+                    // Box size from its pixel size at its depth: the
+                    // focal length is not known here, so a fixed 0.5 m cube.
+                    SceneEntity {
+                        timestamp: Some(ts),
+                        frame_id: frame_id.clone(),
+                        id: b
+                            .track_id
+                            .map_or_else(|| format!("d{i}"), |t| t.to_string()),
+                        metadata: vec![
+                            kv("class", b.class.to_string()),
+                            kv("score", b.score.to_string()),
+                        ],
+                        cubes: vec![CubePrimitive {
+                            pose: Some(Pose {
+                                position: Some(Vector3 { x, y, z }),
+                                orientation: Some(Quaternion {
+                                    x: 0.0,
+                                    y: 0.0,
+                                    z: 0.0,
+                                    w: 1.0,
+                                }),
+                            }),
+                            size: Some(Vector3 {
+                                x: 0.5,
+                                y: 0.5,
+                                z: 0.5,
+                            }),
+                            color: Some(colour(b.colour(), 0.6)),
+                        }],
+                        ..SceneEntity::default()
+                    }
+                })
+                .collect();
+            let msg = SceneUpdate {
+                deletions: vec![SceneEntityDeletion {
+                    timestamp: Some(ts),
+                    r#type: scene_entity_deletion::Type::All as i32,
+                    id: String::new(),
+                }],
+                entities,
+            };
+            self.encode(&msg)?;
+            out(Topic::Objects, &self.buf)?;
+            // Body frame (x forward, y left, z up) to the optical frame (x
+            // right, y down, z forward): roll -90°, yaw -90°.
+            let msg = FrameTransform {
+                timestamp: Some(ts),
+                parent_frame_id: meta.stream.to_string(),
+                child_frame_id: frame_id,
+                translation: Some(Vector3 {
+                    x: 0.0,
+                    y: 0.0,
+                    z: 0.0,
+                }),
+                rotation: Some(Quaternion {
+                    x: -0.5,
+                    y: 0.5,
+                    z: -0.5,
+                    w: 0.5,
+                }),
+            };
+            self.encode(&msg)?;
+            out(Topic::Transform, &self.buf)?;
+        }
+
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, &RecordLine::new(work, emit_ns))?;
+        out(Topic::Record, &self.buf)
+    }
+}

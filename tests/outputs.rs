@@ -1,0 +1,889 @@
+//! Issue 13: outputs beside JSON Lines. Each run writes JSON Lines too, and
+//! the other output is read back with a real reader and compared with it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use foxglove::Decode;
+use foxglove::schemas::{CompressedImage, ImageAnnotations};
+use serde_json::Value;
+
+use crate::util::*;
+
+/// The main job (NanoDet-m + ByteTrack on vtest.avi), `frames` frames, with
+/// a JSON Lines sink and `extra` sink tables.
+fn main_job(dir: &Path, frames: u32, extra: &str) -> (PathBuf, PathBuf) {
+    let jsonl = dir.join("out.jsonl");
+    let p = pipeline(
+        dir,
+        "job.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{video}"
+format = "RGB"
+max_frames = {frames}
+[[stage]]
+id = "detect"
+kind = "detect"
+layout = "nanodet"
+confidence = 0.1
+classes = [0, 1, 2, 3, 5, 7]
+[stage.model]
+path = "{model}"
+threads = 2
+[[stage]]
+id = "tracks"
+kind = "track"
+[[sink]]
+kind = "jsonl"
+path = "{jsonl}"
+{extra}
+"#,
+            video = media("vtest.avi").display(),
+            model = repo().join("models/nanodet-m-416.onnx").display(),
+            jsonl = jsonl.display(),
+        ),
+    );
+    (p, jsonl)
+}
+
+struct Msg {
+    topic: String,
+    schema: String,
+    encoding: String,
+    log_time: u64,
+    data: Vec<u8>,
+}
+
+/// Every message of an MCAP file; with `recover`, the messages before the
+/// first damaged record of a file without its end (a killed writer).
+fn read_mcap(path: &Path, recover: bool) -> Vec<Msg> {
+    let bytes = std::fs::read(path).unwrap();
+    let stream = if recover {
+        mcap::MessageStream::new_with_options(&bytes, mcap::read::Options::IgnoreEndMagic.into())
+    } else {
+        mcap::MessageStream::new(&bytes)
+    }
+    .unwrap();
+    let mut out = Vec::new();
+    for m in stream {
+        let m = match m {
+            Ok(m) => m,
+            Err(e) if recover => {
+                eprintln!("stopped at: {e}");
+                break;
+            }
+            Err(e) => panic!("{}: {e}", path.display()),
+        };
+        out.push(Msg {
+            topic: m.channel.topic.clone(),
+            schema: m
+                .channel
+                .schema
+                .as_ref()
+                .map_or(String::new(), |s| s.name.clone()),
+            encoding: m.channel.message_encoding.clone(),
+            log_time: m.log_time,
+            data: m.data.into_owned(),
+        });
+    }
+    out
+}
+
+/// The boxes of a record as the sinks draw them: tracks, `[x1, y1, x2, y2]` as f32.
+fn record_boxes(record: &Value) -> Vec<(Vec<f32>, u64, bool)> {
+    record["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["bbox"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect(),
+                t["id"].as_u64().unwrap(),
+                t["predicted"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mcap_holds_foxglove_channels_equal_to_the_jsonl_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mcap_path = dir.path().join("run.mcap");
+    let (p, jsonl) = main_job(
+        dir.path(),
+        30,
+        &format!(
+            "[[sink]]\nkind = \"mcap\"\npath = \"{}\"\n",
+            mcap_path.display()
+        ),
+    );
+    run(&["run", p.to_str().unwrap()]).assert_code(0);
+    let records = read_records(&jsonl);
+    assert_eq!(records.len(), 30);
+    assert!(
+        records.iter().any(|r| !record_boxes(r).is_empty()),
+        "the tracker found nothing: the comparison would be empty"
+    );
+
+    let bytes = std::fs::read(&mcap_path).unwrap();
+    // Indexed: a summary with chunk indexes (zstd) and per-channel counts.
+    let summary = mcap::Summary::read(&bytes)
+        .unwrap()
+        .expect("a summary section");
+    assert!(!summary.chunk_indexes.is_empty());
+    assert!(
+        summary
+            .chunk_indexes
+            .iter()
+            .all(|c| c.compression == "zstd")
+    );
+    // Message indexes, for seeking: every chunk indexes its three channels.
+    assert!(
+        summary
+            .chunk_indexes
+            .iter()
+            .all(|c| c.message_index_offsets.len() == 3)
+    );
+    let stats = summary.stats.expect("statistics");
+    assert_eq!(stats.message_count, 3 * 30);
+    assert_eq!(stats.channel_count, 3);
+
+    let messages = read_mcap(&mcap_path, false);
+    let mut topics: BTreeMap<&str, (&str, &str, Vec<&Msg>)> = BTreeMap::new();
+    for m in &messages {
+        topics
+            .entry(&m.topic)
+            .or_insert((&m.schema, &m.encoding, Vec::new()))
+            .2
+            .push(m);
+    }
+    let names: Vec<(&str, &str, &str)> = topics.iter().map(|(t, (s, e, _))| (*t, *s, *e)).collect();
+    assert_eq!(
+        names,
+        [
+            ("/cam0/annotations", "foxglove.ImageAnnotations", "protobuf"),
+            ("/cam0/image", "foxglove.CompressedImage", "protobuf"),
+            ("/cam0/record", "percept.Record", "json"),
+        ]
+    );
+    for (topic, (_, _, msgs)) in &topics {
+        assert_eq!(msgs.len(), records.len(), "{topic}: one message per frame");
+        // Log time = the frame's wall-clock capture time, as in the record.
+        for (m, r) in msgs.iter().zip(&records) {
+            assert_eq!(m.log_time, u64_field(r, "capture_wall_ns"), "{topic}");
+        }
+    }
+
+    let (_, _, record_msgs) = &topics["/cam0/record"];
+    for (m, r) in record_msgs.iter().zip(&records) {
+        let v: Value = serde_json::from_slice(&m.data).unwrap();
+        // The same record, but for the output time of each sink.
+        for key in ["seq", "capture_ns", "detections", "tracks", "pts_ns"] {
+            assert_eq!(v[key], r[key], "{key}");
+        }
+    }
+
+    let (_, _, ann_msgs) = &topics["/cam0/annotations"];
+    for (m, r) in ann_msgs.iter().zip(&records) {
+        let ann = ImageAnnotations::decode(m.data.as_slice()).unwrap();
+        assert_eq!(ann.points.len(), ann.texts.len());
+        let got: Vec<(Vec<f32>, u64, bool)> = ann
+            .points
+            .iter()
+            .map(|p| {
+                assert_eq!(p.points.len(), 4);
+                let meta = |k: &str| {
+                    p.metadata
+                        .iter()
+                        .find(|kv| kv.key == k)
+                        .map(|kv| kv.value.clone())
+                        .unwrap()
+                };
+                let predicted: bool = meta("predicted").parse().unwrap();
+                // Predicted boxes are drawn apart: thinner.
+                assert_eq!(p.thickness, if predicted { 1.0 } else { 3.0 });
+                (
+                    vec![
+                        p.points[0].x as f32,
+                        p.points[0].y as f32,
+                        p.points[2].x as f32,
+                        p.points[2].y as f32,
+                    ],
+                    meta("track_id").parse().unwrap(),
+                    predicted,
+                )
+            })
+            .collect();
+        assert_eq!(got, record_boxes(r), "seq {}", r["seq"]);
+    }
+
+    let (_, _, image_msgs) = &topics["/cam0/image"];
+    for m in image_msgs.iter().step_by(10) {
+        let image = CompressedImage::decode(m.data.as_slice()).unwrap();
+        assert_eq!(image.format, "jpeg");
+        let buf = opencv::core::Vector::<u8>::from_slice(&image.data);
+        let decoded = opencv::imgcodecs::imdecode(&buf, opencv::imgcodecs::IMREAD_COLOR).unwrap();
+        use opencv::prelude::*;
+        assert_eq!((decoded.cols(), decoded.rows()), (768, 576));
+    }
+}
+
+#[test]
+fn mcap_of_a_killed_run_still_yields_its_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mcap_path = dir.path().join("killed.mcap");
+    let p = pipeline(
+        dir.path(),
+        "slow.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{}"
+format = "RGB"
+[[stage]]
+id = "slow"
+kind = "delay"
+delay_ms = 10.0
+[[sink]]
+kind = "mcap"
+path = "{}"
+"#,
+            media("vtest.avi").display(),
+            mcap_path.display()
+        ),
+    );
+    let mut child = percept()
+        .args(["run", p.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until some chunks are on disk (1 MiB of JPEGs each), then SIGKILL.
+    let start = Instant::now();
+    while std::fs::metadata(&mcap_path).map_or(0, |m| m.len()) < 3 << 20 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no output");
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+
+    let bytes = std::fs::read(&mcap_path).unwrap();
+    assert!(
+        mcap::MessageStream::new(&bytes)
+            .unwrap()
+            .any(|m| m.is_err()),
+        "a killed file has no end: a strict reader must fail"
+    );
+    let messages = read_mcap(&mcap_path, true);
+    let seqs: Vec<u64> = messages
+        .iter()
+        .filter(|m| m.topic == "/cam0/record")
+        .map(|m| {
+            serde_json::from_slice::<Value>(&m.data).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(seqs.len() >= 10, "{} records recovered", seqs.len());
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    let images = messages.iter().filter(|m| m.topic == "/cam0/image").count();
+    assert!(images.abs_diff(seqs.len()) <= 1);
+}
+
+/// A video decoded by GStreamer to BGR: (width, height, frame rate, frames).
+struct Decoded {
+    width: usize,
+    height: usize,
+    rate: (i32, i32),
+    frames: Vec<Vec<u8>>,
+}
+
+fn decode_bgr(path: &Path, max_frames: usize) -> Decoded {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    use gstreamer_app as gst_app;
+    use gstreamer_video as gst_video;
+    use gstreamer_video::prelude::*;
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=BGR ! appsink name=s sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("s")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = Decoded {
+        width: 0,
+        height: 0,
+        rate: (0, 0),
+        frames: Vec::new(),
+    };
+    while out.frames.len() < max_frames {
+        let Ok(sample) = sink.pull_sample() else {
+            break;
+        };
+        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+        (out.width, out.height) = (info.width() as usize, info.height() as usize);
+        out.rate = (info.fps().numer(), info.fps().denom());
+        let buffer = sample.buffer().unwrap();
+        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap();
+        let stride = frame.plane_stride()[0] as usize;
+        let data = frame.plane_data(0).unwrap();
+        let row = out.width * 3;
+        let mut packed = Vec::with_capacity(row * out.height);
+        for y in 0..out.height {
+            packed.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        out.frames.push(packed);
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
+}
+
+/// Same palette as the sinks (src/overlay.rs), by track id, as BGR.
+fn id_bgr(id: u64) -> [u8; 3] {
+    let [r, g, b] = percept::overlay::id_colour(id);
+    [b, g, r]
+}
+
+#[test]
+fn video_frames_match_the_records_and_the_source() {
+    for (file, extra) in [("run.mp4", ""), ("run.mkv", "encoder = \"openh264\"\n")] {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join(file);
+        let frames = 30;
+        let (p, jsonl) = main_job(
+            dir.path(),
+            frames,
+            &format!(
+                "[[sink]]\nkind = \"video\"\npath = \"{}\"\n{extra}",
+                video.display()
+            ),
+        );
+        run(&["run", p.to_str().unwrap()]).assert_code(0);
+        let records = read_records(&jsonl);
+        let out = decode_bgr(&video, 1000);
+        let source = decode_bgr(&media("vtest.avi"), frames as usize);
+        // One video frame per record, at the source's size and rate.
+        assert_eq!(out.frames.len(), records.len(), "{file}");
+        assert_eq!(
+            (out.width, out.height),
+            (source.width, source.height),
+            "{file}"
+        );
+        assert_eq!((out.width, out.height), (768, 576));
+        assert_eq!(out.rate, source.rate, "{file}");
+
+        let (w, h) = (out.width, out.height);
+        let px = |f: &[u8], x: usize, y: usize| -> [u8; 3] {
+            let i = (y * w + x) * 3;
+            [f[i], f[i + 1], f[i + 2]]
+        };
+        let dist = |a: [u8; 3], b: [u8; 3]| (0..3).map(|c| a[c].abs_diff(b[c])).max().unwrap();
+        let mut edges_checked = 0;
+        let mut far_blocks = 0;
+        for (i, r) in records.iter().enumerate() {
+            let (o, s) = (&out.frames[i], &source.frames[i]);
+            // On the left edge of each measured box, away from its label and
+            // other boxes: the track's colour.
+            let boxes = record_boxes(r);
+            for (b, id, predicted) in &boxes {
+                let (x1, y1, y2) = (b[0].round() as usize, b[1], b[3]);
+                let ym = ((y1 + y2) / 2.0).round() as usize;
+                let clear = boxes.iter().filter(|(o, _, _)| {
+                    (o[0] - 6.0..o[2] + 6.0).contains(&(x1 as f32))
+                        && (o[1] - 6.0..o[3] + 6.0).contains(&(ym as f32))
+                });
+                if *predicted || clear.count() != 1 || x1 < 2 || x1 + 2 >= w || ym >= h {
+                    continue;
+                }
+                let best = (x1 - 1..=x1 + 1)
+                    .map(|x| dist(px(o, x, ym), id_bgr(*id)))
+                    .min()
+                    .unwrap();
+                assert!(
+                    best <= 60,
+                    "{file} frame {i} track {id}: edge {:?} vs colour {:?} (source {:?})",
+                    px(o, x1, ym),
+                    id_bgr(*id),
+                    px(s, x1, ym)
+                );
+                edges_checked += 1;
+            }
+            // 32x32 blocks 40 px from every box of the last 20 frames (trails,
+            // labels) and below the overlay: the source within codec tolerance.
+            let recent: Vec<Vec<f32>> = records[i.saturating_sub(20)..=i]
+                .iter()
+                .flat_map(record_boxes)
+                .map(|(b, _, _)| b)
+                .collect();
+            for by in (64..h - 32).step_by(32) {
+                for bx in (0..w - 32).step_by(32) {
+                    // A label reaches up to 140 px right of x1, 24 px above y1.
+                    let near = recent.iter().any(|b| {
+                        (bx as f32) < b[2].max(b[0] + 140.0) + 40.0
+                            && (bx as f32 + 32.0) > b[0] - 40.0
+                            && (by as f32) < b[3] + 40.0
+                            && (by as f32 + 32.0) > b[1] - 64.0
+                    });
+                    if near {
+                        continue;
+                    }
+                    let mut sum = 0u64;
+                    for y in by..by + 32 {
+                        for x in bx..bx + 32 {
+                            let (a, b) = (px(o, x, y), px(s, x, y));
+                            sum += (0..3).map(|c| u64::from(a[c].abs_diff(b[c]))).sum::<u64>();
+                        }
+                    }
+                    let mean = sum as f64 / (32.0 * 32.0 * 3.0);
+                    assert!(
+                        mean < 8.0,
+                        "{file} frame {i} block ({bx}, {by}): mean difference {mean:.1}"
+                    );
+                    far_blocks += 1;
+                }
+            }
+        }
+        assert!(
+            edges_checked >= 20,
+            "{file}: {edges_checked} box edges checked"
+        );
+        assert!(far_blocks >= 100, "{file}: {far_blocks} far blocks");
+    }
+}
+
+#[test]
+fn plot_draws_a_metrics_file_and_compares_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "slow.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{}"
+max_frames = 300
+[[stage]]
+id = "stats"
+kind = "image_stats"
+[[stage]]
+id = "slow"
+kind = "delay"
+delay_ms = 10.0
+[[sink]]
+kind = "null"
+path = "-"
+"#,
+            media("vtest.avi").display()
+        ),
+    );
+    let metrics = dir.path().join("metrics.jsonl");
+    let summary = dir.path().join("slow.json");
+    run(&[
+        "run",
+        p.to_str().unwrap(),
+        "--no-progress",
+        "--metrics-out",
+        metrics.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let lines = read_records(&metrics);
+    assert!(lines.len() >= 2, "{} metrics lines", lines.len());
+
+    let svg = dir.path().join("run.svg");
+    run(&[
+        "plot",
+        metrics.to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{}", &text[..100.min(text.len())]);
+    // Panels with their axis units, and a legend entry per stage and percentile.
+    for phrase in [
+        "latency (ms)",
+        "elapsed (s)",
+        "RSS (MiB)",
+        "queued frames",
+        "stats p50",
+        "slow p99",
+        "into slow (capacity 4)",
+    ] {
+        assert!(text.contains(phrase), "no `{phrase}` in the SVG");
+    }
+    // A polyline per series: p50 and p99 of two stages, two queues, memory.
+    let series = 2 * 2 + 2 + 1;
+    assert!(text.matches("<polyline").count() >= series);
+
+    let bars = dir.path().join("bars.svg");
+    run(&[
+        "plot",
+        summary.to_str().unwrap(),
+        lines_to(&dir, &lines),
+        "--out",
+        bars.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let text = std::fs::read_to_string(&bars).unwrap();
+    for phrase in ["frames per second", "slow p99", "stats p50", "slow", "last"] {
+        assert!(text.contains(phrase), "no `{phrase}` in the bars");
+    }
+
+    // Not a run summary: exit 2, naming the file.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"x\": 1}\n").unwrap();
+    let r = run(&[
+        "plot",
+        bad.to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("bad.jsonl") && r.stderr.contains("not a percept run summary"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// The last metrics snapshot written as a summary file named `last.json`.
+fn lines_to(dir: &tempfile::TempDir, lines: &[Value]) -> &'static str {
+    let path = dir.path().join("last.json");
+    std::fs::write(&path, lines.last().unwrap().to_string()).unwrap();
+    Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// Connects to a live view as Foxglove does, retrying while percept starts.
+fn connect_live(port: u16, child: &mut std::process::Child) -> Ws {
+    use tungstenite::client::IntoClientRequest;
+    for _ in 0..2400 {
+        assert!(child.try_wait().unwrap().is_none(), "percept ended first");
+        let mut req = format!("ws://127.0.0.1:{port}")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "foxglove.websocket.v1".parse().unwrap(),
+        );
+        if let Ok((ws, resp)) = tungstenite::connect(req) {
+            assert_eq!(
+                resp.headers()["Sec-WebSocket-Protocol"],
+                "foxglove.websocket.v1"
+            );
+            return ws;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no live view on port {port}");
+}
+
+/// Reads JSON operations until `op` arrives.
+fn read_op(ws: &mut Ws, op: &str) -> Value {
+    loop {
+        if let tungstenite::Message::Text(t) = ws.read().unwrap() {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["op"] == op {
+                return v;
+            }
+        }
+    }
+}
+
+/// Reads the advertisements until every topic of `wait` is among them;
+/// subscribes to `topics` (subscription ids 0, 1, …). Returns every channel
+/// advertised so far.
+fn subscribe(ws: &mut Ws, wait: &[&str], topics: &[&str]) -> Vec<Value> {
+    let mut channels: Vec<Value> = Vec::new();
+    while !wait
+        .iter()
+        .all(|t| channels.iter().any(|c| c["topic"] == *t))
+    {
+        let ad = read_op(ws, "advertise");
+        channels.extend(ad["channels"].as_array().unwrap().iter().cloned());
+    }
+    let subscriptions: Vec<Value> = topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let c = channels.iter().find(|c| c["topic"] == *t).unwrap();
+            serde_json::json!({ "id": i, "channelId": c["id"] })
+        })
+        .collect();
+    ws.send(tungstenite::Message::text(
+        serde_json::json!({ "op": "subscribe", "subscriptions": subscriptions }).to_string(),
+    ))
+    .unwrap();
+    channels
+}
+
+#[test]
+fn foxglove_live_view_sends_the_annotations_of_the_jsonl_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("out.jsonl");
+    let port = free_port();
+    // Paced at the recording's 10 fps, so the client is there for most frames.
+    let p = pipeline(
+        dir.path(),
+        "live.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{video}"
+format = "RGB"
+realtime = true
+max_frames = 40
+[[stage]]
+id = "detect"
+kind = "detect"
+layout = "nanodet"
+confidence = 0.1
+classes = [0, 1, 2, 3, 5, 7]
+[stage.model]
+path = "{model}"
+threads = 2
+[[stage]]
+id = "tracks"
+kind = "track"
+[[sink]]
+kind = "jsonl"
+path = "{jsonl}"
+[[sink]]
+kind = "foxglove"
+port = {port}
+"#,
+            video = media("vtest.avi").display(),
+            model = repo().join("models/nanodet-m-416.onnx").display(),
+            jsonl = jsonl.display(),
+        ),
+    );
+    let summary = dir.path().join("summary.json");
+    let mut child = percept()
+        .args(["run", p.to_str().unwrap(), "--summary-json"])
+        .arg(&summary)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ws = connect_live(port, &mut child);
+    let info = read_op(&mut ws, "serverInfo");
+    assert!(info["name"].as_str().unwrap().starts_with("percept"));
+    let channels = subscribe(
+        &mut ws,
+        &["/cam0/image", "/cam0/annotations", "/cam0/record"],
+        &["/cam0/annotations"],
+    );
+    let ann = channels
+        .iter()
+        .find(|c| c["topic"] == "/cam0/annotations")
+        .unwrap();
+    assert_eq!(ann["schemaName"], "foxglove.ImageAnnotations");
+    assert_eq!(ann["encoding"], "protobuf");
+    assert_eq!(ann["schemaEncoding"], "protobuf");
+    for (topic, schema) in [
+        ("/cam0/image", "foxglove.CompressedImage"),
+        ("/cam0/record", "percept.Record"),
+    ] {
+        let c = channels.iter().find(|c| c["topic"] == topic).unwrap();
+        assert_eq!(c["schemaName"], schema);
+    }
+
+    // Message data frames until the run ends and closes the connection.
+    let mut got: BTreeMap<u64, ImageAnnotations> = BTreeMap::new();
+    while let Ok(m) = ws.read() {
+        if let tungstenite::Message::Binary(b) = m {
+            assert_eq!(b[0], 1, "opcode: message data");
+            assert_eq!(u32::from_le_bytes(b[1..5].try_into().unwrap()), 0);
+            let ts = u64::from_le_bytes(b[5..13].try_into().unwrap());
+            got.insert(ts, ImageAnnotations::decode(&b[13..]).unwrap());
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let records = read_records(&jsonl);
+    assert_eq!(records.len(), 40);
+    assert!(got.len() >= 10, "only {} messages", got.len());
+    let mut with_boxes = 0;
+    for (ts, ann) in &got {
+        let r = records
+            .iter()
+            .find(|r| u64_field(r, "capture_wall_ns") == *ts)
+            .unwrap_or_else(|| panic!("no record captured at {ts}"));
+        let boxes: Vec<(Vec<f32>, u64, bool)> = ann
+            .points
+            .iter()
+            .map(|p| {
+                let meta = |k: &str| {
+                    p.metadata
+                        .iter()
+                        .find(|kv| kv.key == k)
+                        .map(|kv| kv.value.clone())
+                        .unwrap()
+                };
+                (
+                    vec![
+                        p.points[0].x as f32,
+                        p.points[0].y as f32,
+                        p.points[2].x as f32,
+                        p.points[2].y as f32,
+                    ],
+                    meta("track_id").parse().unwrap(),
+                    meta("predicted").parse().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(boxes, record_boxes(r), "seq {}", r["seq"]);
+        with_boxes += usize::from(!boxes.is_empty());
+    }
+    assert!(with_boxes > 0, "no boxes among the messages received");
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let live = s["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "foxglove")
+        .unwrap();
+    assert_eq!(live["written"], 40);
+    assert!(live["dropped_messages"].is_u64());
+}
+
+#[test]
+fn foxglove_client_that_never_reads_does_not_stall_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("out.jsonl");
+    let port = free_port();
+    // Every frame of vtest.avi (795), unpaced, as large JPEGs: far more than
+    // the sockets' buffers hold.
+    let p = pipeline(
+        dir.path(),
+        "stuck.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{video}"
+format = "RGB"
+[[sink]]
+kind = "jsonl"
+path = "{jsonl}"
+[[sink]]
+kind = "foxglove"
+port = {port}
+jpeg_quality = 100
+backlog = 4
+"#,
+            video = media("vtest.avi").display(),
+            jsonl = jsonl.display(),
+        ),
+    );
+    let summary = dir.path().join("summary.json");
+    let mut child = percept()
+        .args(["run", p.to_str().unwrap(), "--summary-json"])
+        .arg(&summary)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ws = connect_live(port, &mut child);
+    read_op(&mut ws, "serverInfo");
+    let all = ["/cam0/image", "/cam0/annotations", "/cam0/record"];
+    subscribe(&mut ws, &all, &all);
+    // Never read again; the run still ends with every record.
+    assert!(child.wait().unwrap().success());
+    drop(ws);
+    let records = read_records(&jsonl);
+    assert_eq!(records.len(), 795);
+    assert_contiguous(&records);
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let live = s["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "foxglove")
+        .unwrap();
+    assert_eq!(live["written"], 795);
+    assert!(
+        live["dropped_messages"].as_u64().unwrap() > 0,
+        "{live}: a client that never reads must lose messages"
+    );
+}
+
+#[test]
+fn foxglove_port_in_use_is_bad_input_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let p = pipeline(
+        dir.path(),
+        "busy.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{video}"
+max_frames = 2
+[[sink]]
+kind = "jsonl"
+path = "-"
+[[sink]]
+kind = "foxglove"
+port = {port}
+"#,
+            video = media("vtest.avi").display(),
+        ),
+    );
+    let r = run(&["run", p.to_str().unwrap()]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("busy.toml"), "{}", r.stderr);
+    assert!(r.stderr.contains("sink[1].port"), "{}", r.stderr);
+    assert!(r.stderr.contains(&port.to_string()), "{}", r.stderr);
+}
