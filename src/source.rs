@@ -76,13 +76,26 @@ pub enum SourceError {
         /// What shows the damage.
         detail: String,
     },
+    #[error(
+        "source `{id}`: frame {seq} has no timestamp (PTS) and neither its caps nor the pipeline give a frame rate, so its time is unknown; set `framerate = 25` (frames per second, or \"30000/1001\") on the source, or give the caps a rate (e.g. `caps=image/jpeg,framerate=25/1`)"
+    )]
+    /// A recording's frame has no PTS and no frame rate is known (image
+    /// sequences read without a rate): its time would be arrival time.
+    NoTimestamps {
+        /// The source id.
+        id: String,
+        /// The frame's number in the stream, from 0.
+        seq: u64,
+    },
 }
 
 impl SourceError {
     /// Whether the input itself is at fault (exit code 2) rather than the run.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            SourceError::Build { .. } | SourceError::Truncated { .. } => true,
+            SourceError::Build { .. }
+            | SourceError::Truncated { .. }
+            | SourceError::NoTimestamps { .. } => true,
             SourceError::Stream { bad_input, .. } => *bad_input,
             _ => false,
         }
@@ -119,6 +132,13 @@ pub trait SourceInput: std::fmt::Debug + Send + Sync {
 
     /// The recording's file, for the progress bar and the truncation check.
     fn file(&self) -> Option<&std::path::Path> {
+        None
+    }
+
+    /// The frame rate (numerator, denominator) in frames per second the
+    /// pipeline file declares for this source (`framerate`), used for frames
+    /// without a PTS when the caps carry no rate.
+    fn declared_framerate(&self) -> Option<(u32, u32)> {
         None
     }
 

@@ -10,6 +10,7 @@ mod config_errors;
 mod detect;
 mod failures;
 mod golden;
+mod inputs;
 mod models;
 mod realtime;
 mod recording;

@@ -6,12 +6,23 @@
 //! the format the pipeline file asks for. Locations are set as element
 //! properties, never spliced into the description, so no quoting can break.
 //!
+//! Orientation: `videoflip video-direction=auto` turns frames upright as
+//! the stream's `image-orientation` tag says (phones' rotation matrices in
+//! MP4, EXIF), so frames have the size a player shows; the tag applied is
+//! recorded per frame ([`FrameMeta::orientation`]). The `videoconvert`
+//! before it gives `videoflip` a format it handles (passthrough otherwise).
+//!
+//! Time: a buffer without a PTS (image sequences) gets one from the frame
+//! rate of its caps, else the source's declared `framerate`; a recording with
+//! neither stops with [`SourceError::NoTimestamps`]; only live sources fall
+//! back to the capture clock ([`TimeSource`]).
+//!
 //! Delivery: `lossless` lets the appsink queue fill and back-pressure the
 //! decoder; `latest` keeps one buffer and drops older ones inside GStreamer
 //! (counted from buffer offset gaps when the source numbers its buffers).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -21,7 +32,7 @@ use gstreamer_video as gst_video;
 use crate::clock;
 use crate::config::{Delivery, SourcePlan};
 use crate::edge::Outputs;
-use crate::frame::{CaptureClock, Frame, FrameMeta};
+use crate::frame::{CaptureClock, Frame, FrameMeta, TimeSource};
 use crate::meter::SourceStats;
 use crate::record::{Record, Work};
 use crate::source::{Source, SourceError};
@@ -29,6 +40,19 @@ use crate::source::{Source, SourceError};
 use crate::frame::DEFAULT_PERIOD_NS;
 const SINK_NAME: &str = "percept_sink";
 const SRC_NAME: &str = "percept_src";
+const FLIP_NAME: &str = "percept_orient";
+/// GStreamer's `image-orientation` tag values that `videoflip
+/// video-direction=auto` applies; index + 1 is stored, 0 means no tag.
+const ORIENTATIONS: [&str; 8] = [
+    "rotate-0",
+    "rotate-90",
+    "rotate-180",
+    "rotate-270",
+    "flip-rotate-0",
+    "flip-rotate-90",
+    "flip-rotate-180",
+    "flip-rotate-270",
+];
 /// How long one pull waits before the loop looks at the bus and the stop flag.
 const PULL_TIMEOUT_MS: u64 = 50;
 /// A file that ends this much before its declared duration is reported as truncated
@@ -42,6 +66,9 @@ pub struct GstSource {
     launch: String,
     pipeline: gst::Pipeline,
     appsink: gst_app::AppSink,
+    /// The last `image-orientation` tag seen before `videoflip` (index into
+    /// [`ORIENTATIONS`] + 1; 0: none).
+    orientation: Arc<AtomicU8>,
 }
 
 /// The sender's NTP time of a buffer (ns since 1900), when GStreamer attached
@@ -66,7 +93,9 @@ pub fn launch_description(plan: &SourcePlan) -> String {
     } else {
         "videoscale ! "
     };
-    format!("{head} ! videoconvert ! {scale}appsink name={SINK_NAME}")
+    format!(
+        "{head} ! videoconvert ! videoflip name={FLIP_NAME} video-direction=auto ! videoconvert ! {scale}appsink name={SINK_NAME}"
+    )
 }
 
 impl GstSource {
@@ -102,6 +131,24 @@ impl GstSource {
             plan.input.configure(&src);
         }
 
+        let orientation = Arc::new(AtomicU8::new(0));
+        if let Some(pad) = pipeline
+            .by_name(FLIP_NAME)
+            .and_then(|flip| flip.static_pad("sink"))
+        {
+            let seen = orientation.clone();
+            pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                if let Some(gst::PadProbeData::Event(event)) = &info.data
+                    && let gst::EventView::Tag(tag) = event.view()
+                    && let Some(value) = tag.tag().get::<gst::tags::ImageOrientation>()
+                    && let Some(i) = ORIENTATIONS.iter().position(|o| *o == value.get())
+                {
+                    seen.store(i as u8 + 1, Ordering::Relaxed);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+
         let mut caps = gst::Caps::builder("video/x-raw").field("format", plan.format.to_str());
         if let Some((w, h)) = plan.size {
             caps = caps.field("width", w as i32).field("height", h as i32);
@@ -119,6 +166,7 @@ impl GstSource {
             launch,
             pipeline,
             appsink,
+            orientation,
         })
     }
 
@@ -148,6 +196,8 @@ impl GstSource {
         let mut info: Option<(gst::Caps, Arc<gst_video::VideoInfo>)> = None;
         let mut last_offset: Option<u64> = None;
         let mut last_end_ns: Option<u64> = None;
+        // The last frame with a PTS: (PTS, seq).
+        let mut last_pts: Option<(u64, u64)> = None;
         let mut frame_period_ns: u64 = 0;
         let timeout = gst::ClockTime::from_mseconds(PULL_TIMEOUT_MS);
 
@@ -187,8 +237,37 @@ impl GstSource {
                 }
             };
 
-            let pts_ns = buffer.pts().map(|t| t.nseconds());
-            let duration_ns = buffer.duration().map(|t| t.nseconds());
+            let (pts_ns, time_source) = match buffer.pts() {
+                Some(p) => {
+                    last_pts = Some((p.nseconds(), seq));
+                    (Some(p.nseconds()), TimeSource::Pts)
+                }
+                None => match self.frame_rate(&layout) {
+                    Some((n, d)) => {
+                        // Exact per frame: no rounding error accumulates.
+                        let (pts, at) = last_pts.unwrap_or((0, 0));
+                        let offset =
+                            u128::from(seq - at) * 1_000_000_000 * u128::from(d) / u128::from(n);
+                        (
+                            Some(pts + u64::try_from(offset).unwrap_or(u64::MAX)),
+                            TimeSource::Framerate,
+                        )
+                    }
+                    None if self.plan.live => (None, TimeSource::Arrival),
+                    None => {
+                        return Err(SourceError::NoTimestamps {
+                            id: self.plan.id.clone(),
+                            seq,
+                        });
+                    }
+                },
+            };
+            let duration_ns = buffer.duration().map(|t| t.nseconds()).or_else(|| {
+                (time_source == TimeSource::Framerate)
+                    .then(|| self.frame_rate(&layout))
+                    .flatten()
+                    .map(|(n, d)| 1_000_000_000 * d / n)
+            });
             if let Some(d) = duration_ns {
                 frame_period_ns = d;
             }
@@ -234,6 +313,11 @@ impl GstSource {
                         capture_wall_ns: clock::wall_ns_of(capture_ns),
                         deadline_ns,
                         ntp_ns,
+                        time_source,
+                        orientation: match self.orientation.load(Ordering::Relaxed) {
+                            0 => None,
+                            i => ORIENTATIONS.get(usize::from(i) - 1).copied(),
+                        },
                     },
                     buffer,
                     info: layout,
@@ -251,6 +335,20 @@ impl GstSource {
                 return Ok(());
             }
         }
+    }
+
+    /// The frame rate (numerator, denominator; frames per second) for frames
+    /// without a PTS: the caps' rate, else the source's declared `framerate`;
+    /// `None` when neither is known.
+    fn frame_rate(&self, layout: &gst_video::VideoInfo) -> Option<(u64, u64)> {
+        let caps = layout.fps();
+        let (n, d) = if caps.numer() > 0 && caps.denom() > 0 {
+            (caps.numer() as u64, caps.denom() as u64)
+        } else {
+            let (n, d) = self.plan.input.declared_framerate()?;
+            (u64::from(n), u64::from(d))
+        };
+        (n > 0 && d > 0).then_some((n, d))
     }
 
     /// For a live source on the (monotonic) system clock: base time + running time.
