@@ -341,3 +341,196 @@ fn a_bad_declared_frame_rate_names_the_field() {
         assert!(r.stderr.contains("framerate"), "{bad}: {}", r.stderr);
     }
 }
+
+/// Decodes `file` with the decode-only pipeline, with `--summary-json`.
+fn decode(file: &Path) -> (Run, Vec<Value>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let summary = dir.path().join("summary.json");
+    let decode = repo().join("pipelines/decode-only.toml");
+    let r = run(&[
+        "run",
+        decode.to_str().unwrap(),
+        "-i",
+        file.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    let records = read_records(&out);
+    let s = std::fs::read_to_string(&summary)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(Value::Null);
+    (r, records, s)
+}
+
+/// The case's `two_video_longer2nd.mkv`, rebuilt: a complete Matroska file
+/// whose first video track has 30 frames (1 s) and second 90 (3 s). The
+/// first track is read, all of it, and the file is not called truncated
+/// because the container's duration is the second track's.
+#[test]
+fn two_video_tracks_the_first_shorter_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mkv = dir.path().join("two_video_longer2nd.mkv");
+    gst_launch(&format!(
+        "matroskamux name=m ! filesink location={} \
+         videotestsrc num-buffers=30 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc speed-preset=ultrafast ! queue ! m. \
+         videotestsrc num-buffers=90 pattern=smpte ! video/x-raw,width=160,height=120,framerate=30/1 ! x264enc speed-preset=ultrafast ! queue ! m.",
+        mkv.display()
+    ));
+    let (r, records, _) = decode(&mkv);
+    r.assert_code(0);
+    assert_eq!(records.len(), 30);
+    assert_contiguous(&records);
+    for rec in &records {
+        assert_eq!(
+            (u64_field(rec, "width"), u64_field(rec, "height")),
+            (320, 240)
+        );
+    }
+}
+
+/// The same kind, made here: an MP4 whose audio (3 s) outlasts its video
+/// (1 s), as screen recordings and trimmed clips have.
+#[test]
+fn video_shorter_than_its_audio_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp4 = dir.path().join("short_video_long_audio.mp4");
+    gst_launch(&format!(
+        "mp4mux name=m ! filesink location={} \
+         videotestsrc num-buffers=30 ! video/x-raw,width=160,height=120,framerate=30/1 ! x264enc speed-preset=ultrafast ! queue ! m. \
+         audiotestsrc num-buffers=150 samplesperbuffer=882 ! audio/x-raw,rate=44100 ! audioconvert ! avenc_aac ! queue ! m.",
+        mp4.display()
+    ));
+    let (r, records, _) = decode(&mp4);
+    r.assert_code(0);
+    assert_eq!(records.len(), 30);
+    assert_contiguous(&records);
+}
+
+/// Writes `frames` MJPEG frames (plus 2 s of audio when `audio`) to an AVI,
+/// then sets its video header's frame counts (`avih.dwTotalFrames` and the
+/// video `strh.dwLength`) to `declared`, as in OpenCV's `tree.avi`.
+fn avi_declaring(path: &Path, frames: u32, declared: u32, audio: bool) {
+    let audio = if audio {
+        "audiotestsrc num-buffers=40 samplesperbuffer=1102 ! audio/x-raw,rate=22050,channels=1 ! queue ! m.".to_string()
+    } else {
+        String::new()
+    };
+    gst_launch(&format!(
+        "avimux name=m ! filesink location={} {audio} videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=160,height=120,framerate=15/1 ! jpegenc ! queue ! m.",
+        path.display()
+    ));
+    let mut b = std::fs::read(path).unwrap();
+    let find = |b: &[u8], tag: &[u8], from: usize| {
+        b[from..]
+            .windows(4)
+            .position(|w| w == tag)
+            .map(|i| i + from)
+    };
+    let avih = find(&b, b"avih", 0).unwrap();
+    b[avih + 24..avih + 28].copy_from_slice(&declared.to_le_bytes());
+    let mut at = 0;
+    let mut patched = false;
+    while let Some(i) = find(&b, b"strh", at) {
+        if &b[i + 8..i + 12] == b"vids" {
+            assert_eq!(b[i + 40..i + 44], frames.to_le_bytes(), "dwLength");
+            b[i + 40..i + 44].copy_from_slice(&declared.to_le_bytes());
+            patched = true;
+        }
+        at = i + 4;
+    }
+    assert!(patched);
+    std::fs::write(path, b).unwrap();
+}
+
+/// OpenCV's `tree.avi` declares 444 frames and decodes 68: a warning with
+/// both figures, counted in the summary; every decodable frame, exit 0.
+#[test]
+fn avi_header_declaring_more_frames_than_decode_is_a_counted_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    // The case, and one more made here: audio first, so the video's stream
+    // header is the second.
+    for (frames, declared, audio) in [(68, 444, false), (40, 300, true)] {
+        let avi = dir.path().join(format!("declares{declared}.avi"));
+        avi_declaring(&avi, frames, declared, audio);
+        let (r, records, s) = decode(&avi);
+        r.assert_code(0);
+        assert_eq!(records.len(), frames as usize);
+        assert_contiguous(&records);
+        assert!(
+            r.stderr.contains(&format!(
+                "declares {declared} video frames but {frames} were decoded"
+            )),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("warnings: 1 source"), "{}", r.stderr);
+        assert_eq!(s["sources"][0]["declared_frames"], declared, "{s}");
+        assert_eq!(s["short_sources"], 1, "{s}");
+    }
+    // A file whose header agrees has no warning.
+    let avi = dir.path().join("agrees.avi");
+    avi_declaring(&avi, 20, 20, false);
+    let (r, _, s) = decode(&avi);
+    r.assert_code(0);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    assert_eq!(s["short_sources"], 0, "{s}");
+    assert!(s["sources"][0].get("declared_frames").is_none(), "{s}");
+}
+
+/// "250 frames in, 250 out, 10 dropped" with 10 skips was wrong: frames a
+/// stage skipped (interval) still reach the output and are counted apart.
+#[test]
+fn summary_separates_stage_skips_from_dropped_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "p.toml",
+        r#"
+version = 1
+[[source]]
+id = "t"
+kind = "test"
+max_frames = 20
+[[stage]]
+id = "stats"
+kind = "image_stats"
+interval = 4
+[[sink]]
+kind = "jsonl"
+path = "out.jsonl"
+"#,
+    );
+    let summary = dir.path().join("s.json");
+    let r = run(&[
+        "run",
+        p.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    r.assert_code(0);
+    let records = read_records(&dir.path().join("out.jsonl"));
+    assert_eq!(records.len(), 20);
+    let skipped = records
+        .iter()
+        .filter(|r| r.get("image_stats").is_none())
+        .count();
+    assert_eq!(skipped, 15, "every 4th frame worked on");
+    assert!(
+        r.stderr
+            .contains("20 frames in, 20 out, 0 dropped, 15 stage skips"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("skips: 15 interval at stage stats"),
+        "{}",
+        r.stderr
+    );
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["drops"], serde_json::json!([]), "{s}");
+    assert_eq!(s["skips"][0]["reason"], "interval", "{s}");
+    assert_eq!(s["skips"][0]["count"], 15, "{s}");
+}

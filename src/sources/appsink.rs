@@ -210,7 +210,7 @@ impl GstSource {
             let Some(sample) = self.appsink.try_pull_sample(timeout) else {
                 if self.appsink.is_eos() {
                     self.check_bus(&bus)?;
-                    return self.check_complete(last_end_ns, frame_period_ns, stats);
+                    return self.check_complete(last_end_ns, frame_period_ns, seq, stats);
                 }
                 continue;
             };
@@ -383,11 +383,20 @@ impl GstSource {
         }
     }
 
-    /// After end of stream: a file that stopped well short of its declared duration is truncated.
+    /// After end of stream, judged for this video stream, not the container:
+    /// - a RIFF file shorter than its header's size is truncated (exit 2);
+    /// - an AVI whose video header declares more frames than were decoded
+    ///   from a complete file gets a warning with both figures, counted in
+    ///   the summary ([`SourceStats::declared_frames`]): players and OpenCV
+    ///   report the header's count, GStreamer decodes what the index has;
+    /// - a stream that ended well before the container's duration is complete
+    ///   when another stream of the file reaches that duration (a longer
+    ///   second video or audio track: [`container_reach`]), else truncated.
     fn check_complete(
         &self,
         last_end_ns: Option<u64>,
         frame_period_ns: u64,
+        decoded: u64,
         stats: &SourceStats,
     ) -> Result<(), SourceError> {
         let Some(path) = self.plan.input.file() else {
@@ -407,17 +416,44 @@ impl GstSource {
                 "the file has {actual} bytes but its RIFF header declares {declared}"
             )));
         }
+        if let Some(declared) = avi_video_frames(path)
+            && declared > decoded
+        {
+            tracing::warn!(
+                source = %self.stream,
+                "{}: the AVI header declares {declared} video frames but {decoded} were decoded",
+                path.display()
+            );
+            stats.declared_frames.store(declared, Ordering::Relaxed);
+        }
         let declared = stats.duration_ns.load(Ordering::Relaxed);
         let Some(ended) = last_end_ns else {
             return Ok(());
         };
         let tolerance = TRUNCATION_TOLERANCE_NS.max(3 * frame_period_ns);
         if declared > 0 && ended + tolerance < declared {
-            return Err(truncated(format!(
-                "stream ended at {:.2} s but declares {:.2} s",
-                ended as f64 / 1e9,
-                declared as f64 / 1e9
-            )));
+            let from = ended.max(declared.saturating_sub(2 * tolerance));
+            match container_reach(path, from) {
+                Some(reach) if reach + tolerance >= declared => {
+                    tracing::info!(
+                        source = %self.stream,
+                        "the video stream ended at {:.2} s; another stream of the file runs to {:.2} s (the container's duration)",
+                        ended as f64 / 1e9,
+                        reach as f64 / 1e9
+                    );
+                }
+                reach => {
+                    return Err(truncated(format!(
+                        "stream ended at {:.2} s but declares {:.2} s (no stream of the file reaches it{})",
+                        ended as f64 / 1e9,
+                        declared as f64 / 1e9,
+                        reach.map_or_else(String::new, |r| format!(
+                            ": the longest ends at {:.2} s",
+                            r as f64 / 1e9
+                        ))
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -473,6 +509,123 @@ impl GstSource {
         }
         Ok(())
     }
+}
+
+/// How long [`container_reach`] waits for the file to preroll, then to end.
+const REACH_TIMEOUT_S: u64 = 10;
+
+/// The latest end time (PTS + duration, ns) of any elementary stream of the
+/// file, demuxed without decoding (`parsebin`, one fake sink per stream)
+/// from `from_ns` on (a key-unit seek, so only the file's tail is read).
+/// `None` when the file cannot be read that way or does not end in time.
+fn container_reach(path: &std::path::Path, from_ns: u64) -> Option<u64> {
+    use std::sync::atomic::AtomicU64;
+    let pipeline = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_str()?)
+        .build()
+        .ok()?;
+    let parse = gst::ElementFactory::make("parsebin").build().ok()?;
+    pipeline.add_many([&src, &parse]).ok()?;
+    src.link(&parse).ok()?;
+    let reach = Arc::new(AtomicU64::new(0));
+    let weak = pipeline.downgrade();
+    let seen = reach.clone();
+    parse.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = weak.upgrade() else {
+            return;
+        };
+        // A queue per stream, so one stream's sink prerolling does not hold
+        // the demuxer before the others have data.
+        let (Ok(queue), Ok(sink)) = (
+            gst::ElementFactory::make("queue")
+                .property("max-size-time", 5_000_000_000u64)
+                .build(),
+            gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .build(),
+        ) else {
+            return;
+        };
+        if pipeline.add_many([&queue, &sink]).is_err() || queue.link(&sink).is_err() {
+            return;
+        }
+        let _ = queue.sync_state_with_parent();
+        let _ = sink.sync_state_with_parent();
+        if let Some(sinkpad) = queue.static_pad("sink") {
+            let _ = pad.link(&sinkpad);
+        }
+        let seen = seen.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data
+                && let Some(p) = b.pts()
+            {
+                let end = p.nseconds() + b.duration().map_or(0, |d| d.nseconds());
+                seen.fetch_max(end, Ordering::Relaxed);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+    let result = (|| {
+        let bus = pipeline.bus()?;
+        let timeout = gst::ClockTime::from_seconds(REACH_TIMEOUT_S);
+        pipeline.set_state(gst::State::Paused).ok()?;
+        let msg = bus.timed_pop_filtered(
+            timeout,
+            &[gst::MessageType::AsyncDone, gst::MessageType::Error],
+        )?;
+        if let gst::MessageView::Error(_) = msg.view() {
+            return None;
+        }
+        // A file that cannot seek is read from the start.
+        let _ = pipeline.seek_simple(
+            gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+            gst::ClockTime::from_nseconds(from_ns),
+        );
+        pipeline.set_state(gst::State::Playing).ok()?;
+        // An error (the damage itself) still leaves what was read.
+        bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error])?;
+        Some(reach.load(Ordering::Relaxed))
+    })();
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// The video frame count an AVI file's header declares: the first video
+/// stream header's `dwLength` (`strh` with `fccType` `vids`), else the main
+/// header's `dwTotalFrames` (`avih`). `None` for other files. Reads the
+/// first 64 KiB (the `hdrl` list comes first).
+fn avi_video_frames(path: &std::path::Path) -> Option<u64> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(65_536);
+    std::fs::File::open(path)
+        .ok()?
+        .take(65_536)
+        .read_to_end(&mut head)
+        .ok()?;
+    if head.get(..4)? != b"RIFF" || head.get(8..12)? != b"AVI " {
+        return None;
+    }
+    let u32_at = |at: usize| -> Option<u64> {
+        let b = head.get(at..at + 4)?;
+        Some(u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    };
+    let find = |tag: &[u8], from: usize| -> Option<usize> {
+        head.get(from..)?
+            .windows(4)
+            .position(|w| w == tag)
+            .map(|i| from + i)
+    };
+    let mut at = 12;
+    while let Some(i) = find(b"strh", at) {
+        // strh: fccType at +8, dwLength at +8 + 32.
+        if head.get(i + 8..i + 12)? == b"vids" {
+            return u32_at(i + 40);
+        }
+        at = i + 4;
+    }
+    // avih: dwTotalFrames at +8 + 16.
+    find(b"avih", 12).and_then(|i| u32_at(i + 24))
 }
 
 /// For a RIFF file (AVI, WAV): (size its header declares, actual size) in bytes.
