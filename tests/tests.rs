@@ -12,6 +12,7 @@ mod failures;
 mod golden;
 mod inputs;
 mod models;
+mod network;
 mod realtime;
 mod recording;
 mod runtime;

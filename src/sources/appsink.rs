@@ -473,6 +473,19 @@ impl GstSource {
             match msg.view() {
                 gst::MessageView::Error(err) => {
                     let error = err.error();
+                    let element = msg
+                        .src()
+                        .map_or_else(|| "?".into(), |s| s.path_string().to_string());
+                    let debug = err.debug().map(|d| d.to_string());
+                    if self.plan.input.is_network() {
+                        return Err(SourceError::Network {
+                            id: self.plan.id.clone(),
+                            failure: crate::source::NetworkFailure::of(&error, debug.as_deref()),
+                            element,
+                            message: error.message().to_string(),
+                            debug,
+                        });
+                    }
                     let bad_input = error.is::<gst::StreamError>()
                         || matches!(
                             error.kind::<gst::ResourceError>(),
@@ -488,11 +501,9 @@ impl GstSource {
                         );
                     return Err(SourceError::Stream {
                         id: self.plan.id.clone(),
-                        element: msg
-                            .src()
-                            .map_or_else(|| "?".into(), |s| s.path_string().to_string()),
+                        element,
                         message: error.message().to_string(),
-                        debug: err.debug().map(|d| d.to_string()),
+                        debug,
                         bad_input,
                     });
                 }
