@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::clock;
 use crate::frame::{CaptureClock, TimeSource};
 use crate::record::{
-    Classification, DepthMap, DepthSource, Detection, Failure, ImageStats, MonoFit, PairInfo, Skip,
-    TrackOut, Work,
+    Classification, DepthCamera, DepthMap, DepthSource, Detection, Failure, ImageStats, MonoFit,
+    PairInfo, Skip, TrackOut, Work,
 };
 
 /// Version of the output schema (`v` in every record).
@@ -48,6 +48,9 @@ pub struct DepthView {
     pub height: u32,
     /// Share of pixels with a valid depth.
     pub valid: f32,
+    /// The camera the map is in (stereo): view, matrix `k`, `baseline_m`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera: Option<DepthCamera>,
 }
 
 impl From<&DepthMap> for DepthView {
@@ -58,6 +61,7 @@ impl From<&DepthMap> for DepthView {
             width: d.width,
             height: d.height,
             valid: valid as f32 / d.metres.len().max(1) as f32,
+            camera: d.camera.as_deref().cloned(),
         }
     }
 }

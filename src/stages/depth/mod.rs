@@ -415,6 +415,7 @@ impl Stage for MonoDepthStage {
                 height: grid.out.1 as u32,
                 metres,
                 source: Some(DepthSource::Mono),
+                camera: None,
             });
         }
         Ok(())

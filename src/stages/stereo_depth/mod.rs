@@ -12,6 +12,7 @@ pub(crate) use settings::depth_limits;
 pub use settings::KIND;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use opencv::calib3d::{self, StereoSGBM};
 use opencv::core::{CV_16S, Mat, Point2f, Ptr, Scalar, Vector};
@@ -23,7 +24,7 @@ use crate::cvmat::{to_gray_code, with_frame_mat};
 use crate::frame::Frame;
 use crate::geometry::median_position;
 use crate::pool::VecPool;
-use crate::record::{DepthMap, DepthSource, Position, Record};
+use crate::record::{DepthCamera, DepthMap, DepthSource, Position, Record};
 use crate::stage::{Stage, StageError};
 
 /// Depth maps kept for reuse across frames in flight.
@@ -269,6 +270,23 @@ impl StereoMatcher {
     }
 }
 
+/// The camera of the left rectified view: the left 3x3 of `P1`, the baseline.
+fn rectified_camera(r: &Rectification) -> opencv::Result<DepthCamera> {
+    let mut k = [[0.0; 3]; 3];
+    for (i, row) in k.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = *r.p1.at_2d::<f64>(i as i32, j as i32)?;
+        }
+    }
+    Ok(DepthCamera {
+        view: "rectified_left",
+        k,
+        baseline_m: r.baseline_m,
+        width: r.size.width as u32,
+        height: r.size.height as u32,
+    })
+}
+
 /// The `stereo_depth` stage.
 pub struct StereoDepthStage {
     settings: StereoDepthSettings,
@@ -278,6 +296,7 @@ pub struct StereoDepthStage {
     samples: Vec<f32>,
     pool: VecPool<f32>,
     fatal: bool,
+    camera: Arc<DepthCamera>,
 }
 
 impl StereoDepthStage {
@@ -285,8 +304,11 @@ impl StereoDepthStage {
     pub fn new(settings: &StereoDepthSettings) -> Result<StereoDepthStage, String> {
         let c = &settings.calibration;
         let fail = |e: opencv::Error| format!("{}: {e}", settings.calibration_path.display());
+        let matcher = StereoMatcher::new(c, &settings.sgbm).map_err(fail)?;
+        let camera = Arc::new(rectified_camera(&matcher.rect).map_err(fail)?);
         Ok(StereoDepthStage {
-            matcher: StereoMatcher::new(c, &settings.sgbm).map_err(fail)?,
+            camera,
+            matcher,
             settings: settings.clone(),
             corners: Vector::new(),
             corners_rect: Vector::new(),
@@ -403,6 +425,7 @@ impl Stage for StereoDepthStage {
             height: size.height as u32,
             metres,
             source: Some(DepthSource::Stereo),
+            camera: Some(self.camera.clone()),
         });
         Ok(())
     }
