@@ -83,7 +83,7 @@ pub struct DepthMap {
 /// the left 3x3 of `P1`, not the calibration's left matrix.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DepthCamera {
-    /// Which view: `rectified_left`.
+    /// Which view: `rectified_left` (OpenCV's `P1`) or `left` (the original left camera).
     pub view: &'static str,
     /// Camera matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], pixels.
     pub k: [[f64; 3]; 3],
