@@ -32,7 +32,9 @@ use percept::calib::StereoCalibration;
 use percept::frame::Frame;
 use percept::record::Record;
 use percept::stage::Stage;
-use percept::stages::stereo_depth::{SgbmSettings, StereoDepthSettings, StereoDepthStage};
+use percept::stages::stereo_depth::{
+    DepthFrame, SgbmSettings, StereoDepthSettings, StereoDepthStage,
+};
 
 /// Alternating runs of each side for the side-by-side ratio.
 const ALTERNATIONS: usize = 21;
@@ -133,6 +135,7 @@ fn stereo(c: &mut Criterion) {
                 },
                 max_depth_m: 0.0,
                 box_shrink: 0.25,
+                depth_frame: DepthFrame::Rectified,
             })
             .expect("stage");
             let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -175,6 +178,7 @@ fn stereo(c: &mut Criterion) {
                 sgbm: SgbmSettings { full_width, ..sgbm },
                 max_depth_m: 0.0,
                 box_shrink: 0.25,
+                depth_frame: DepthFrame::Rectified,
             })
             .expect("stage");
             group.bench_function(label, |b| {

@@ -1,7 +1,10 @@
 //! Library error types and how the CLI maps them to exit codes.
 //!
 //! Library code returns these typed errors; only the CLI edge adds `anyhow`
-//! context. Exit codes: 2 = bad input or configuration, 1 = run-time failure.
+//! context. Exit codes: 2 = bad input or configuration, 1 = run-time failure,
+//! 3 = a network source could not be reached or stopped answering (refused,
+//! unreachable, timeout, dropped connection), 4 = a network source refused
+//! the credentials (401, 403), whatever the protocol.
 
 use std::path::PathBuf;
 
@@ -12,6 +15,7 @@ use crate::source::SourceError;
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// Exit code for a failure at run time.
 pub const EXIT_RUNTIME: i32 = 1;
+pub use crate::source::{EXIT_AUTH, EXIT_NETWORK};
 
 /// Any error percept's library can return.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => EXIT_BAD_INPUT,
+            Error::Source(SourceError::Network { failure, .. }) => failure.exit_code(),
             Error::Source(e) if e.is_bad_input() => EXIT_BAD_INPUT,
             Error::Model { .. } => EXIT_BAD_INPUT,
             _ => EXIT_RUNTIME,

@@ -25,6 +25,19 @@ pub enum CaptureClock {
     Pipeline,
 }
 
+/// Where a frame's media time ([`FrameMeta::pts_ns`]) came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    /// The buffer's own presentation timestamp.
+    Pts,
+    /// The buffer had none: first PTS + frame number / frame rate (the caps'
+    /// rate, else the source's declared `framerate`).
+    Framerate,
+    /// No media time: the capture clock (`capture_ns`), for live sources only.
+    Arrival,
+}
+
 /// What is known about a frame besides its pixels.
 #[derive(Debug, Clone)]
 pub struct FrameMeta {
@@ -48,6 +61,13 @@ pub struct FrameMeta {
     /// The sender's NTP time (ns since 1900) when the stream carries one (RTSP
     /// with RTCP sender reports); stereo pairing prefers it.
     pub ntp_ns: Option<u64>,
+    /// Where `pts_ns` came from (`Arrival` when it is `None`).
+    pub time_source: TimeSource,
+    /// The `image-orientation` tag that was applied to make the frame
+    /// upright (`rotate-90`, `flip-rotate-0`, …; GStreamer's names, as
+    /// `videoflip video-direction=auto` reads them), `None` when the stream
+    /// carries no orientation tag.
+    pub orientation: Option<&'static str>,
 }
 
 impl FrameMeta {
@@ -110,6 +130,8 @@ impl Frame {
                 capture_wall_ns: 0,
                 deadline_ns: None,
                 ntp_ns: None,
+                time_source: TimeSource::Pts,
+                orientation: None,
             },
             buffer: gst::Buffer::from_slice(bytes),
             info: Arc::new(info),

@@ -33,6 +33,7 @@ pub mod geometry;
 pub mod meter;
 pub mod pool;
 pub mod record;
+pub mod redact;
 pub mod schema;
 
 // Floors: the traits kinds implement, and the engines they share.

@@ -170,6 +170,9 @@ pub struct SourceStats {
     pub position_ns: AtomicU64,
     /// Declared duration, ns (0 = unknown).
     pub duration_ns: AtomicU64,
+    /// Video frames the file's header declares when that is more than were
+    /// decoded from a complete file (AVI `dwLength`); 0 otherwise.
+    pub declared_frames: AtomicU64,
 }
 
 /// Counters of one stereo pairing.

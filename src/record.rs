@@ -72,6 +72,27 @@ pub struct DepthMap {
     pub metres: Pooled<f32>,
     /// Stereo or mono.
     pub source: Option<DepthSource>,
+    /// The pinhole camera the map is in (stereo maps); shared by every frame.
+    pub camera: Option<Arc<DepthCamera>>,
+}
+
+/// The camera a depth map is in: pixel (u, v) with depth z (metres, along
+/// the optical axis) is the point z · K⁻¹ (u, v, 1) of this camera. For
+/// `stereo_depth` this is the left *rectified* view (OpenCV `stereoRectify`
+/// with alpha 0, or `fisheye::stereoRectify` with balance 0): its matrix is
+/// the left 3x3 of `P1`, not the calibration's left matrix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DepthCamera {
+    /// Which view: `rectified_left` (OpenCV's `P1`) or `left` (the original left camera).
+    pub view: &'static str,
+    /// Camera matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], pixels.
+    pub k: [[f64; 3]; 3],
+    /// Baseline of the rectified pair, metres (`|P2[0, 3] / P2[0, 0]|`).
+    pub baseline_m: f64,
+    /// Map columns, pixels.
+    pub width: u32,
+    /// Map rows, pixels.
+    pub height: u32,
 }
 
 /// Detections of an earlier frame (see [`Record::late`]).

@@ -6,10 +6,10 @@
 use serde::Serialize;
 
 use crate::clock;
-use crate::frame::CaptureClock;
+use crate::frame::{CaptureClock, TimeSource};
 use crate::record::{
-    Classification, DepthMap, DepthSource, Detection, Failure, ImageStats, MonoFit, PairInfo, Skip,
-    TrackOut, Work,
+    Classification, DepthCamera, DepthMap, DepthSource, Detection, Failure, ImageStats, MonoFit,
+    PairInfo, Skip, TrackOut, Work,
 };
 
 /// Version of the output schema (`v` in every record).
@@ -48,6 +48,9 @@ pub struct DepthView {
     pub height: u32,
     /// Share of pixels with a valid depth.
     pub valid: f32,
+    /// The camera the map is in (stereo): view, matrix `k`, `baseline_m`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera: Option<DepthCamera>,
 }
 
 impl From<&DepthMap> for DepthView {
@@ -58,6 +61,7 @@ impl From<&DepthMap> for DepthView {
             width: d.width,
             height: d.height,
             valid: valid as f32 / d.metres.len().max(1) as f32,
+            camera: d.camera.as_deref().cloned(),
         }
     }
 }
@@ -79,6 +83,14 @@ pub struct RecordLine<'a> {
     pub capture_ns: u64,
     /// The clock of `capture_ns`.
     pub capture_clock: CaptureClock,
+    /// Where `pts_ns` came from: `pts` (the stream's), `framerate`
+    /// (synthesised from the frame rate) or `arrival` (none: a live source's
+    /// capture clock).
+    pub time_source: TimeSource,
+    /// The orientation tag applied to make the frame upright (`rotate-90`,
+    /// `flip-rotate-0`, …); absent when the stream has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orientation: Option<&'static str>,
     /// Wall-clock capture time, ns since the Unix epoch.
     pub capture_wall_ns: u64,
     /// Wall-clock output time, ns since the Unix epoch.
@@ -133,6 +145,8 @@ impl<'a> RecordLine<'a> {
             duration_ns: meta.duration_ns,
             capture_ns: meta.capture_ns,
             capture_clock: meta.capture_clock,
+            time_source: meta.time_source,
+            orientation: meta.orientation,
             capture_wall_ns: meta.capture_wall_ns,
             emit_wall_ns: clock::wall_ns_of(emit_ns),
             latency_ns: emit_ns.saturating_sub(meta.capture_ns),
@@ -166,6 +180,7 @@ mod tests {
     /// the field names, their order and their encodings are the schema.
     #[test]
     fn one_record_serialises_to_the_documented_fields() {
+        gstreamer::init().unwrap();
         let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, 4, 2)
             .build()
             .unwrap();
@@ -218,7 +233,7 @@ mod tests {
         let expected = serde_json::json!({
             "v": 1, "stream": "t", "seq": 3, "pts_ns": 300_000_000,
             "duration_ns": 100_000_000, "capture_ns": 1_000, "capture_clock": "arrival",
-            "capture_wall_ns": 0, "emit_wall_ns": 0, "latency_ns": 500,
+            "time_source": "pts", "capture_wall_ns": 0, "emit_wall_ns": 0, "latency_ns": 500,
             "width": 4, "height": 2, "format": "RGB",
             "detections": [{"bbox": [1.0, 2.0, 3.0, 4.0], "class_id": 0, "class": "red", "score": 0.5}],
             "tracks": [{"id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "class_id": 0, "class": "red",

@@ -22,6 +22,58 @@ pub trait Source: Send {
     ) -> Result<(), SourceError>;
 }
 
+/// Exit code for a network source that cannot be reached or stops answering
+/// (connection refused, no route, name not resolved, timeout, connection lost).
+pub const EXIT_NETWORK: i32 = 3;
+/// Exit code for a network source that refuses the credentials (RTSP or HTTP 401, 403).
+pub const EXIT_AUTH: i32 = 4;
+
+/// What kind of network failure ended a network source; each kind has one
+/// exit code whatever the protocol (RTSP, HTTP, …) or the element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkFailure {
+    /// Refused, unreachable, not resolved, timed out or dropped (exit 3).
+    Unreachable,
+    /// The server refused the credentials: 401 or 403 (exit 4).
+    Unauthorized,
+}
+
+impl NetworkFailure {
+    /// Classifies a GStreamer error of a network source from its error kind
+    /// and, since not every element uses `NotAuthorized`, its text.
+    pub fn of(error: &gst::glib::Error, debug: Option<&str>) -> NetworkFailure {
+        let text = format!("{} {}", error.message(), debug.unwrap_or(""));
+        let auth = matches!(
+            error.kind::<gst::ResourceError>(),
+            Some(gst::ResourceError::NotAuthorized)
+        ) || ["401", "403", "Unauthorized", "Forbidden"]
+            .iter()
+            .any(|w| text.contains(w));
+        if auth {
+            NetworkFailure::Unauthorized
+        } else {
+            NetworkFailure::Unreachable
+        }
+    }
+
+    /// Its exit code ([`EXIT_NETWORK`], [`EXIT_AUTH`]).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            NetworkFailure::Unreachable => EXIT_NETWORK,
+            NetworkFailure::Unauthorized => EXIT_AUTH,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            NetworkFailure::Unreachable => {
+                "network source unreachable or not answering (refused, timeout or lost)"
+            }
+            NetworkFailure::Unauthorized => "network source refused the credentials",
+        }
+    }
+}
+
 /// A source that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -50,6 +102,20 @@ pub enum SourceError {
         /// The input is at fault (exit code 2), not the run.
         bad_input: bool,
     },
+    #[error("source `{id}`: {}: GStreamer element {element}: {message}{}", failure.describe(), debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    /// A network source failed (see [`NetworkFailure`] for the exit codes).
+    Network {
+        /// The source id.
+        id: String,
+        /// What kind of failure.
+        failure: NetworkFailure,
+        /// The failing element's path.
+        element: String,
+        /// What went wrong.
+        message: String,
+        /// GStreamer's debug detail.
+        debug: Option<String>,
+    },
     #[error("source `{id}`: the pipeline did not start ({message})")]
     /// The pipeline did not start.
     Start {
@@ -76,13 +142,26 @@ pub enum SourceError {
         /// What shows the damage.
         detail: String,
     },
+    #[error(
+        "source `{id}`: frame {seq} has no timestamp (PTS) and neither its caps nor the pipeline give a frame rate, so its time is unknown; set `framerate = 25` (frames per second, or \"30000/1001\") on the source, or give the caps a rate (e.g. `caps=image/jpeg,framerate=25/1`)"
+    )]
+    /// A recording's frame has no PTS and no frame rate is known (image
+    /// sequences read without a rate): its time would be arrival time.
+    NoTimestamps {
+        /// The source id.
+        id: String,
+        /// The frame's number in the stream, from 0.
+        seq: u64,
+    },
 }
 
 impl SourceError {
     /// Whether the input itself is at fault (exit code 2) rather than the run.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            SourceError::Build { .. } | SourceError::Truncated { .. } => true,
+            SourceError::Build { .. }
+            | SourceError::Truncated { .. }
+            | SourceError::NoTimestamps { .. } => true,
             SourceError::Stream { bad_input, .. } => *bad_input,
             _ => false,
         }
@@ -120,6 +199,19 @@ pub trait SourceInput: std::fmt::Debug + Send + Sync {
     /// The recording's file, for the progress bar and the truncation check.
     fn file(&self) -> Option<&std::path::Path> {
         None
+    }
+
+    /// The frame rate (numerator, denominator) in frames per second the
+    /// pipeline file declares for this source (`framerate`), used for frames
+    /// without a PTS when the caps carry no rate.
+    fn declared_framerate(&self) -> Option<(u32, u32)> {
+        None
+    }
+
+    /// Whether frames come over a network (RTSP, HTTP, …): its failures
+    /// are [`SourceError::Network`], with one exit code per kind.
+    fn is_network(&self) -> bool {
+        false
     }
 
     /// A short human description (`file /path`, `uri rtsp://…`).

@@ -87,9 +87,9 @@ kind = "image_stats"
         );
     }
     assert!(
-        s["drops"].to_string().contains("deadline"),
+        s["skips"].to_string().contains("deadline"),
         "{}",
-        s["drops"]
+        s["skips"]
     );
     // Memory stays flat: within 32 MB of what it was after the first second.
     let m = &s["memory"];

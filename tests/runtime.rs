@@ -158,14 +158,30 @@ path = "out.jsonl"
     );
     let s = run_with_summary(&p);
     let records = read_records(&dir.path().join("out.jsonl"));
-    let dropped: u64 = s["drops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["count"].as_u64().unwrap())
-        .sum();
-    // Live default: drop_oldest edges, latest-frame delivery; nothing queues up.
-    assert!(dropped > 0, "{s}");
+    let count = |key: &str| -> u64 {
+        s[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["count"].as_u64().unwrap())
+            .sum()
+    };
+    // Live default: drop_oldest edges, latest-frame delivery, admission
+    // control; nothing queues up. Frames are either dropped (lost) or
+    // passed on without the slow stage's work (skipped), counted apart.
+    assert!(count("drops") + count("skips") > 0, "{s}");
+    assert_eq!(
+        s["frames_out"].as_u64().unwrap() + count("drops")
+            - s["drops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["reason"] == "latest")
+                .map(|d| d["count"].as_u64().unwrap())
+                .sum::<u64>(),
+        s["frames_in"].as_u64().unwrap(),
+        "every frame delivered is written or dropped: {s}"
+    );
     assert!(s["stages"][0]["max_queue_depth"].as_u64().unwrap() <= 4);
     assert!(
         records.iter().all(|r| r["capture_clock"] == "pipeline"),

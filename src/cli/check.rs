@@ -37,7 +37,10 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
             .with_context(|| format!("pipeline {} cannot run", plan.path.display()))?;
         detectors.push(built.info);
     }
-    print!("{}", describe(&plan, &launches, &detectors));
+    print!(
+        "{}",
+        percept::redact::redact(&describe(&plan, &launches, &detectors))
+    );
     Ok(())
 }
 

@@ -91,7 +91,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", percept::redact::redact(&format!("{err:#}")));
             ExitCode::from(exit_code(&err) as u8)
         }
     }
@@ -124,7 +124,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| percept::redact::RedactingStderr)
         .with_thread_names(true)
         .init();
 }

@@ -54,7 +54,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let outcome = runtime::run(&plan, &options)
         .with_context(|| format!("cannot start pipeline {}", plan.path.display()))?;
-    eprintln!("{}", outcome.summary);
+    eprintln!("{}", percept::redact::redact(&outcome.summary.to_string()));
     for sink in &plan.sinks {
         eprintln!("  output: {}", sink.output);
     }

@@ -59,9 +59,27 @@ pub struct RunOutcome {
     pub error: Option<Error>,
 }
 
-/// Initialises GStreamer once per process.
+/// Initialises GStreamer once per process. GStreamer's own debug log
+/// (`GST_DEBUG`) is printed through [`crate::redact`], so credentials in
+/// URIs that elements log are masked there too.
 pub fn init_gstreamer() -> Result<(), Error> {
-    gst::init().map_err(Error::GstInit)
+    static LOG: std::sync::Once = std::sync::Once::new();
+    gst::init().map_err(Error::GstInit)?;
+    LOG.call_once(|| {
+        gst::log::remove_default_log_function();
+        gst::log::add_log_function(|category, level, file, function, line, object, message| {
+            use std::io::Write;
+            let object = object.map(|o| o.to_string()).unwrap_or_default();
+            let text = format!(
+                "gst {level:?} {} {file}:{line}:{function}:{object} {}\n",
+                category.name(),
+                message.get().as_deref().map_or("", |m| m.as_str())
+            );
+            // Nothing to do when stderr is gone.
+            let _ = std::io::stderr().write_all(crate::redact::redact(&text).as_bytes());
+        });
+    });
+    Ok(())
 }
 
 /// Runs a plan to completion. Errors before the first frame (a pipeline that

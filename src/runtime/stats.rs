@@ -148,8 +148,16 @@ pub struct Summary {
     pub stages: Vec<StageSummary>,
     /// Per sink.
     pub sinks: Vec<SinkSummary>,
-    /// Drop and skip counts as `(where, reason, count)`.
+    /// Frames lost: never reached the output (`latest` delivery inside
+    /// GStreamer, full `drop_oldest` queues, unpaired stereo views), as
+    /// `(where, reason, count)`.
     pub drops: Vec<DropCount>,
+    /// Frames that reached the output without a stage's work on them
+    /// (`deadline`, `interval`, `busy`): not lost, counted apart from `drops`.
+    pub skips: Vec<DropCount>,
+    /// Sources whose file header declares more video frames than were
+    /// decoded (see [`SourceSummary::declared_frames`]).
+    pub short_sources: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,6 +167,10 @@ pub struct SourceSummary {
     pub id: String,
     /// Frames delivered.
     pub frames: u64,
+    /// The video frame count the file's header declares, when it is more
+    /// than were decoded from a complete file (an AVI `dwLength`); a warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declared_frames: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,7 +231,7 @@ pub struct SinkSummary {
 }
 
 #[derive(Debug, Clone, Serialize)]
-/// Frames dropped or skipped somewhere, for one reason.
+/// Frames dropped, or frames a stage skipped, somewhere, for one reason.
 pub struct DropCount {
     #[serde(rename = "where")]
     /// Where (`stage detect`, `edge into track`).
@@ -240,6 +252,7 @@ impl RunStats {
             .map(|(id, s)| SourceSummary {
                 id: id.clone(),
                 frames: load(&s.frames),
+                declared_frames: Some(load(&s.declared_frames)).filter(|n| *n > 0),
             })
             .collect();
         let stereo: Vec<PairSummary> = self
@@ -303,6 +316,7 @@ impl RunStats {
                 });
             }
         }
+        let mut skips = Vec::new();
         for s in &stages {
             for (reason, n) in [
                 ("deadline", s.skipped_deadline),
@@ -310,7 +324,7 @@ impl RunStats {
                 ("busy", s.skipped_busy),
             ] {
                 if n > 0 {
-                    drops.push(DropCount {
+                    skips.push(DropCount {
                         at: format!("stage {}", s.id),
                         reason,
                         count: n,
@@ -339,6 +353,10 @@ impl RunStats {
                 });
             }
         }
+        let short_sources = sources
+            .iter()
+            .filter(|s| s.declared_frames.is_some())
+            .count() as u64;
         let frames_in = sources.iter().map(|s| s.frames).sum();
         let frames_out = sinks.first().map_or(0, |s| s.written);
         let secs = elapsed.as_secs_f64();
@@ -365,6 +383,8 @@ impl RunStats {
             stages,
             sinks,
             drops,
+            skips,
+            short_sources,
         }
     }
 }
@@ -372,19 +392,32 @@ impl RunStats {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dropped: u64 = self.drops.iter().map(|d| d.count).sum();
+        let skipped: u64 = self.skips.iter().map(|d| d.count).sum();
         writeln!(
             f,
-            "percept: {}{}: {} frames in, {} out, {} dropped in {:.2} s ({:.1} fps)",
+            "percept: {}{}: {} frames in, {} out, {} dropped{} in {:.2} s ({:.1} fps)",
             self.pipeline,
             if self.stopped { " (stopped)" } else { "" },
             self.frames_in,
             self.frames_out,
             dropped,
+            if skipped > 0 {
+                format!(", {skipped} stage skips")
+            } else {
+                String::new()
+            },
             self.elapsed_s,
             self.fps
         )?;
         for s in &self.sources {
-            writeln!(f, "  source {:<14} {} frames", s.id, s.frames)?;
+            match s.declared_frames {
+                Some(n) => writeln!(
+                    f,
+                    "  source {:<14} {} frames (warning: its header declares {n})",
+                    s.id, s.frames
+                )?,
+                None => writeln!(f, "  source {:<14} {} frames", s.id, s.frames)?,
+            }
         }
         if self.inference_runs > 0 {
             writeln!(
@@ -448,15 +481,27 @@ impl fmt::Display for Summary {
                 }
             )?;
         }
-        if self.drops.is_empty() {
-            write!(f, "  drops: none")
-        } else {
-            let list: Vec<String> = self
-                .drops
+        let list = |counts: &[DropCount]| -> String {
+            let list: Vec<String> = counts
                 .iter()
                 .map(|d| format!("{} {} at {}", d.count, d.reason, d.at))
                 .collect();
-            write!(f, "  drops: {}", list.join(", "))
+            list.join(", ")
+        };
+        if !self.skips.is_empty() {
+            writeln!(f, "  skips: {}", list(&self.skips))?;
+        }
+        if self.short_sources > 0 {
+            writeln!(
+                f,
+                "  warnings: {} source(s) shorter than their header declares",
+                self.short_sources
+            )?;
+        }
+        if self.drops.is_empty() {
+            write!(f, "  drops: none")
+        } else {
+            write!(f, "  drops: {}", list(&self.drops))
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Depth maps as 16-bit PNG files in millimetres (0 = invalid), one per
 //! frame with a depth map, named `<stream>_<seq>.png` (`--depth-out DIR` or
 //! `[[sink]] kind = "depth_png"`). For people to look at and for checks.
+//! Beside them, once per stream, `<stream>_camera.json`: the camera the maps
+//! are in ([`crate::record::DepthCamera`]: view, matrix `k`, `baseline_m`).
 
 use std::io;
 use std::path::PathBuf;
@@ -43,6 +45,8 @@ use crate::record::Work;
 /// Writes each depth map as a 16-bit PNG in millimetres.
 pub struct DepthPngSink {
     dir: PathBuf,
+    /// Streams whose `<stream>_camera.json` is written.
+    cameras_written: std::collections::HashSet<String>,
     image: Mat,
     params: Vector<i32>,
 }
@@ -53,6 +57,7 @@ impl DepthPngSink {
         std::fs::create_dir_all(&dir)?;
         Ok(DepthPngSink {
             dir,
+            cameras_written: Default::default(),
             image: Mat::default(),
             // Fast compression: these are written every frame.
             params: Vector::from_slice(&[imgcodecs::IMWRITE_PNG_COMPRESSION, 1]),
@@ -81,6 +86,16 @@ impl Sink for DepthPngSink {
             }
         }
         let meta = &work.frame.meta;
+        if let Some(camera) = &depth.camera
+            && !self.cameras_written.contains(&*meta.stream)
+        {
+            // Beside the maps: the camera they are in (the left rectified
+            // view's matrix and the baseline), once per stream.
+            let path = self.dir.join(format!("{}_camera.json", meta.stream));
+            let json = serde_json::to_string_pretty(&**camera).map_err(io::Error::other)?;
+            std::fs::write(&path, json + "\n")?;
+            self.cameras_written.insert(meta.stream.to_string());
+        }
         let path = self
             .dir
             .join(format!("{}_{:06}.png", meta.stream, meta.seq));

@@ -6,12 +6,23 @@
 //! the format the pipeline file asks for. Locations are set as element
 //! properties, never spliced into the description, so no quoting can break.
 //!
+//! Orientation: `videoflip video-direction=auto` turns frames upright as
+//! the stream's `image-orientation` tag says (phones' rotation matrices in
+//! MP4, EXIF), so frames have the size a player shows; the tag applied is
+//! recorded per frame ([`FrameMeta::orientation`]). The `videoconvert`
+//! before it gives `videoflip` a format it handles (passthrough otherwise).
+//!
+//! Time: a buffer without a PTS (image sequences) gets one from the frame
+//! rate of its caps, else the source's declared `framerate`; a recording with
+//! neither stops with [`SourceError::NoTimestamps`]; only live sources fall
+//! back to the capture clock ([`TimeSource`]).
+//!
 //! Delivery: `lossless` lets the appsink queue fill and back-pressure the
 //! decoder; `latest` keeps one buffer and drops older ones inside GStreamer
 //! (counted from buffer offset gaps when the source numbers its buffers).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -21,7 +32,7 @@ use gstreamer_video as gst_video;
 use crate::clock;
 use crate::config::{Delivery, SourcePlan};
 use crate::edge::Outputs;
-use crate::frame::{CaptureClock, Frame, FrameMeta};
+use crate::frame::{CaptureClock, Frame, FrameMeta, TimeSource};
 use crate::meter::SourceStats;
 use crate::record::{Record, Work};
 use crate::source::{Source, SourceError};
@@ -29,6 +40,19 @@ use crate::source::{Source, SourceError};
 use crate::frame::DEFAULT_PERIOD_NS;
 const SINK_NAME: &str = "percept_sink";
 const SRC_NAME: &str = "percept_src";
+const FLIP_NAME: &str = "percept_orient";
+/// GStreamer's `image-orientation` tag values that `videoflip
+/// video-direction=auto` applies; index + 1 is stored, 0 means no tag.
+const ORIENTATIONS: [&str; 8] = [
+    "rotate-0",
+    "rotate-90",
+    "rotate-180",
+    "rotate-270",
+    "flip-rotate-0",
+    "flip-rotate-90",
+    "flip-rotate-180",
+    "flip-rotate-270",
+];
 /// How long one pull waits before the loop looks at the bus and the stop flag.
 const PULL_TIMEOUT_MS: u64 = 50;
 /// A file that ends this much before its declared duration is reported as truncated
@@ -42,6 +66,9 @@ pub struct GstSource {
     launch: String,
     pipeline: gst::Pipeline,
     appsink: gst_app::AppSink,
+    /// The last `image-orientation` tag seen before `videoflip` (index into
+    /// [`ORIENTATIONS`] + 1; 0: none).
+    orientation: Arc<AtomicU8>,
 }
 
 /// The sender's NTP time of a buffer (ns since 1900), when GStreamer attached
@@ -66,7 +93,9 @@ pub fn launch_description(plan: &SourcePlan) -> String {
     } else {
         "videoscale ! "
     };
-    format!("{head} ! videoconvert ! {scale}appsink name={SINK_NAME}")
+    format!(
+        "{head} ! videoconvert ! videoflip name={FLIP_NAME} video-direction=auto ! videoconvert ! {scale}appsink name={SINK_NAME}"
+    )
 }
 
 impl GstSource {
@@ -102,6 +131,24 @@ impl GstSource {
             plan.input.configure(&src);
         }
 
+        let orientation = Arc::new(AtomicU8::new(0));
+        if let Some(pad) = pipeline
+            .by_name(FLIP_NAME)
+            .and_then(|flip| flip.static_pad("sink"))
+        {
+            let seen = orientation.clone();
+            pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                if let Some(gst::PadProbeData::Event(event)) = &info.data
+                    && let gst::EventView::Tag(tag) = event.view()
+                    && let Some(value) = tag.tag().get::<gst::tags::ImageOrientation>()
+                    && let Some(i) = ORIENTATIONS.iter().position(|o| *o == value.get())
+                {
+                    seen.store(i as u8 + 1, Ordering::Relaxed);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+
         let mut caps = gst::Caps::builder("video/x-raw").field("format", plan.format.to_str());
         if let Some((w, h)) = plan.size {
             caps = caps.field("width", w as i32).field("height", h as i32);
@@ -119,6 +166,7 @@ impl GstSource {
             launch,
             pipeline,
             appsink,
+            orientation,
         })
     }
 
@@ -148,6 +196,8 @@ impl GstSource {
         let mut info: Option<(gst::Caps, Arc<gst_video::VideoInfo>)> = None;
         let mut last_offset: Option<u64> = None;
         let mut last_end_ns: Option<u64> = None;
+        // The last frame with a PTS: (PTS, seq).
+        let mut last_pts: Option<(u64, u64)> = None;
         let mut frame_period_ns: u64 = 0;
         let timeout = gst::ClockTime::from_mseconds(PULL_TIMEOUT_MS);
 
@@ -160,7 +210,7 @@ impl GstSource {
             let Some(sample) = self.appsink.try_pull_sample(timeout) else {
                 if self.appsink.is_eos() {
                     self.check_bus(&bus)?;
-                    return self.check_complete(last_end_ns, frame_period_ns, stats);
+                    return self.check_complete(last_end_ns, frame_period_ns, seq, stats);
                 }
                 continue;
             };
@@ -187,8 +237,37 @@ impl GstSource {
                 }
             };
 
-            let pts_ns = buffer.pts().map(|t| t.nseconds());
-            let duration_ns = buffer.duration().map(|t| t.nseconds());
+            let (pts_ns, time_source) = match buffer.pts() {
+                Some(p) => {
+                    last_pts = Some((p.nseconds(), seq));
+                    (Some(p.nseconds()), TimeSource::Pts)
+                }
+                None => match self.frame_rate(&layout) {
+                    Some((n, d)) => {
+                        // Exact per frame: no rounding error accumulates.
+                        let (pts, at) = last_pts.unwrap_or((0, 0));
+                        let offset =
+                            u128::from(seq - at) * 1_000_000_000 * u128::from(d) / u128::from(n);
+                        (
+                            Some(pts + u64::try_from(offset).unwrap_or(u64::MAX)),
+                            TimeSource::Framerate,
+                        )
+                    }
+                    None if self.plan.live => (None, TimeSource::Arrival),
+                    None => {
+                        return Err(SourceError::NoTimestamps {
+                            id: self.plan.id.clone(),
+                            seq,
+                        });
+                    }
+                },
+            };
+            let duration_ns = buffer.duration().map(|t| t.nseconds()).or_else(|| {
+                (time_source == TimeSource::Framerate)
+                    .then(|| self.frame_rate(&layout))
+                    .flatten()
+                    .map(|(n, d)| 1_000_000_000 * d / n)
+            });
             if let Some(d) = duration_ns {
                 frame_period_ns = d;
             }
@@ -234,6 +313,11 @@ impl GstSource {
                         capture_wall_ns: clock::wall_ns_of(capture_ns),
                         deadline_ns,
                         ntp_ns,
+                        time_source,
+                        orientation: match self.orientation.load(Ordering::Relaxed) {
+                            0 => None,
+                            i => ORIENTATIONS.get(usize::from(i) - 1).copied(),
+                        },
                     },
                     buffer,
                     info: layout,
@@ -251,6 +335,20 @@ impl GstSource {
                 return Ok(());
             }
         }
+    }
+
+    /// The frame rate (numerator, denominator; frames per second) for frames
+    /// without a PTS: the caps' rate, else the source's declared `framerate`;
+    /// `None` when neither is known.
+    fn frame_rate(&self, layout: &gst_video::VideoInfo) -> Option<(u64, u64)> {
+        let caps = layout.fps();
+        let (n, d) = if caps.numer() > 0 && caps.denom() > 0 {
+            (caps.numer() as u64, caps.denom() as u64)
+        } else {
+            let (n, d) = self.plan.input.declared_framerate()?;
+            (u64::from(n), u64::from(d))
+        };
+        (n > 0 && d > 0).then_some((n, d))
     }
 
     /// For a live source on the (monotonic) system clock: base time + running time.
@@ -285,11 +383,20 @@ impl GstSource {
         }
     }
 
-    /// After end of stream: a file that stopped well short of its declared duration is truncated.
+    /// After end of stream, judged for this video stream, not the container:
+    /// - a RIFF file shorter than its header's size is truncated (exit 2);
+    /// - an AVI whose video header declares more frames than were decoded
+    ///   from a complete file gets a warning with both figures, counted in
+    ///   the summary ([`SourceStats::declared_frames`]): players and OpenCV
+    ///   report the header's count, GStreamer decodes what the index has;
+    /// - a stream that ended well before the container's duration is complete
+    ///   when another stream of the file reaches that duration (a longer
+    ///   second video or audio track: [`container_reach`]), else truncated.
     fn check_complete(
         &self,
         last_end_ns: Option<u64>,
         frame_period_ns: u64,
+        decoded: u64,
         stats: &SourceStats,
     ) -> Result<(), SourceError> {
         let Some(path) = self.plan.input.file() else {
@@ -309,17 +416,44 @@ impl GstSource {
                 "the file has {actual} bytes but its RIFF header declares {declared}"
             )));
         }
+        if let Some(declared) = avi_video_frames(path)
+            && declared > decoded
+        {
+            tracing::warn!(
+                source = %self.stream,
+                "{}: the AVI header declares {declared} video frames but {decoded} were decoded",
+                path.display()
+            );
+            stats.declared_frames.store(declared, Ordering::Relaxed);
+        }
         let declared = stats.duration_ns.load(Ordering::Relaxed);
         let Some(ended) = last_end_ns else {
             return Ok(());
         };
         let tolerance = TRUNCATION_TOLERANCE_NS.max(3 * frame_period_ns);
         if declared > 0 && ended + tolerance < declared {
-            return Err(truncated(format!(
-                "stream ended at {:.2} s but declares {:.2} s",
-                ended as f64 / 1e9,
-                declared as f64 / 1e9
-            )));
+            let from = ended.max(declared.saturating_sub(2 * tolerance));
+            match container_reach(path, from) {
+                Some(reach) if reach + tolerance >= declared => {
+                    tracing::info!(
+                        source = %self.stream,
+                        "the video stream ended at {:.2} s; another stream of the file runs to {:.2} s (the container's duration)",
+                        ended as f64 / 1e9,
+                        reach as f64 / 1e9
+                    );
+                }
+                reach => {
+                    return Err(truncated(format!(
+                        "stream ended at {:.2} s but declares {:.2} s (no stream of the file reaches it{})",
+                        ended as f64 / 1e9,
+                        declared as f64 / 1e9,
+                        reach.map_or_else(String::new, |r| format!(
+                            ": the longest ends at {:.2} s",
+                            r as f64 / 1e9
+                        ))
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -339,6 +473,19 @@ impl GstSource {
             match msg.view() {
                 gst::MessageView::Error(err) => {
                     let error = err.error();
+                    let element = msg
+                        .src()
+                        .map_or_else(|| "?".into(), |s| s.path_string().to_string());
+                    let debug = err.debug().map(|d| d.to_string());
+                    if self.plan.input.is_network() {
+                        return Err(SourceError::Network {
+                            id: self.plan.id.clone(),
+                            failure: crate::source::NetworkFailure::of(&error, debug.as_deref()),
+                            element,
+                            message: error.message().to_string(),
+                            debug,
+                        });
+                    }
                     let bad_input = error.is::<gst::StreamError>()
                         || matches!(
                             error.kind::<gst::ResourceError>(),
@@ -354,11 +501,9 @@ impl GstSource {
                         );
                     return Err(SourceError::Stream {
                         id: self.plan.id.clone(),
-                        element: msg
-                            .src()
-                            .map_or_else(|| "?".into(), |s| s.path_string().to_string()),
+                        element,
                         message: error.message().to_string(),
-                        debug: err.debug().map(|d| d.to_string()),
+                        debug,
                         bad_input,
                     });
                 }
@@ -375,6 +520,123 @@ impl GstSource {
         }
         Ok(())
     }
+}
+
+/// How long [`container_reach`] waits for the file to preroll, then to end.
+const REACH_TIMEOUT_S: u64 = 10;
+
+/// The latest end time (PTS + duration, ns) of any elementary stream of the
+/// file, demuxed without decoding (`parsebin`, one fake sink per stream)
+/// from `from_ns` on (a key-unit seek, so only the file's tail is read).
+/// `None` when the file cannot be read that way or does not end in time.
+fn container_reach(path: &std::path::Path, from_ns: u64) -> Option<u64> {
+    use std::sync::atomic::AtomicU64;
+    let pipeline = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_str()?)
+        .build()
+        .ok()?;
+    let parse = gst::ElementFactory::make("parsebin").build().ok()?;
+    pipeline.add_many([&src, &parse]).ok()?;
+    src.link(&parse).ok()?;
+    let reach = Arc::new(AtomicU64::new(0));
+    let weak = pipeline.downgrade();
+    let seen = reach.clone();
+    parse.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = weak.upgrade() else {
+            return;
+        };
+        // A queue per stream, so one stream's sink prerolling does not hold
+        // the demuxer before the others have data.
+        let (Ok(queue), Ok(sink)) = (
+            gst::ElementFactory::make("queue")
+                .property("max-size-time", 5_000_000_000u64)
+                .build(),
+            gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .build(),
+        ) else {
+            return;
+        };
+        if pipeline.add_many([&queue, &sink]).is_err() || queue.link(&sink).is_err() {
+            return;
+        }
+        let _ = queue.sync_state_with_parent();
+        let _ = sink.sync_state_with_parent();
+        if let Some(sinkpad) = queue.static_pad("sink") {
+            let _ = pad.link(&sinkpad);
+        }
+        let seen = seen.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data
+                && let Some(p) = b.pts()
+            {
+                let end = p.nseconds() + b.duration().map_or(0, |d| d.nseconds());
+                seen.fetch_max(end, Ordering::Relaxed);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+    let result = (|| {
+        let bus = pipeline.bus()?;
+        let timeout = gst::ClockTime::from_seconds(REACH_TIMEOUT_S);
+        pipeline.set_state(gst::State::Paused).ok()?;
+        let msg = bus.timed_pop_filtered(
+            timeout,
+            &[gst::MessageType::AsyncDone, gst::MessageType::Error],
+        )?;
+        if let gst::MessageView::Error(_) = msg.view() {
+            return None;
+        }
+        // A file that cannot seek is read from the start.
+        let _ = pipeline.seek_simple(
+            gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+            gst::ClockTime::from_nseconds(from_ns),
+        );
+        pipeline.set_state(gst::State::Playing).ok()?;
+        // An error (the damage itself) still leaves what was read.
+        bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error])?;
+        Some(reach.load(Ordering::Relaxed))
+    })();
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// The video frame count an AVI file's header declares: the first video
+/// stream header's `dwLength` (`strh` with `fccType` `vids`), else the main
+/// header's `dwTotalFrames` (`avih`). `None` for other files. Reads the
+/// first 64 KiB (the `hdrl` list comes first).
+fn avi_video_frames(path: &std::path::Path) -> Option<u64> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(65_536);
+    std::fs::File::open(path)
+        .ok()?
+        .take(65_536)
+        .read_to_end(&mut head)
+        .ok()?;
+    if head.get(..4)? != b"RIFF" || head.get(8..12)? != b"AVI " {
+        return None;
+    }
+    let u32_at = |at: usize| -> Option<u64> {
+        let b = head.get(at..at + 4)?;
+        Some(u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    };
+    let find = |tag: &[u8], from: usize| -> Option<usize> {
+        head.get(from..)?
+            .windows(4)
+            .position(|w| w == tag)
+            .map(|i| from + i)
+    };
+    let mut at = 12;
+    while let Some(i) = find(b"strh", at) {
+        // strh: fccType at +8, dwLength at +8 + 32.
+        if head.get(i + 8..i + 12)? == b"vids" {
+            return u32_at(i + 40);
+        }
+        at = i + 4;
+    }
+    // avih: dwTotalFrames at +8 + 16.
+    find(b"avih", 12).and_then(|i| u32_at(i + 24))
 }
 
 /// For a RIFF file (AVI, WAV): (size its header declares, actual size) in bytes.

@@ -14,7 +14,10 @@ kinds!(crate::config::resolve::SourceKind: file, uri, v4l2, test, gst);
 /// directory, `${VAR}` and `~` expanded); `Err` says why not.
 pub fn input_from_cli(raw: &str) -> Result<Arc<dyn SourceInput>, String> {
     if raw.contains("://") {
-        return Ok(Arc::new(uri::UriInput(raw.to_string())));
+        return Ok(Arc::new(uri::UriInput {
+            uri: raw.to_string(),
+            timeout_us: None,
+        }));
     }
     let expanded = crate::config::resolve::expand(raw)?;
     if expanded.starts_with("/dev/video") {

@@ -30,11 +30,20 @@ struct UriSpec {
     live: Option<Spanned<bool>>,
     /// Pace a recording at its native frame rate, like a camera.
     realtime: Option<Spanned<bool>>,
+    /// Seconds a network source waits for the server before failing
+    /// (rtspsrc `tcp-timeout`/`timeout`, souphttpsrc `timeout`); default:
+    /// the element's own (RTSP 20 s, HTTP 15 s).
+    timeout_s: Option<Spanned<f64>>,
 }
 
 /// A URI.
 #[derive(Debug, Clone, PartialEq)]
-pub struct UriInput(pub String);
+pub struct UriInput {
+    /// The URI (with credentials, if any: never printed, see [`crate::redact`]).
+    pub uri: String,
+    /// Network timeout, µs.
+    pub timeout_us: Option<u64>,
+}
 
 fn resolve(
     r: &Resolver<'_>,
@@ -51,11 +60,37 @@ fn resolve(
             format!("`{uri}` is not a URI (scheme://...)"),
         ));
     }
+    let timeout_us = match &spec.timeout_s {
+        Some(t) if !(t.get_ref().is_finite() && *t.get_ref() > 0.0) => {
+            return Err(r.invalid(
+                t.span(),
+                ctx.field("timeout_s"),
+                "must be a positive number of seconds",
+            ));
+        }
+        Some(t) => Some((t.get_ref() * 1e6) as u64),
+        None => None,
+    };
     Ok(ResolvedSource {
-        input: Arc::new(UriInput(uri)),
+        input: Arc::new(UriInput { uri, timeout_us }),
         live: spec.live.map(Spanned::into_inner),
         realtime: spec.realtime.map(Spanned::into_inner),
     })
+}
+
+/// Sets a network element's timeouts: `tcp-timeout` and a 64-bit `timeout`
+/// are in µs (rtspsrc), a 32-bit `timeout` in seconds (souphttpsrc).
+fn set_timeout(element: &gstreamer::Element, us: u64) {
+    if element.has_property("tcp-timeout") {
+        element.set_property("tcp-timeout", us);
+    }
+    if let Some(p) = element.find_property("timeout") {
+        if p.value_type() == u64::static_type() {
+            element.set_property("timeout", us);
+        } else if p.value_type() == u32::static_type() {
+            element.set_property("timeout", u32::try_from(us.div_ceil(1_000_000)).unwrap_or(u32::MAX));
+        }
+    }
 }
 
 /// Schemes that deliver in real time.
@@ -73,28 +108,36 @@ impl SourceInput for UriInput {
     }
 
     fn configure(&self, src: &gstreamer::Element) {
-        src.set_property("uri", self.0.as_str());
+        src.set_property("uri", self.uri.as_str());
+        let timeout_us = self.timeout_us;
         // RTSP: ask rtspsrc for the sender's NTP time of each frame (RTCP
         // sender reports), used to pair streams from different hosts.
-        src.connect("source-setup", false, |args| {
-            if let Some(Ok(element)) = args.get(1).map(|v| v.get::<gstreamer::Element>())
-                && element.has_property("add-reference-timestamp-meta")
-            {
-                element.set_property("add-reference-timestamp-meta", true);
+        src.connect("source-setup", false, move |args| {
+            if let Some(Ok(element)) = args.get(1).map(|v| v.get::<gstreamer::Element>()) {
+                if element.has_property("add-reference-timestamp-meta") {
+                    element.set_property("add-reference-timestamp-meta", true);
+                }
+                if let Some(us) = timeout_us {
+                    set_timeout(&element, us);
+                }
             }
             None
         });
     }
 
     fn live(&self, explicit: Option<bool>) -> bool {
-        explicit.unwrap_or_else(|| is_live_scheme(&self.0))
+        explicit.unwrap_or_else(|| is_live_scheme(&self.uri))
     }
 
     fn can_pace(&self) -> bool {
         true
     }
 
+    fn is_network(&self) -> bool {
+        !self.uri.to_ascii_lowercase().starts_with("file:")
+    }
+
     fn describe(&self) -> String {
-        format!("uri {}", self.0)
+        format!("uri {}", crate::redact::redact(&self.uri))
     }
 }

@@ -230,8 +230,11 @@ impl SideBySide {
     }
 
     /// The halves' layouts for a frame layout (packed formats only).
+    /// `layout`: the buffer's own (stride, offset) of plane 0 when it carries
+    /// a `GstVideoMeta` (decoders that pad rows), else the caps'.
     fn halves(
         info: &gst_video::VideoInfo,
+        layout: Option<(i32, usize)>,
     ) -> Result<(gst_video::VideoInfo, gst_video::VideoInfo), String> {
         let finfo = info.format_info();
         if finfo.n_planes() != 1 {
@@ -242,10 +245,11 @@ impl SideBySide {
         }
         let bpp = finfo.pixel_stride()[0] as usize;
         let half = info.width() / 2;
+        let (stride, base) = layout.unwrap_or((info.stride()[0], info.offset()[0]));
         let build = |offset: usize| {
             gst_video::VideoInfo::builder(info.format(), half, info.height())
-                .stride(&[info.stride()[0]])
-                .offset(&[info.offset()[0] + offset])
+                .stride(&[stride])
+                .offset(&[base + offset])
                 .fps(info.fps())
                 .build()
                 .map_err(|e| e.to_string())
@@ -255,12 +259,28 @@ impl SideBySide {
 
     /// Turns one side-by-side frame into a pair.
     pub fn split(&mut self, mut work: Work) -> Result<Work, String> {
-        let same = self
-            .layout
-            .as_ref()
-            .is_some_and(|(l, _)| l.height() == work.frame.info.height());
+        // A buffer's `GstVideoMeta` overrides the layout the views are read
+        // with, so it goes (a shallow copy: the pixels stay shared) and its
+        // stride and offset move into the halves' layouts.
+        let meta = work
+            .frame
+            .buffer
+            .meta::<gst_video::VideoMeta>()
+            .map(|m| (m.stride()[0], m.offset()[0]));
+        if meta.is_some() {
+            let buffer = work.frame.buffer.make_mut();
+            if let Some(m) = buffer.meta_mut::<gst_video::VideoMeta>() {
+                m.remove().map_err(|e| e.to_string())?;
+            }
+        }
+        let same = self.layout.as_ref().is_some_and(|(l, _)| {
+            l.height() == work.frame.info.height()
+                && meta.is_none_or(|(stride, offset)| {
+                    l.stride()[0] == stride && l.offset()[0] == offset
+                })
+        });
         if !same {
-            let (l, r) = Self::halves(&work.frame.info)?;
+            let (l, r) = Self::halves(&work.frame.info, meta)?;
             self.layout = Some((Arc::new(l), Arc::new(r)));
         }
         let Some((l, r)) = &self.layout else {

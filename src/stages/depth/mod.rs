@@ -117,7 +117,7 @@ pub struct MonoDepthStage {
     grid: Option<(Grid, (u32, u32))>,
     /// Output index → stereo map index of the fit samples, per stereo map size.
     fit_points: Vec<(usize, usize)>,
-    fit_for: Option<(u32, u32)>,
+    fit_for: Option<((u32, u32), bool)>,
     fit_x: Vec<f32>,
     fit_y: Vec<f32>,
     pairs: Vec<(f32, f32)>,
@@ -200,9 +200,15 @@ impl MonoDepthStage {
     }
 
     /// Pairs of (output index, stereo map index) sampled on a grid, through
-    /// the rectification of the left view.
-    fn fit_points(&mut self, grid: &Grid, stereo: (u32, u32)) -> Result<(), String> {
-        if self.fit_for == Some(stereo) {
+    /// the rectification of the left view (`left_view`: the stereo map is
+    /// already in the original left view, `depth_frame = "left"`).
+    fn fit_points(
+        &mut self,
+        grid: &Grid,
+        stereo: (u32, u32),
+        left_view: bool,
+    ) -> Result<(), String> {
+        if self.fit_for == Some((stereo, left_view)) {
             return Ok(());
         }
         let mut raw = Vector::<Point2f>::new();
@@ -215,9 +221,13 @@ impl MonoDepthStage {
             }
         }
         let mut rect = Vector::<Point2f>::new();
-        let r = &self.rectification;
-        r.undistort_left(&raw, &mut rect)
-            .map_err(|e| e.to_string())?;
+        if left_view {
+            rect = raw;
+        } else {
+            let r = &self.rectification;
+            r.undistort_left(&raw, &mut rect)
+                .map_err(|e| e.to_string())?;
+        }
         self.fit_points.clear();
         for (i, p) in index.into_iter().zip(rect.iter()) {
             let (x, y) = (p.x.round(), p.y.round());
@@ -226,7 +236,7 @@ impl MonoDepthStage {
                     .push((i, y as usize * stereo.0 as usize + x as usize));
             }
         }
-        self.fit_for = Some(stereo);
+        self.fit_for = Some((stereo, left_view));
         Ok(())
     }
 
@@ -363,7 +373,8 @@ impl Stage for MonoDepthStage {
             .filter(|d| d.source == Some(DepthSource::Stereo));
         let fit = match (stereo, self.settings.fixed) {
             (Some(stereo), _) => {
-                self.fit_points(&grid, (stereo.width, stereo.height))
+                let left_view = stereo.camera.as_ref().is_some_and(|c| c.view == "left");
+                self.fit_points(&grid, (stereo.width, stereo.height), left_view)
                     .map_err(StageError::msg)?;
                 self.fit(stereo)
             }
@@ -415,6 +426,7 @@ impl Stage for MonoDepthStage {
                 height: grid.out.1 as u32,
                 metres,
                 source: Some(DepthSource::Mono),
+                camera: None,
             });
         }
         Ok(())

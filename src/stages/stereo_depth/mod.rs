@@ -1,7 +1,12 @@
 //! The `stereo_depth` stage: rectify both views (maps computed once), match
 //! them with OpenCV's StereoSGBM, turn disparity into metric depth
 //! `Z = f · B / d` (0 where invalid), and place every detection and track in
-//! 3D in the left rectified camera frame.
+//! 3D in the left rectified camera frame, or with `depth_frame = "left"` in
+//! the original left camera's view and frame: each pixel of the left image
+//! takes the rectified depth where its ray lands in the rectified view
+//! (`undistortPoints` with `R1`, `P1`, computed once; nearest pixel, never
+//! blending two depths), converted from the rectified z to the left camera's
+//! z along that ray; positions rotate by `R1ᵀ`.
 //!
 //! All images live in buffers reused frame after frame; the per-frame depth
 //! map is a pooled vector that travels with the record.
@@ -12,6 +17,7 @@ pub(crate) use settings::depth_limits;
 pub use settings::KIND;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use opencv::calib3d::{self, StereoSGBM};
 use opencv::core::{CV_16S, Mat, Point2f, Ptr, Scalar, Vector};
@@ -23,7 +29,7 @@ use crate::cvmat::{to_gray_code, with_frame_mat};
 use crate::frame::Frame;
 use crate::geometry::median_position;
 use crate::pool::VecPool;
-use crate::record::{DepthMap, DepthSource, Position, Record};
+use crate::record::{DepthCamera, DepthMap, DepthSource, Position, Record};
 use crate::stage::{Stage, StageError};
 
 /// Depth maps kept for reuse across frames in flight.
@@ -92,6 +98,15 @@ impl Default for SgbmSettings {
     }
 }
 
+/// The view depth maps and 3D positions are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepthFrame {
+    /// The left rectified view (`P1`), the default.
+    Rectified,
+    /// The original left view (the calibration's left camera).
+    Left,
+}
+
 /// Settings of the `stereo_depth` stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StereoDepthSettings {
@@ -105,6 +120,8 @@ pub struct StereoDepthSettings {
     pub max_depth_m: f32,
     /// Each side of a box shrinks by this fraction before its median depth is taken.
     pub box_shrink: f32,
+    /// The view of the depth map and positions.
+    pub depth_frame: DepthFrame,
 }
 
 /// Rectification plus SGBM on reused buffers: the work of one stereo pair.
@@ -269,8 +286,117 @@ impl StereoMatcher {
     }
 }
 
+/// The camera of the left rectified view: the left 3x3 of `P1`, the baseline.
+fn rectified_camera(r: &Rectification) -> opencv::Result<DepthCamera> {
+    let mut k = [[0.0; 3]; 3];
+    for (i, row) in k.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = *r.p1.at_2d::<f64>(i as i32, j as i32)?;
+        }
+    }
+    Ok(DepthCamera {
+        view: "rectified_left",
+        k,
+        baseline_m: r.baseline_m,
+        width: r.size.width as u32,
+        height: r.size.height as u32,
+    })
+}
+
+/// The camera of the original left view: the calibration's left matrix.
+fn left_camera(c: &StereoCalibration, r: &Rectification) -> DepthCamera {
+    let m = &c.left.matrix;
+    let mut k = [[0.0; 3]; 3];
+    for (i, row) in k.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = m[(i, j)];
+        }
+    }
+    DepthCamera {
+        view: "left",
+        k,
+        baseline_m: r.baseline_m,
+        width: c.image_size.0,
+        height: c.image_size.1,
+    }
+}
+
+/// From the left rectified view to the original left view, computed once.
+struct LeftView {
+    /// Per pixel of the left image: the rectified map's index, `u32::MAX` outside it.
+    index: Vec<u32>,
+    /// Per pixel of the left image: the left camera's z over the rectified z along its ray.
+    scale: Vec<f32>,
+    /// `R1ᵀ`: the left rectified frame into the left camera frame.
+    r1t: [[f32; 3]; 3],
+}
+
+impl LeftView {
+    fn new(r: &Rectification) -> opencv::Result<LeftView> {
+        let (w, h) = (r.size.width, r.size.height);
+        let mut raw = Vector::<Point2f>::with_capacity((w * h) as usize);
+        for v in 0..h {
+            for u in 0..w {
+                raw.push(Point2f::new(u as f32, v as f32));
+            }
+        }
+        let mut rect = Vector::<Point2f>::new();
+        r.undistort_left(&raw, &mut rect)?;
+        let mut r1t = [[0.0f64; 3]; 3];
+        for (i, row) in r1t.iter_mut().enumerate() {
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = *r.r1.at_2d::<f64>(j as i32, i as i32)?;
+            }
+        }
+        let fy = *r.p1.at_2d::<f64>(1, 1)?;
+        let mut index = Vec::with_capacity(rect.len());
+        let mut scale = Vec::with_capacity(rect.len());
+        for p in rect.iter() {
+            let (x, y) = (p.x.round(), p.y.round());
+            let inside = x >= 0.0 && y >= 0.0 && (x as i32) < w && (y as i32) < h;
+            index.push(if inside {
+                y as u32 * w as u32 + x as u32
+            } else {
+                u32::MAX
+            });
+            // The ray (rectified frame, z = 1) into the left frame: its z.
+            let ray = [
+                (f64::from(p.x) - r.cx) / r.focal_px,
+                (f64::from(p.y) - r.cy) / fy,
+                1.0,
+            ];
+            let z: f64 = (0..3).map(|j| r1t[2][j] * ray[j]).sum();
+            scale.push(z as f32);
+        }
+        Ok(LeftView {
+            index,
+            scale,
+            r1t: r1t.map(|row| row.map(|x| x as f32)),
+        })
+    }
+
+    /// The rectified map `rect` in the left view, into `out`.
+    fn map(&self, rect: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        out.extend(self.index.iter().zip(&self.scale).map(|(&i, &s)| {
+            match rect.get(i as usize) {
+                Some(&z) if z > 0.0 => z * s,
+                _ => 0.0,
+            }
+        }));
+    }
+
+    /// A point of the left rectified frame in the left camera frame.
+    fn rotate(&self, p: [f32; 3]) -> [f32; 3] {
+        self.r1t
+            .map(|row| row[0] * p[0] + row[1] * p[1] + row[2] * p[2])
+    }
+}
+
 /// The `stereo_depth` stage.
 pub struct StereoDepthStage {
+    left_view: Option<LeftView>,
+    rect_depth: Vec<f32>,
     settings: StereoDepthSettings,
     matcher: StereoMatcher,
     corners: Vector<Point2f>,
@@ -278,6 +404,7 @@ pub struct StereoDepthStage {
     samples: Vec<f32>,
     pool: VecPool<f32>,
     fatal: bool,
+    camera: Arc<DepthCamera>,
 }
 
 impl StereoDepthStage {
@@ -285,8 +412,20 @@ impl StereoDepthStage {
     pub fn new(settings: &StereoDepthSettings) -> Result<StereoDepthStage, String> {
         let c = &settings.calibration;
         let fail = |e: opencv::Error| format!("{}: {e}", settings.calibration_path.display());
+        let matcher = StereoMatcher::new(c, &settings.sgbm).map_err(fail)?;
+        let (camera, left_view) = match settings.depth_frame {
+            DepthFrame::Rectified => (rectified_camera(&matcher.rect).map_err(fail)?, None),
+            DepthFrame::Left => (
+                left_camera(c, &matcher.rect),
+                Some(LeftView::new(&matcher.rect).map_err(fail)?),
+            ),
+        };
+        let camera = Arc::new(camera);
         Ok(StereoDepthStage {
-            matcher: StereoMatcher::new(c, &settings.sgbm).map_err(fail)?,
+            left_view,
+            rect_depth: Vec::new(),
+            camera,
+            matcher,
             settings: settings.clone(),
             corners: Vector::new(),
             corners_rect: Vector::new(),
@@ -309,8 +448,9 @@ impl StereoDepthStage {
         Ok(())
     }
 
-    /// The robust depth of a box (source pixels of the left view) and its 3D
-    /// position, or `None` without enough valid depth inside it.
+    /// The robust depth of a box (source pixels of the left view) in the
+    /// rectified map `depth` and its 3D position (in the frame `depth_frame`
+    /// names), or `None` without enough valid depth inside it.
     fn locate(&mut self, bbox: &[f32; 4], depth: &[f32]) -> Result<Option<[f32; 3]>, String> {
         let [x1, y1, x2, y2] = *bbox;
         self.corners.clear();
@@ -341,11 +481,15 @@ impl StereoDepthStage {
                     .filter(|z| **z > 0.0),
             );
         }
-        Ok(median_position(
+        let p = median_position(
             &mut self.samples,
             ((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0),
             (r.focal_px as f32, r.cx as f32, r.cy as f32),
-        ))
+        );
+        Ok(match &self.left_view {
+            Some(left) => p.map(|p| left.rotate(p)),
+            None => p,
+        })
     }
 }
 
@@ -379,8 +523,9 @@ impl Stage for StereoDepthStage {
         .map_err(StageError::msg)?;
         let mut metres = self.pool.take();
         self.matcher
-            .depth_into(self.settings.max_depth_m, metres.as_mut_vec())
+            .depth_into(self.settings.max_depth_m, &mut self.rect_depth)
             .map_err(|e| StageError::msg(e.to_string()))?;
+        let rect_depth = std::mem::take(&mut self.rect_depth);
         let position = |p: Option<[f32; 3]>| {
             p.map(|position_m| Position {
                 position_m,
@@ -389,20 +534,32 @@ impl Stage for StereoDepthStage {
         };
         if let Some(dets) = record.detections.as_mut() {
             for d in dets.as_mut_vec() {
-                d.position = position(self.locate(&d.bbox, &metres).map_err(StageError::msg)?);
+                d.position =
+                    position(self.locate(&d.bbox, &rect_depth).map_err(StageError::msg)?);
             }
         }
         if let Some(tracks) = record.tracks.as_mut() {
             for t in tracks.as_mut_vec() {
-                t.position = position(self.locate(&t.bbox, &metres).map_err(StageError::msg)?);
+                t.position =
+                    position(self.locate(&t.bbox, &rect_depth).map_err(StageError::msg)?);
             }
         }
+        match &self.left_view {
+            Some(left) => left.map(&rect_depth, metres.as_mut_vec()),
+            None => {
+                let out = metres.as_mut_vec();
+                out.clear();
+                out.extend_from_slice(&rect_depth);
+            }
+        }
+        self.rect_depth = rect_depth;
         let size = self.matcher.rect.size;
         record.depth = Some(DepthMap {
             width: size.width as u32,
             height: size.height as u32,
             metres,
             source: Some(DepthSource::Stereo),
+            camera: Some(self.camera.clone()),
         });
         Ok(())
     }

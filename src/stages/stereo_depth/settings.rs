@@ -12,7 +12,7 @@ use crate::config::resolve::{field_names, Resolver, StageContext, StageKind};
 use crate::model::ModelError;
 use crate::stage::{Built, StageSettings};
 
-use super::{SgbmMode, SgbmSettings, StereoDepthSettings, StereoDepthStage};
+use super::{DepthFrame, SgbmMode, SgbmSettings, StereoDepthSettings, StereoDepthStage};
 
 /// The `stereo_depth` kind.
 pub static KIND: StageKind = StageKind {
@@ -35,6 +35,8 @@ struct StereoDepthSpec {
     max_depth_m: Option<Spanned<f32>>,
     /// Each side of a box shrinks by this fraction before its median depth (default 0.25).
     box_shrink: Option<Spanned<f32>>,
+    /// The view of the depth map and 3D positions: `rectified` (default) or `left`.
+    depth_frame: Option<Spanned<String>>,
 }
 
 /// `[stage.sgbm]`: OpenCV StereoSGBM parameters.
@@ -200,7 +202,22 @@ fn resolve(
     }
     let (max_depth_m, box_shrink) =
         depth_limits(r, &spec.max_depth_m, &spec.box_shrink, field)?;
+    let depth_frame = match &spec.depth_frame {
+        None => DepthFrame::Rectified,
+        Some(v) => match v.get_ref().as_str() {
+            "rectified" => DepthFrame::Rectified,
+            "left" => DepthFrame::Left,
+            _ => {
+                return Err(r.invalid(
+                    v.span(),
+                    format!("{field}.depth_frame"),
+                    "\"rectified\" (the left rectified view) or \"left\" (the original left view)",
+                ));
+            }
+        },
+    };
     Ok(Arc::new(StereoDepthSettings {
+        depth_frame,
         calibration_path,
         calibration,
         sgbm,
