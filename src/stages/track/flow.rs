@@ -170,9 +170,11 @@ impl BoxFlow {
         self.scaled.clear();
         self.scaled
             .extend(boxes.iter().map(|b| b.map(|v| v * SCALE)));
+        let size = (self.small[self.head].cols(), self.small[self.head].rows());
         lk_shifts(
             &self.pyramids[prev],
             &self.pyramids[self.head],
+            size,
             &self.scaled,
             &mut self.points,
             shifts,
@@ -218,9 +220,11 @@ impl BoxFlow {
                 bbox[3] + cum[1],
             ]
             .map(|v| v * SCALE);
+            let size = (self.small[i1].cols(), self.small[i1].rows());
             lk_shifts(
                 &self.pyramids[i0],
                 &self.pyramids[i1],
+                size,
                 &self.one,
                 &mut self.points,
                 &mut self.one_shift,
@@ -235,19 +239,20 @@ impl BoxFlow {
     }
 }
 
-/// Each box's median shift from `prev` to `cur` (pyramids of one size; boxes
-/// and shifts in their pixels; see the module docs).
+/// Each box's median shift from `prev` to `cur` (pyramids of one size,
+/// `(width, height)` px at their first level; boxes and shifts in those
+/// pixels; see the module docs).
 fn lk_shifts(
     prev: &Vector<Mat>,
     cur: &Vector<Mat>,
+    (width, height): (i32, i32),
     boxes: &[[f32; 4]],
     p: &mut Points,
     shifts: &mut Vec<Option<[f32; 2]>>,
 ) -> Result<(), String> {
     shifts.clear();
     shifts.resize(boxes.len(), None);
-    let base = cur.get(0).map_err(|e| e.to_string())?;
-    let (w, h) = (base.cols() as f32, base.rows() as f32);
+    let (w, h) = (width as f32, height as f32);
     p.from.clear();
     p.owner.clear();
     for (i, b) in boxes.iter().enumerate() {

@@ -145,6 +145,19 @@ struct Track {
     born_late: bool,
 }
 
+impl Track {
+    /// With pixel motion: the box at its last measurement moved by the
+    /// pixels' shift since.
+    fn flow_box(&self) -> [f32; 4] {
+        let b = self.kf.bbox();
+        let (dx, dy) = (
+            self.flow_cum[0] - self.anchor_cum[0],
+            self.flow_cum[1] - self.anchor_cum[1],
+        );
+        [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy]
+    }
+}
+
 /// Frames of `flow_cum` kept per track: 1.28 s at 50 fps, more than any
 /// detection lag an asynchronous stage produces at that rate.
 const HISTORY: usize = 64;
@@ -270,9 +283,7 @@ impl Tracker {
             t.flow_cum = cum;
             t.flow_s = time;
         }
-        let b = t.kf.bbox();
-        let d = [t.flow_cum[0] - t.anchor_cum[0], t.flow_cum[1] - t.anchor_cum[1]];
-        t.reported = [b[0] + d[0], b[1] + d[1], b[2] + d[0], b[3] + d[1]];
+        t.reported = t.flow_box();
         if let Some(o) = out.iter_mut().find(|o| o.id == t.id) {
             o.bbox = t.reported;
         }
@@ -402,12 +413,7 @@ impl Tracker {
                 t.kf.velocity()
             };
             let bbox = if uses_flow {
-                let b = t.kf.bbox();
-                let d = [
-                    t.flow_cum[0] - t.anchor_cum[0],
-                    t.flow_cum[1] - t.anchor_cum[1],
-                ];
-                [b[0] + d[0], b[1] + d[1], b[2] + d[0], b[3] + d[1]]
+                t.flow_box()
             } else {
                 t.kf.predicted_bbox(dt)
             };
