@@ -846,6 +846,27 @@ path = "-"
     .assert_code(0);
     let lines = read_records(&metrics);
     assert!(lines.len() >= 2, "{} metrics lines", lines.len());
+    // Each line's interval holds exactly the frames since the line before.
+    let slow = |v: &Value| v["stages"][1].clone();
+    let mut before = 0;
+    for v in &lines {
+        let s = slow(v);
+        assert_eq!(s["id"], "slow");
+        let total = s["latency"]["count"].as_u64().unwrap();
+        assert_eq!(
+            s["interval_latency"]["count"].as_u64().unwrap(),
+            total - before,
+            "{s}"
+        );
+        if total > before {
+            // 10 ms of delay per frame, whatever else the machine does.
+            assert!(
+                s["interval_latency"]["p50_ms"].as_f64().unwrap() >= 10.0,
+                "{s}"
+            );
+        }
+        before = total;
+    }
 
     let svg = dir.path().join("run.svg");
     run(&[
