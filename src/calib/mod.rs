@@ -14,6 +14,7 @@
 //! OpenCV FileStorage (YAML/XML) and ROS `camera_info` YAML.
 
 pub mod board;
+pub mod filestorage;
 pub mod import;
 pub mod rectify;
 
