@@ -501,12 +501,11 @@ images = "none"
     assert!((c.r[1]).abs() > 1e-4, "{:?}", c.r);
 }
 
-#[test]
-fn mcap_of_a_killed_run_still_yields_its_chunks() {
-    let dir = tempfile::tempdir().unwrap();
-    let mcap_path = dir.path().join("killed.mcap");
+/// Runs vtest.avi through a 10 ms delay into one sink (`kind`, writing
+/// `out`), and SIGKILLs percept once `out` holds `bytes` bytes.
+fn kill_midway(dir: &Path, kind: &str, out: &Path, bytes: u64) {
     let p = pipeline(
-        dir.path(),
+        dir,
         "slow.toml",
         &format!(
             r#"
@@ -521,11 +520,11 @@ id = "slow"
 kind = "delay"
 delay_ms = 10.0
 [[sink]]
-kind = "mcap"
+kind = "{kind}"
 path = "{}"
 "#,
             media("vtest.avi").display(),
-            mcap_path.display()
+            out.display()
         ),
     );
     let mut child = percept()
@@ -534,11 +533,16 @@ path = "{}"
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until some chunks are on disk (1 MiB of JPEGs each), then SIGKILL.
     let start = Instant::now();
-    while std::fs::metadata(&mcap_path).map_or(0, |m| m.len()) < 3 << 20 {
-        assert!(start.elapsed() < Duration::from_secs(120), "no output");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+    while std::fs::metadata(out).map_or(0, |m| m.len()) < bytes {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{kind}: no output"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{kind}: ended before the kill"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = Command::new("kill")
@@ -547,6 +551,14 @@ path = "{}"
         .unwrap();
     assert!(status.success());
     child.wait().unwrap();
+}
+
+#[test]
+fn mcap_of_a_killed_run_still_yields_its_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mcap_path = dir.path().join("killed.mcap");
+    // Some chunks on disk (1 MiB of JPEGs each), then SIGKILL.
+    kill_midway(dir.path(), "mcap", &mcap_path, 3 << 20);
 
     let bytes = std::fs::read(&mcap_path).unwrap();
     assert!(
@@ -578,53 +590,7 @@ fn video_of_a_killed_run_still_plays() {
     for ext in ["mp4", "mkv"] {
         let dir = tempfile::tempdir().unwrap();
         let video = dir.path().join(format!("killed.{ext}"));
-        let p = pipeline(
-            dir.path(),
-            "slow.toml",
-            &format!(
-                r#"
-version = 1
-[[source]]
-id = "cam0"
-kind = "file"
-location = "{}"
-format = "RGB"
-[[stage]]
-id = "slow"
-kind = "delay"
-delay_ms = 10.0
-[[sink]]
-kind = "video"
-path = "{}"
-"#,
-                media("vtest.avi").display(),
-                video.display()
-            ),
-        );
-        let mut child = percept()
-            .args(["run", p.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::fs::metadata(&video).map_or(0, |m| m.len()) < 1 << 20 {
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "{ext}: no output"
-            );
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "{ext}: ended before the kill"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let status = Command::new("kill")
-            .args(["-KILL", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        child.wait().unwrap();
+        kill_midway(dir.path(), "video", &video, 1 << 20);
         let decoded = decode_bgr(&video, usize::MAX);
         assert!(
             decoded.frames.len() >= 10,
