@@ -18,11 +18,10 @@ use foxglove::schemas::{
     points_annotation, scene_entity_deletion,
 };
 use gstreamer_video::VideoFormat;
-use opencv::core::{Mat, Vector};
-use opencv::imgcodecs;
-use opencv::imgproc;
+use gstreamer_video::prelude::*;
+use image::ExtendedColorType;
+use image::codecs::jpeg::JpegEncoder;
 
-use crate::cvmat::with_frame_mat;
 use crate::overlay::boxes;
 use crate::record::Work;
 use crate::schema::RecordLine;
@@ -195,9 +194,9 @@ pub fn annotations(work: &Work, out: &mut ImageAnnotations) {
 /// Builds a frame's messages into buffers it reuses.
 pub struct Messages {
     buf: Vec<u8>,
-    jpeg: Vector<u8>,
-    jpeg_params: Vector<i32>,
-    bgr: Mat,
+    quality: u8,
+    packed: Vec<u8>,
+    jpeg: Vec<u8>,
     annotations: ImageAnnotations,
     calibration: CameraCalibration,
     depth_bytes: Vec<u8>,
@@ -208,9 +207,9 @@ impl Messages {
     pub fn new(quality: i32) -> Messages {
         Messages {
             buf: Vec::with_capacity(1 << 16),
-            jpeg: Vector::new(),
-            jpeg_params: Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality]),
-            bgr: Mat::default(),
+            quality: quality.clamp(1, 100) as u8,
+            packed: Vec::new(),
+            jpeg: Vec::with_capacity(1 << 16),
             annotations: ImageAnnotations::default(),
             calibration: CameraCalibration::default(),
             depth_bytes: Vec::new(),
@@ -223,34 +222,54 @@ impl Messages {
             .map_err(|e| io::Error::other(e.to_string()))
     }
 
+    /// Encodes the frame as JPEG into `self.jpeg` (the `image` crate's
+    /// baseline encoder), packing its rows as RGB (or gray) into a reused
+    /// buffer first.
     fn jpeg(&mut self, work: &Work) -> io::Result<()> {
-        let (bgr, jpeg, params) = (&mut self.bgr, &mut self.jpeg, &self.jpeg_params);
-        with_frame_mat(&work.frame, |image, format| {
-            let code = match format {
-                VideoFormat::Rgb => Some(imgproc::COLOR_RGB2BGR),
-                VideoFormat::Rgba | VideoFormat::Rgbx => Some(imgproc::COLOR_RGBA2BGR),
-                VideoFormat::Bgra | VideoFormat::Bgrx => Some(imgproc::COLOR_BGRA2BGR),
-                _ => None,
-            };
-            let ok = match code {
-                Some(code) => {
-                    imgproc::cvt_color_def(image, bgr, code).map_err(|e| e.to_string())?;
-                    imgcodecs::imencode(".jpg", bgr, jpeg, params)
-                }
-                None => imgcodecs::imencode(".jpg", image, jpeg, params),
-            }
-            .map_err(|e| e.to_string())?;
-            if ok {
-                Ok(())
-            } else {
-                Err("JPEG encoding failed".into())
-            }
-        })
-        .map_err(|e| {
+        let frame = &work.frame;
+        let fail = |e: String| {
             io::Error::other(format!(
                 "images = \"jpeg\": {e} (set the source's format = \"RGB\", or images = \"none\")"
             ))
-        })
+        };
+        let pixels = frame.pixels().map_err(|e| fail(e.to_string()))?;
+        let stride = pixels.plane_stride()[0] as usize;
+        let data = pixels.plane_data(0).map_err(|e| fail(e.to_string()))?;
+        let (w, h) = (frame.width() as usize, frame.height() as usize);
+        // Bytes per pixel, and where R, G, B are (gray: one channel).
+        let (bpp, order, colour) = match frame.format() {
+            VideoFormat::Rgb => (3, [0, 1, 2], ExtendedColorType::Rgb8),
+            VideoFormat::Bgr => (3, [2, 1, 0], ExtendedColorType::Rgb8),
+            VideoFormat::Rgba | VideoFormat::Rgbx => (4, [0, 1, 2], ExtendedColorType::Rgb8),
+            VideoFormat::Bgra | VideoFormat::Bgrx => (4, [2, 1, 0], ExtendedColorType::Rgb8),
+            VideoFormat::Gray8 => (1, [0, 0, 0], ExtendedColorType::L8),
+            other => {
+                return Err(fail(format!(
+                    "needs a packed format (RGB, BGR, RGBA, BGRA, GRAY8), not {}",
+                    other.to_str()
+                )));
+            }
+        };
+        if w == 0 || h == 0 || data.len() < stride * (h - 1) + w * bpp {
+            return Err(fail("frame buffer is smaller than its layout".into()));
+        }
+        self.packed.clear();
+        for row in data.chunks(stride).take(h) {
+            let row = &row[..w * bpp];
+            // Gray and RGB rows are already what the encoder takes.
+            if colour == ExtendedColorType::L8 || (bpp == 3 && order == [0, 1, 2]) {
+                self.packed.extend_from_slice(row);
+            } else {
+                for px in row.chunks_exact(bpp) {
+                    self.packed
+                        .extend_from_slice(&[px[order[0]], px[order[1]], px[order[2]]]);
+                }
+            }
+        }
+        self.jpeg.clear();
+        JpegEncoder::new_with_quality(&mut self.jpeg, self.quality)
+            .encode(&self.packed, w as u32, h as u32, colour)
+            .map_err(|e| fail(e.to_string()))
     }
 
     /// Builds the messages of one frame and hands each to `out` as its

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use nalgebra::Vector3;
 use opencv::calib3d;
 use opencv::core::{Mat, Point2f, Point3f, Size, TermCriteria, TermCriteria_Type, Vector};
-use opencv::imgcodecs;
 use opencv::prelude::*;
 
 use super::{Camera, Model, StereoCalibration, from_mat3, values};
@@ -128,13 +127,17 @@ pub fn pair_files(left: &str, right: &str) -> Result<Pairing, CalibrateError> {
     Ok((pairs, alone))
 }
 
+/// A board image as 8-bit gray (the `image` crate decodes it: JPEG, PNG).
 fn read_gray(path: &Path) -> Result<Mat, CalibrateError> {
-    let m = imgcodecs::imread(path.to_string_lossy().as_ref(), imgcodecs::IMREAD_GRAYSCALE)
-        .map_err(|_| CalibrateError::Image { path: path.into() })?;
-    if m.empty() {
-        return Err(CalibrateError::Image { path: path.into() });
+    let bad = || CalibrateError::Image { path: path.into() };
+    let gray = image::open(path).map_err(|_| bad())?.into_luma8();
+    let (w, h) = gray.dimensions();
+    if w == 0 || h == 0 {
+        return Err(bad());
     }
-    Ok(m)
+    Mat::new_rows_cols_with_data(h as i32, w as i32, gray.as_raw())
+        .and_then(|m| m.try_clone())
+        .map_err(|_| bad())
 }
 
 fn corners(image: &Mat, board: Board) -> Result<Option<Vector<Point2f>>, CalibrateError> {

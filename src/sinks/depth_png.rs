@@ -7,9 +7,9 @@
 use std::io;
 use std::path::PathBuf;
 
-use opencv::core::{CV_16UC1, Mat, Scalar, Vector};
-use opencv::imgcodecs;
-use opencv::prelude::*;
+use image::ExtendedColorType;
+use image::ImageEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 
 use crate::sink::{OutputPath, Sink, SinkCheckError, SinkKind, SinkOptions, no_options};
 
@@ -47,8 +47,10 @@ pub struct DepthPngSink {
     dir: PathBuf,
     /// Streams whose `<stream>_camera.json` is written.
     cameras_written: std::collections::HashSet<String>,
-    image: Mat,
-    params: Vector<i32>,
+    /// Millimetres, native-endian `u16` bytes, row by row (reused).
+    image: Vec<u8>,
+    /// The encoded file (reused).
+    png: Vec<u8>,
 }
 
 impl DepthPngSink {
@@ -58,15 +60,10 @@ impl DepthPngSink {
         Ok(DepthPngSink {
             dir,
             cameras_written: Default::default(),
-            image: Mat::default(),
-            // Fast compression: these are written every frame.
-            params: Vector::from_slice(&[imgcodecs::IMWRITE_PNG_COMPRESSION, 1]),
+            image: Vec::new(),
+            png: Vec::new(),
         })
     }
-}
-
-fn cv(e: opencv::Error) -> io::Error {
-    io::Error::other(e.to_string())
 }
 
 impl Sink for DepthPngSink {
@@ -74,17 +71,20 @@ impl Sink for DepthPngSink {
         let Some(depth) = &work.record.depth else {
             return Ok(());
         };
-        let (w, h) = (depth.width as i32, depth.height as i32);
-        if self.image.rows() != h || self.image.cols() != w {
-            self.image =
-                Mat::new_rows_cols_with_default(h, w, CV_16UC1, Scalar::all(0.0)).map_err(cv)?;
+        let (w, h) = (depth.width, depth.height);
+        if depth.metres.len() != w as usize * h as usize {
+            return Err(io::Error::other(format!(
+                "a {w}x{h} depth map with {} values",
+                depth.metres.len()
+            )));
         }
-        for (y, row) in depth.metres.chunks_exact(w.max(1) as usize).enumerate() {
-            let out = self.image.at_row_mut::<u16>(y as i32).map_err(cv)?;
-            for (o, z) in out.iter_mut().zip(row) {
-                *o = (z * 1000.0).round().clamp(0.0, 65535.0) as u16;
-            }
-        }
+        self.image.clear();
+        self.image.extend(
+            depth
+                .metres
+                .iter()
+                .flat_map(|z| ((z * 1000.0).round().clamp(0.0, 65535.0) as u16).to_ne_bytes()),
+        );
         let meta = &work.frame.meta;
         if let Some(camera) = &depth.camera
             && !self.cameras_written.contains(&*meta.stream)
@@ -99,11 +99,14 @@ impl Sink for DepthPngSink {
         let path = self
             .dir
             .join(format!("{}_{:06}.png", meta.stream, meta.seq));
-        let ok = imgcodecs::imwrite(&path, &self.image, &self.params).map_err(cv)?;
-        if !ok {
-            return Err(io::Error::other(format!("cannot write {}", path.display())));
-        }
-        Ok(())
+        // Fast compression: these are written every frame. The encoder
+        // writes PNG's big-endian samples from native-endian input.
+        self.png.clear();
+        PngEncoder::new_with_quality(&mut self.png, CompressionType::Fast, FilterType::Sub)
+            .write_image(&self.image, w, h, ExtendedColorType::L16)
+            .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+        std::fs::write(&path, &self.png)
+            .map_err(|e| io::Error::other(format!("cannot write {}: {e}", path.display())))
     }
 
     fn flush(&mut self) -> io::Result<()> {
