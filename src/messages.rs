@@ -19,8 +19,7 @@ use foxglove::schemas::{
 };
 use gstreamer_video::VideoFormat;
 use gstreamer_video::prelude::*;
-use image::ExtendedColorType;
-use image::codecs::jpeg::JpegEncoder;
+use jpeg_encoder::{ColorType, Encoder};
 
 use crate::overlay::boxes;
 use crate::record::Work;
@@ -222,9 +221,9 @@ impl Messages {
             .map_err(|e| io::Error::other(e.to_string()))
     }
 
-    /// Encodes the frame as JPEG into `self.jpeg` (the `image` crate's
-    /// baseline encoder), packing its rows as RGB (or gray) into a reused
-    /// buffer first.
+    /// Encodes the frame as JPEG into `self.jpeg` (`jpeg-encoder`, with its
+    /// AVX2 path where the CPU has it), packing the rows into a reused
+    /// buffer first when they are padded.
     fn jpeg(&mut self, work: &Work) -> io::Result<()> {
         let frame = &work.frame;
         let fail = |e: String| {
@@ -236,13 +235,12 @@ impl Messages {
         let stride = pixels.plane_stride()[0] as usize;
         let data = pixels.plane_data(0).map_err(|e| fail(e.to_string()))?;
         let (w, h) = (frame.width() as usize, frame.height() as usize);
-        // Bytes per pixel, and where R, G, B are (gray: one channel).
-        let (bpp, order, colour) = match frame.format() {
-            VideoFormat::Rgb => (3, [0, 1, 2], ExtendedColorType::Rgb8),
-            VideoFormat::Bgr => (3, [2, 1, 0], ExtendedColorType::Rgb8),
-            VideoFormat::Rgba | VideoFormat::Rgbx => (4, [0, 1, 2], ExtendedColorType::Rgb8),
-            VideoFormat::Bgra | VideoFormat::Bgrx => (4, [2, 1, 0], ExtendedColorType::Rgb8),
-            VideoFormat::Gray8 => (1, [0, 0, 0], ExtendedColorType::L8),
+        let (bpp, colour) = match frame.format() {
+            VideoFormat::Rgb => (3, ColorType::Rgb),
+            VideoFormat::Bgr => (3, ColorType::Bgr),
+            VideoFormat::Rgba | VideoFormat::Rgbx => (4, ColorType::Rgba),
+            VideoFormat::Bgra | VideoFormat::Bgrx => (4, ColorType::Bgra),
+            VideoFormat::Gray8 => (1, ColorType::Luma),
             other => {
                 return Err(fail(format!(
                     "needs a packed format (RGB, BGR, RGBA, BGRA, GRAY8), not {}",
@@ -250,25 +248,24 @@ impl Messages {
                 )));
             }
         };
+        let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+            return Err(fail(format!("{w}x{h} is larger than JPEG's 65535 px")));
+        };
         if w == 0 || h == 0 || data.len() < stride * (h - 1) + w * bpp {
             return Err(fail("frame buffer is smaller than its layout".into()));
         }
-        self.packed.clear();
-        for row in data.chunks(stride).take(h) {
-            let row = &row[..w * bpp];
-            // Gray and RGB rows are already what the encoder takes.
-            if colour == ExtendedColorType::L8 || (bpp == 3 && order == [0, 1, 2]) {
-                self.packed.extend_from_slice(row);
-            } else {
-                for px in row.chunks_exact(bpp) {
-                    self.packed
-                        .extend_from_slice(&[px[order[0]], px[order[1]], px[order[2]]]);
-                }
+        let rows = if stride == w * bpp {
+            &data[..w * bpp * h]
+        } else {
+            self.packed.clear();
+            for row in data.chunks(stride).take(h) {
+                self.packed.extend_from_slice(&row[..w * bpp]);
             }
-        }
+            &self.packed[..]
+        };
         self.jpeg.clear();
-        JpegEncoder::new_with_quality(&mut self.jpeg, self.quality)
-            .encode(&self.packed, w as u32, h as u32, colour)
+        Encoder::new(&mut self.jpeg, self.quality)
+            .encode(rows, w16, h16, colour)
             .map_err(|e| fail(e.to_string()))
     }
 
