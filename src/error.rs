@@ -70,6 +70,10 @@ impl Error {
         match self {
             Error::Config(_) => EXIT_BAD_INPUT,
             Error::Source(SourceError::Network { failure, .. }) => failure.exit_code(),
+            Error::Source(
+                SourceError::Stalled { network: true, .. }
+                | SourceError::Ended { network: true, .. },
+            ) => EXIT_NETWORK,
             Error::Source(e) if e.is_bad_input() => EXIT_BAD_INPUT,
             Error::Model { .. } => EXIT_BAD_INPUT,
             _ => EXIT_RUNTIME,

@@ -173,6 +173,12 @@ pub struct SourceStats {
     /// Video frames the file's header declares when that is more than were
     /// decoded from a complete file (AVI `dwLength`); 0 otherwise.
     pub declared_frames: AtomicU64,
+    /// Times a reconnecting source came back (a frame after a rebuild).
+    pub reconnects: AtomicU64,
+    /// Pipeline rebuilds tried (successful or not).
+    pub reconnect_attempts: AtomicU64,
+    /// Time without frames before each come-back, summed, ns.
+    pub gap_ns: AtomicU64,
 }
 
 /// Counters of one stereo pairing.

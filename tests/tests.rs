@@ -13,6 +13,7 @@ mod failures;
 mod fault_injection;
 mod golden;
 mod inputs;
+mod live;
 mod models;
 mod network;
 mod outputs;
