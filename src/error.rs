@@ -56,6 +56,14 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    #[error("--control {addr}: cannot serve the operations endpoint there: {message}")]
+    /// The operations endpoint's address cannot be bound (in use, not local).
+    Control {
+        /// The address asked for.
+        addr: String,
+        /// Why not.
+        message: String,
+    },
     #[error("GStreamer could not be initialised")]
     /// GStreamer could not be initialised.
     GstInit(#[source] gstreamer::glib::Error),
@@ -75,7 +83,7 @@ impl Error {
                 | SourceError::Ended { network: true, .. },
             ) => EXIT_NETWORK,
             Error::Source(e) if e.is_bad_input() => EXIT_BAD_INPUT,
-            Error::Model { .. } => EXIT_BAD_INPUT,
+            Error::Model { .. } | Error::Control { .. } => EXIT_BAD_INPUT,
             _ => EXIT_RUNTIME,
         }
     }

@@ -21,16 +21,29 @@ const HIST_SIGFIG: u8 = 3;
 /// A latency histogram shared between the thread that records and the monitor.
 /// The lock is held only to record one value or to read quantiles.
 #[derive(Debug)]
-pub struct Latency(Mutex<Option<Histogram<u64>>>);
+pub struct Latency(Mutex<Option<Histogram<u64>>>, AtomicU64);
 
 impl Default for Latency {
     fn default() -> Self {
         // The bounds are constants within hdrhistogram's limits; should that
         // ever fail, the meter stays empty rather than failing the run.
-        Latency(Mutex::new(
-            Histogram::new_with_bounds(HIST_LOW_NS, HIST_HIGH_NS, HIST_SIGFIG).ok(),
-        ))
+        Latency(
+            Mutex::new(Histogram::new_with_bounds(HIST_LOW_NS, HIST_HIGH_NS, HIST_SIGFIG).ok()),
+            AtomicU64::new(0),
+        )
     }
+}
+
+/// A latency histogram as Prometheus reads one: cumulative counts at
+/// upper bounds, the count and the sum.
+#[derive(Debug, Clone, Default)]
+pub struct Buckets {
+    /// (upper bound ns, values at or below it).
+    pub le: Vec<(u64, u64)>,
+    /// Values recorded.
+    pub count: u64,
+    /// Sum of the values recorded, ns (exact, not from the histogram).
+    pub sum_ns: u64,
 }
 
 impl Latency {
@@ -39,6 +52,24 @@ impl Latency {
         let mut h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(h) = h.as_mut() {
             h.saturating_record(ns.clamp(HIST_LOW_NS, HIST_HIGH_NS));
+            self.1.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Cumulative counts at each of `bounds_ns` (ascending), within the
+    /// histogram's precision (3 significant figures).
+    pub fn buckets(&self, bounds_ns: &[u64]) -> Buckets {
+        let h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(h) = h.as_ref() else {
+            return Buckets::default();
+        };
+        Buckets {
+            le: bounds_ns
+                .iter()
+                .map(|&b| (b, h.count_between(0, b)))
+                .collect(),
+            count: h.len(),
+            sum_ns: self.1.load(Ordering::Relaxed),
         }
     }
 
@@ -221,5 +252,18 @@ mod tests {
         let s = l.summary();
         assert_eq!(s.count, 1);
         assert!((s.max_ms - 2.0).abs() < 0.01, "{s:?}");
+    }
+
+    #[test]
+    fn buckets_are_cumulative_with_an_exact_sum() {
+        let l = Latency::default();
+        for ms in [1, 2, 2, 8, 30] {
+            l.record_ns(ms * 1_000_000);
+        }
+        let b = l.buckets(&[1_000_000, 5_000_000, 10_000_000, 25_000_000]);
+        let counts: Vec<u64> = b.le.iter().map(|(_, n)| *n).collect();
+        assert_eq!(counts, [1, 3, 4, 4]);
+        assert_eq!(b.count, 5);
+        assert_eq!(b.sum_ns, 43_000_000);
     }
 }

@@ -7,6 +7,7 @@ mod util;
 mod calib_fisheye;
 mod coco;
 mod config_errors;
+mod control;
 mod depth_camera;
 mod detect;
 mod failures;
