@@ -188,7 +188,8 @@ fn rtsp_server_stopped_and_restarted_is_a_gap_not_the_end() {
     let p = reconnect_pipeline(
         dir.path(),
         &format!("rtsp://127.0.0.1:{port}/test"),
-        "width = 160\nheight = 120",
+        // A second, local stream that must go on while `cam` is down.
+        "width = 160\nheight = 120\n[[source]]\nid = \"other\"\nkind = \"test\"\nlive = true\nwidth = 160\nheight = 120\nframerate = 25",
     );
     let out = dir.path().join("out.jsonl");
     let summary = dir.path().join("summary.json");
@@ -197,12 +198,19 @@ fn rtsp_server_stopped_and_restarted_is_a_gap_not_the_end() {
         dir.path(),
         &["--summary-json", summary.to_str().unwrap()],
     );
+    let cam_lines = |out: &Path| {
+        std::fs::read_to_string(out)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"stream\":\"cam\""))
+            .count()
+    };
     wait_for(
         "first records",
         Duration::from_secs(60),
         &mut child,
         &log,
-        || lines(&out) >= 20,
+        || cam_lines(&out) >= 20,
     );
 
     let stopped = Instant::now();
@@ -238,11 +246,20 @@ fn rtsp_server_stopped_and_restarted_is_a_gap_not_the_end() {
     let r = interrupt(child, &log);
     r.assert_code(0);
 
-    let records = read_records(&out);
-    for (i, rec) in records.iter().enumerate() {
-        assert_eq!(u64_field(rec, "seq"), i as u64, "seq continuous at {i}");
-        assert_eq!(rec["stream"], "cam");
-        assert!(rec["image_stats"].is_object(), "record {i}: {rec}");
+    let all = read_records(&out);
+    let of = |stream: &str| -> Vec<serde_json::Value> {
+        all.iter()
+            .filter(|r| r["stream"] == stream)
+            .cloned()
+            .collect()
+    };
+    let (records, other) = (of("cam"), of("other"));
+    assert_eq!(records.len() + other.len(), all.len());
+    for list in [&records, &other] {
+        for (i, rec) in list.iter().enumerate() {
+            assert_eq!(u64_field(rec, "seq"), i as u64, "seq continuous at {i}");
+            assert!(rec["image_stats"].is_object(), "record {i}: {rec}");
+        }
     }
     let gaps: Vec<usize> = (0..records.len())
         .filter(|&i| records[i].get("gap_ms").is_some())
@@ -267,6 +284,16 @@ fn rtsp_server_stopped_and_restarted_is_a_gap_not_the_end() {
     }
     let dpts = u64_field(&records[g], "pts_ns") - u64_field(&records[g - 1], "pts_ns");
     assert!(dpts as f64 >= down_s * 1e9, "PTS jump {dpts} ns");
+    // The other stream went on while `cam` was down.
+    let (from, to) = (
+        u64_field(&records[g - 1], "capture_ns"),
+        u64_field(&records[g], "capture_ns"),
+    );
+    let during = other
+        .iter()
+        .filter(|r| (from..to).contains(&u64_field(r, "capture_ns")))
+        .count();
+    assert!(during > 0, "no `other` frames during the gap");
 
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
@@ -274,12 +301,13 @@ fn rtsp_server_stopped_and_restarted_is_a_gap_not_the_end() {
     assert_eq!(src["reconnects"], 1, "{src}");
     assert!(src["reconnect_attempts"].as_u64().unwrap() >= 1, "{src}");
     assert!(src["gap_s"].as_f64().unwrap() >= down_s, "{src}");
-    assert_eq!(s["frames_out"].as_u64().unwrap(), records.len() as u64);
+    assert_eq!(s["frames_out"].as_u64().unwrap(), all.len() as u64);
+    assert_eq!(s["sources"][1]["reconnects"], 0);
     assert!(r.stderr.contains("1 reconnects"), "{}", r.stderr);
     eprintln!(
-        "down {down_s:.2} s, gap {gap_ms:.1} ms, {} attempts, {} records",
+        "down {down_s:.2} s, gap {gap_ms:.1} ms, {} attempts, {} records, {during} of `other` during the gap",
         src["reconnect_attempts"],
-        records.len()
+        records.len(),
     );
 }
 
