@@ -450,3 +450,35 @@ fn reconnect_settings_are_checked_and_files_never_reconnect() {
         r.stdout
     );
 }
+
+/// A V4L2 device that is not there (unplugged) is retried like a network
+/// stream; with a bounded number of attempts the source then fails.
+#[test]
+fn missing_v4l2_device_is_retried_then_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "cam.toml",
+        "version = 1\n[[source]]\nid = \"usb\"\nkind = \"v4l2\"\nlocation = \"/dev/video-percept-missing\"\nreconnect = { after_s = 0.2, backoff_max_s = 0.4, attempts = 2 }\n[[sink]]\nkind = \"jsonl\"\npath = \"-\"\n",
+    );
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    for n in 1..=2 {
+        assert!(
+            r.stderr.contains(&format!("reconnect attempt {n} (of 2)")),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(
+        r.stderr.contains("v4l2 /dev/video-percept-missing"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("giving up after 2 reconnect attempts"),
+        "{}",
+        r.stderr
+    );
+}
