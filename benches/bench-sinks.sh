@@ -8,7 +8,9 @@
 #   detect: the main job (NanoDet-m + ByteTrack, first FRAMES frames) with
 #           jsonl alone, then jsonl + mcap + video: the jsonl sink's
 #           capture-to-output latency (p50/p99) must not change, since each
-#           sink has its own thread and queue.
+#           sink has its own thread and queue; once as fast as it goes (the
+#           latency is mostly queueing) and once paced at the recording's
+#           10 fps (--realtime: the latency is the work itself).
 # Usage: benches/bench-sinks.sh [ROUNDS] [FRAMES]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,8 +39,8 @@ for v in jsonl all; do
 done
 
 declare -A wall cpu p50 p99
-measure() { # key pipeline
-  /usr/bin/time -f '%e %U %S' -o "$tmp/t" "$BIN" run "$2" --no-progress --summary-json "$tmp/s.json" >/dev/null 2>&1
+measure() { # key pipeline [flags]
+  /usr/bin/time -f '%e %U %S' -o "$tmp/t" "$BIN" run "$2" ${3:-} --no-progress --summary-json "$tmp/s.json" >/dev/null 2>&1
   read -r w u s <"$tmp/t"
   wall[$1]+="$(awk -v w="$w" 'BEGIN{print w*1000}') "
   cpu[$1]+="$(awk -v u="$u" -v s="$s" 'BEGIN{print (u+s)*1000}') "
@@ -48,6 +50,7 @@ measure() { # key pipeline
 for ((i = 0; i < ROUNDS; i++)); do
   for v in jsonl mcap mcap_noimg video; do measure "decode_$v" "$tmp/decode_$v.toml"; done
   for v in jsonl all; do measure "detect_$v" "$tmp/detect_$v.toml"; done
+  for v in jsonl all; do measure "paced_$v" "$tmp/detect_$v.toml" --realtime; done
 done
 median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "$ROUNDS alternating rounds, medians; $(nproc) cores"
@@ -59,8 +62,10 @@ for v in jsonl mcap mcap_noimg video; do
   awk -v n="jsonl$([ $v = jsonl ] || echo +$v)" -v w="$w" -v c="$c" -v jw="$jw" -v jc="$jc" \
     'BEGIN { printf "  %-18s %9.0f %9.0f %11.2f %+11.2f %9.2f\n", n, w, c, c/795, (c-jc)/795, w/jw }'
 done
-echo "main job (NanoDet-m + ByteTrack), $FRAMES frames: the jsonl sink's capture-to-output latency"
-for v in jsonl all; do
-  printf '  %-18s wall %6.0f ms  jsonl p50 %8.2f ms  p99 %8.2f ms\n' "$([ $v = jsonl ] && echo jsonl || echo jsonl+mcap+video)" \
-    "$(median "${wall[detect_$v]}")" "$(median "${p50[detect_$v]}")" "$(median "${p99[detect_$v]}")"
+for mode in detect paced; do
+  echo "main job (NanoDet-m + ByteTrack), $FRAMES frames, $([ $mode = detect ] && echo 'as fast as it goes' || echo 'paced at 10 fps (--realtime)'): the jsonl sink's capture-to-output latency"
+  for v in jsonl all; do
+    printf '  %-18s wall %6.0f ms  jsonl p50 %8.2f ms  p99 %8.2f ms\n' "$([ $v = jsonl ] && echo jsonl || echo jsonl+mcap+video)" \
+      "$(median "${wall[${mode}_$v]}")" "$(median "${p50[${mode}_$v]}")" "$(median "${p99[${mode}_$v]}")"
+  done
 done

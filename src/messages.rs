@@ -12,9 +12,10 @@ use std::io;
 use foxglove::Encode;
 use foxglove::bytes::Bytes;
 use foxglove::schemas::{
-    Color, CompressedImage, CubePrimitive, FrameTransform, ImageAnnotations, KeyValuePair, Point2,
-    PointsAnnotation, Pose, Quaternion, RawImage, SceneEntity, SceneEntityDeletion, SceneUpdate,
-    TextAnnotation, Timestamp, Vector3, points_annotation, scene_entity_deletion,
+    CameraCalibration, Color, CompressedImage, CubePrimitive, FrameTransform, FrameTransforms,
+    ImageAnnotations, KeyValuePair, Point2, PointsAnnotation, Pose, Quaternion, RawImage,
+    SceneEntity, SceneEntityDeletion, SceneUpdate, TextAnnotation, Timestamp, Vector3,
+    points_annotation, scene_entity_deletion,
 };
 use gstreamer_video::VideoFormat;
 use opencv::core::{Mat, Vector};
@@ -33,11 +34,14 @@ pub enum Topic {
     Image,
     /// `foxglove.ImageAnnotations`: boxes and labels.
     Annotations,
+    /// `foxglove.CameraCalibration`: the image's camera (its left view).
+    Calibration,
     /// `foxglove.RawImage`, `16UC1` millimetres.
     Depth,
     /// `foxglove.SceneUpdate`: a cube per object with a 3D position.
     Objects,
-    /// `foxglove.FrameTransform`: the stream's body frame to its camera frame.
+    /// `foxglove.FrameTransforms`: the stream's body frame to its camera
+    /// frame, and that to the rectified camera frame when objects are in it.
     Transform,
     /// `percept.Record` (JSON): the JSON Lines record.
     Record,
@@ -75,6 +79,7 @@ impl Topic {
         match self {
             Topic::Image => "image",
             Topic::Annotations => "annotations",
+            Topic::Calibration => "calibration",
             Topic::Depth => "depth",
             Topic::Objects => "objects",
             Topic::Transform => "transform",
@@ -100,9 +105,10 @@ impl Topic {
         match self {
             Topic::Image => schema_of::<CompressedImage>(),
             Topic::Annotations => schema_of::<ImageAnnotations>(),
+            Topic::Calibration => schema_of::<CameraCalibration>(),
             Topic::Depth => schema_of::<RawImage>(),
             Topic::Objects => schema_of::<SceneUpdate>(),
-            Topic::Transform => schema_of::<FrameTransform>(),
+            Topic::Transform => schema_of::<FrameTransforms>(),
             Topic::Record => ChannelSchema {
                 name: "percept.Record".into(),
                 encoding: "jsonschema".into(),
@@ -193,6 +199,7 @@ pub struct Messages {
     jpeg_params: Vector<i32>,
     bgr: Mat,
     annotations: ImageAnnotations,
+    calibration: CameraCalibration,
     depth_bytes: Vec<u8>,
 }
 
@@ -205,6 +212,7 @@ impl Messages {
             jpeg_params: Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality]),
             bgr: Mat::default(),
             annotations: ImageAnnotations::default(),
+            calibration: CameraCalibration::default(),
             depth_bytes: Vec::new(),
         }
     }
@@ -247,6 +255,7 @@ impl Messages {
 
     /// Builds the messages of one frame and hands each to `out` as its
     /// topic and encoded bytes, in the order image (when `image`),
+    /// calibration (frames with [`crate::record::Record::camera`]),
     /// annotations, depth (frames with a depth map), objects and transform
     /// (frames with 3D positions), record. Message times are the frame's
     /// `capture_wall_ns`; `emit_ns` is the output time of the record.
@@ -271,6 +280,32 @@ impl Messages {
             };
             self.encode(&msg)?;
             out(Topic::Image, &self.buf)?;
+        }
+
+        if let Some(camera) = &work.record.camera {
+            // Refilled in place: after the first frame, no allocation.
+            let c = &mut self.calibration;
+            c.timestamp = Some(ts);
+            c.frame_id.clear();
+            c.frame_id.push_str(&frame_id);
+            c.width = camera.width;
+            c.height = camera.height;
+            c.distortion_model.clear();
+            c.distortion_model.push_str(camera.distortion_model);
+            for (v, src) in [
+                (&mut c.d, &camera.d[..]),
+                (&mut c.k, &camera.k[..]),
+                (&mut c.r, &camera.r[..]),
+                (&mut c.p, &camera.p[..]),
+            ] {
+                v.clear();
+                v.extend_from_slice(src);
+            }
+            let c = std::mem::take(&mut self.calibration);
+            let encoded = self.encode(&c);
+            self.calibration = c;
+            encoded?;
+            out(Topic::Calibration, &self.buf)?;
         }
 
         let mut ann = std::mem::take(&mut self.annotations);
@@ -302,16 +337,31 @@ impl Messages {
         }
 
         if boxes(work).any(|b| b.position.is_some()) {
+            // Stereo positions are in the left rectified camera frame unless
+            // the stage was told `depth_frame = "left"`.
+            let depth_camera = work.record.depth.as_ref().and_then(|d| d.camera.as_deref());
+            let rectified = depth_camera.is_some_and(|c| c.view == "rectified_left");
+            let objects_frame = if rectified {
+                format!("{frame_id}_rect")
+            } else {
+                frame_id.clone()
+            };
+            let focal_px = depth_camera.map(|c| (c.k[0][0], c.k[1][1]));
             let entities = boxes(work)
                 .filter_map(|b| b.position.map(|p| (b, p)))
                 .enumerate()
                 .map(|(i, (b, p))| {
                     let [x, y, z] = p.position_m.map(f64::from);
-                    // Box size from its pixel size at its depth: the
-                    // focal length is not known here, so a fixed 0.5 m cube.
+                    // The box's pixel size at its depth (pinhole: size =
+                    // pixels · z / f), as deep as it is wide; without the
+                    // depth map's camera, a 0.5 m cube.
+                    let [x1, y1, x2, y2] = b.bbox.map(f64::from);
+                    let (sx, sy) = focal_px.map_or((0.5, 0.5), |(fx, fy)| {
+                        ((x2 - x1) * z / fx, (y2 - y1) * z / fy)
+                    });
                     SceneEntity {
                         timestamp: Some(ts),
-                        frame_id: frame_id.clone(),
+                        frame_id: objects_frame.clone(),
                         id: b
                             .track_id
                             .map_or_else(|| format!("d{i}"), |t| t.to_string()),
@@ -330,9 +380,9 @@ impl Messages {
                                 }),
                             }),
                             size: Some(Vector3 {
-                                x: 0.5,
-                                y: 0.5,
-                                z: 0.5,
+                                x: sx,
+                                y: sy,
+                                z: sx,
                             }),
                             color: Some(colour(b.colour(), 0.6)),
                         }],
@@ -352,23 +402,50 @@ impl Messages {
             out(Topic::Objects, &self.buf)?;
             // Body frame (x forward, y left, z up) to the optical frame (x
             // right, y down, z forward): roll -90°, yaw -90°.
-            let msg = FrameTransform {
-                timestamp: Some(ts),
-                parent_frame_id: meta.stream.to_string(),
-                child_frame_id: frame_id,
-                translation: Some(Vector3 {
+            let zero = || {
+                Some(Vector3 {
                     x: 0.0,
                     y: 0.0,
                     z: 0.0,
-                }),
+                })
+            };
+            let mut transforms = vec![FrameTransform {
+                timestamp: Some(ts),
+                parent_frame_id: meta.stream.to_string(),
+                child_frame_id: frame_id.clone(),
+                translation: zero(),
                 rotation: Some(Quaternion {
                     x: -0.5,
                     y: 0.5,
                     z: -0.5,
                     w: 0.5,
                 }),
-            };
-            self.encode(&msg)?;
+            }];
+            if rectified {
+                // A point's rectified coordinates are R1 times its camera
+                // coordinates, so the rectified frame's pose in the camera
+                // frame is the rotation R1ᵀ.
+                let q = work.record.camera.as_ref().map_or_else(
+                    nalgebra::UnitQuaternion::identity,
+                    |c| {
+                        let r1 = nalgebra::Matrix3::from_row_slice(&c.r);
+                        nalgebra::UnitQuaternion::from_matrix(&r1.transpose())
+                    },
+                );
+                transforms.push(FrameTransform {
+                    timestamp: Some(ts),
+                    parent_frame_id: frame_id,
+                    child_frame_id: objects_frame,
+                    translation: zero(),
+                    rotation: Some(Quaternion {
+                        x: q.i,
+                        y: q.j,
+                        z: q.k,
+                        w: q.w,
+                    }),
+                });
+            }
+            self.encode(&FrameTransforms { transforms })?;
             out(Topic::Transform, &self.buf)?;
         }
 

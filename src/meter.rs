@@ -18,19 +18,34 @@ const HIST_HIGH_NS: u64 = 600_000_000_000;
 /// Significant figures the histogram keeps.
 const HIST_SIGFIG: u8 = 3;
 
-/// A latency histogram shared between the thread that records and the monitor.
-/// The lock is held only to record one value or to read quantiles.
+/// Latency histograms shared between the thread that records and the
+/// monitor: one since the start, one since the monitor last took an
+/// interval ([`Latency::take_interval`]). The lock is held only to record
+/// one value or to read quantiles.
 #[derive(Debug)]
-pub struct Latency(Mutex<Option<Histogram<u64>>>, AtomicU64);
+pub struct Latency(Mutex<Option<[Histogram<u64>; 2]>>, AtomicU64);
 
 impl Default for Latency {
     fn default() -> Self {
         // The bounds are constants within hdrhistogram's limits; should that
         // ever fail, the meter stays empty rather than failing the run.
+        let h = || Histogram::new_with_bounds(HIST_LOW_NS, HIST_HIGH_NS, HIST_SIGFIG).ok();
         Latency(
-            Mutex::new(Histogram::new_with_bounds(HIST_LOW_NS, HIST_HIGH_NS, HIST_SIGFIG).ok()),
+            Mutex::new(h().zip(h()).map(|(a, b)| [a, b])),
             AtomicU64::new(0),
         )
+    }
+}
+
+fn quantiles(h: &Histogram<u64>) -> LatencySummary {
+    if h.is_empty() {
+        return LatencySummary::default();
+    }
+    LatencySummary {
+        count: h.len(),
+        p50_ms: h.value_at_quantile(0.5) as f64 / 1e6,
+        p99_ms: h.value_at_quantile(0.99) as f64 / 1e6,
+        max_ms: h.max() as f64 / 1e6,
     }
 }
 
@@ -51,16 +66,18 @@ impl Latency {
     pub fn record_ns(&self, ns: u64) {
         let mut h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(h) = h.as_mut() {
-            h.saturating_record(ns.clamp(HIST_LOW_NS, HIST_HIGH_NS));
+            for h in h {
+                h.saturating_record(ns.clamp(HIST_LOW_NS, HIST_HIGH_NS));
+            }
             self.1.fetch_add(ns, Ordering::Relaxed);
         }
     }
 
-    /// Cumulative counts at each of `bounds_ns` (ascending), within the
-    /// histogram's precision (3 significant figures).
+    /// Cumulative counts since the start at each of `bounds_ns`
+    /// (ascending), within the histogram's precision (3 significant figures).
     pub fn buckets(&self, bounds_ns: &[u64]) -> Buckets {
         let h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(h) = h.as_ref() else {
+        let Some([h, _]) = h.as_ref() else {
             return Buckets::default();
         };
         Buckets {
@@ -73,18 +90,23 @@ impl Latency {
         }
     }
 
-    /// Count and quantiles so far.
+    /// Count and quantiles since the start.
     pub fn summary(&self) -> LatencySummary {
         let h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        match h.as_ref() {
-            Some(h) if !h.is_empty() => LatencySummary {
-                count: h.len(),
-                p50_ms: h.value_at_quantile(0.5) as f64 / 1e6,
-                p99_ms: h.value_at_quantile(0.99) as f64 / 1e6,
-                max_ms: h.max() as f64 / 1e6,
-            },
-            _ => LatencySummary::default(),
-        }
+        h.as_ref()
+            .map_or_else(LatencySummary::default, |h| quantiles(&h[0]))
+    }
+
+    /// Count and quantiles since the start, and since the last call (since
+    /// the start for the first), read together; a new interval begins.
+    /// Resetting keeps the histogram's buckets: no allocation.
+    pub fn take_interval(&self) -> (LatencySummary, LatencySummary) {
+        let mut h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        h.as_mut().map_or_else(Default::default, |h| {
+            let q = (quantiles(&h[0]), quantiles(&h[1]));
+            h[1].reset();
+            q
+        })
     }
 }
 

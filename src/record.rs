@@ -278,6 +278,35 @@ pub struct Record {
     pub skipped: smallvec::SmallVec<[Skip; 4]>,
     /// Stages that failed on this frame.
     pub failed: Vec<Failure>,
+    /// The calibration of the frame's image (its left view for a stereo
+    /// pair), when a stage loaded one; shared by every frame of the stream.
+    /// The first stage that knows it sets it (`stereo_depth`, `depth`).
+    pub camera: Option<Arc<CameraInfo>>,
+}
+
+/// A camera's calibration in the form of ROS `sensor_msgs/CameraInfo` and
+/// `foxglove.CameraCalibration`: the image as it arrives (distorted) is
+/// described by `k` and `d`; `r` rotates the camera frame into the
+/// rectified frame and `p` projects that rectified frame (for one camera:
+/// `r` identity, `p = [k | 0]`). Matrices are row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraInfo {
+    /// Image columns, pixels.
+    pub width: u32,
+    /// Image rows, pixels.
+    pub height: u32,
+    /// `plumb_bob` (k1, k2, p1, p2, k3), `rational_polynomial` (k1, k2, p1,
+    /// p2, k3, k4, k5, k6) or `kannala_brandt` (fisheye k1..k4), as ROS and
+    /// Foxglove name them.
+    pub distortion_model: &'static str,
+    /// Distortion coefficients in `distortion_model`'s order.
+    pub d: Vec<f64>,
+    /// Camera matrix `[fx, 0, cx, 0, fy, cy, 0, 0, 1]`, pixels.
+    pub k: [f64; 9],
+    /// Rectifying rotation (OpenCV `stereoRectify`'s `R1`).
+    pub r: [f64; 9],
+    /// Projection of the rectified frame, 3x4 (`P1`), pixels.
+    pub p: [f64; 12],
 }
 
 /// The unit that moves along the edges: a frame and its growing record.

@@ -7,9 +7,11 @@
 //! failure on one frame is recorded on that frame, which still goes out.
 //! This is the floor every stage stands on: it names no stage kind.
 
+use std::sync::Arc;
+
 use crate::frame::Frame;
 use crate::model::ModelError;
-use crate::record::Record;
+use crate::record::{CameraInfo, Record};
 
 /// A stage's error on start, on one frame, or on stop.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,14 @@ pub trait Stage: Send {
     /// Releases per-run state after the last frame.
     fn stop(&mut self) -> Result<(), StageError> {
         Ok(())
+    }
+
+    /// The calibration of the images this stage works on, when it loaded
+    /// one: the runtime puts it in [`Record::camera`] of every frame the
+    /// stage sees (processed or skipped) that has none yet. Asked once,
+    /// before the first frame.
+    fn camera(&self) -> Option<Arc<CameraInfo>> {
+        None
     }
 }
 

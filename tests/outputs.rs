@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use foxglove::Decode;
-use foxglove::schemas::{CompressedImage, ImageAnnotations};
+use foxglove::schemas::{
+    CameraCalibration, CompressedImage, FrameTransforms, ImageAnnotations, RawImage, SceneUpdate,
+};
 use serde_json::Value;
 
 use crate::util::*;
@@ -248,12 +250,262 @@ fn mcap_holds_foxglove_channels_equal_to_the_jsonl_records() {
     }
 }
 
+/// Messages of one topic, grouped.
+fn by_topic(messages: &[Msg]) -> BTreeMap<&str, Vec<&Msg>> {
+    let mut topics: BTreeMap<&str, Vec<&Msg>> = BTreeMap::new();
+    for m in messages {
+        topics.entry(&m.topic).or_default().push(m);
+    }
+    topics
+}
+
 #[test]
-fn mcap_of_a_killed_run_still_yields_its_chunks() {
+fn mcap_of_a_stereo_run_has_its_calibration_objects_and_depth() {
+    // The synthetic pair: two squares at known depths, detected, tracked and
+    // placed by stereo_depth.
     let dir = tempfile::tempdir().unwrap();
-    let mcap_path = dir.path().join("killed.mcap");
+    let text = std::fs::read_to_string(repo().join("pipelines/stereo-objects.toml"))
+        .unwrap()
+        .replace("../", &format!("{}/", repo().display()));
+    let mcap_path = dir.path().join("so.mcap");
+    let jsonl = dir.path().join("so.jsonl");
     let p = pipeline(
         dir.path(),
+        "so.toml",
+        &format!(
+            "{text}\n[[sink]]\nkind = \"mcap\"\npath = \"{}\"\n",
+            mcap_path.display()
+        ),
+    );
+    run(&["run", p.to_str().unwrap(), "-o", jsonl.to_str().unwrap()]).assert_code(0);
+    let records = read_records(&jsonl);
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    let messages = read_mcap(&mcap_path, false);
+    let topics = by_topic(&messages);
+    let names: Vec<(&str, &str)> = topics
+        .iter()
+        .map(|(t, m)| (*t, m[0].schema.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("/pair/annotations", "foxglove.ImageAnnotations"),
+            ("/pair/calibration", "foxglove.CameraCalibration"),
+            ("/pair/depth", "foxglove.RawImage"),
+            ("/pair/image", "foxglove.CompressedImage"),
+            ("/pair/objects", "foxglove.SceneUpdate"),
+            ("/pair/record", "percept.Record"),
+            ("/pair/transform", "foxglove.FrameTransforms"),
+        ]
+    );
+    for (topic, msgs) in &topics {
+        assert_eq!(msgs.len(), 1, "{topic}");
+        assert_eq!(msgs[0].log_time, u64_field(record, "capture_wall_ns"));
+    }
+
+    // The calibration file's left camera; this pair is already rectified.
+    let cal: toml::Table =
+        std::fs::read_to_string(repo().join("calibration/synthetic_400x300.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let k_file: Vec<f64> = cal["left"]["camera_matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_float().unwrap())
+        })
+        .collect();
+    let c = CameraCalibration::decode(topics["/pair/calibration"][0].data.as_slice()).unwrap();
+    assert_eq!((c.width, c.height), (400, 300));
+    assert_eq!(c.frame_id, "pair/camera");
+    assert_eq!(c.k, k_file);
+    assert_eq!(c.distortion_model, "plumb_bob");
+    assert_eq!(c.d, [0.0; 5]);
+
+    // One box per track with a position, where the record puts it, as wide
+    // as its image box at its depth (fx from the depth map's camera).
+    let scene = SceneUpdate::decode(topics["/pair/objects"][0].data.as_slice()).unwrap();
+    let tracks = record["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{record}");
+    assert_eq!(scene.entities.len(), tracks.len());
+    let fx = record["depth"]["camera"]["k"][0][0].as_f64().unwrap();
+    for (e, t) in scene.entities.iter().zip(tracks) {
+        assert_eq!(e.id, t["id"].to_string());
+        assert_eq!(e.frame_id, "pair/camera_rect");
+        let cube = &e.cubes[0];
+        let pos = cube.pose.as_ref().unwrap().position.as_ref().unwrap();
+        let want: Vec<f64> = t["position_m"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for (got, want) in [pos.x, pos.y, pos.z].iter().zip(&want) {
+            assert!((got - want).abs() < 1e-5, "{pos:?} vs {want:?}");
+        }
+        let b: Vec<f64> = t["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let width_m = (b[2] - b[0]) * want[2] / fx;
+        assert!(
+            (cube.size.as_ref().unwrap().x - width_m).abs() < 1e-4,
+            "{:?} vs {width_m}",
+            cube.size
+        );
+    }
+    let tf = FrameTransforms::decode(topics["/pair/transform"][0].data.as_slice()).unwrap();
+    let frames: Vec<(&str, &str)> = tf
+        .transforms
+        .iter()
+        .map(|t| (t.parent_frame_id.as_str(), t.child_frame_id.as_str()))
+        .collect();
+    assert_eq!(
+        frames,
+        [("pair", "pair/camera"), ("pair/camera", "pair/camera_rect")]
+    );
+
+    // Depth in millimetres where the record places the first track.
+    let depth = RawImage::decode(topics["/pair/depth"][0].data.as_slice()).unwrap();
+    assert_eq!(
+        (
+            depth.width,
+            depth.height,
+            depth.encoding.as_str(),
+            depth.step
+        ),
+        (400, 300, "16UC1", 800)
+    );
+    let t = &tracks[0];
+    let (u, v) = (
+        ((t["bbox"][0].as_f64().unwrap() + t["bbox"][2].as_f64().unwrap()) / 2.0) as usize,
+        ((t["bbox"][1].as_f64().unwrap() + t["bbox"][3].as_f64().unwrap()) / 2.0) as usize,
+    );
+    let i = (v * 400 + u) * 2;
+    let mm = f64::from(u16::from_le_bytes([depth.data[i], depth.data[i + 1]]));
+    let z_m = t["position_m"][2].as_f64().unwrap();
+    assert!((mm / 1000.0 - z_m).abs() < 0.05 * z_m, "{mm} mm vs {z_m} m");
+}
+
+#[test]
+fn mcap_calibration_of_a_distorted_pair_is_opencvs_rectification() {
+    // OpenCV's sample chessboard pair and its calibration (distortion, a
+    // small rotation between the cameras): `R` and `P` must be what
+    // OpenCV's stereoRectify gives (alpha 0, zero disparity), computed here.
+    let dir = tempfile::tempdir().unwrap();
+    let cal_path = repo().join("calibration/opencv_sample_stereo.toml");
+    let mcap_path = dir.path().join("cal.mcap");
+    let p = pipeline(
+        dir.path(),
+        "cal.toml",
+        &format!(
+            r#"version = 1
+[[source]]
+id = "l"
+kind = "file"
+location = "{l}"
+[[source]]
+id = "r"
+kind = "file"
+location = "{r}"
+[[stereo]]
+id = "pair"
+left = "l"
+right = "r"
+[[stage]]
+id = "depth"
+kind = "stereo_depth"
+calibration = "{cal}"
+[[sink]]
+kind = "mcap"
+path = "{mcap}"
+images = "none"
+"#,
+            l = media("left01.jpg").display(),
+            r = media("right01.jpg").display(),
+            cal = cal_path.display(),
+            mcap = mcap_path.display(),
+        ),
+    );
+    run(&["run", p.to_str().unwrap(), "-o", "-"]).assert_code(0);
+    let messages = read_mcap(&mcap_path, false);
+    let topics = by_topic(&messages);
+    let c = CameraCalibration::decode(topics["/pair/calibration"][0].data.as_slice()).unwrap();
+
+    use opencv::core::{Mat, Size};
+    use opencv::prelude::*;
+    let cal: toml::Table = std::fs::read_to_string(&cal_path).unwrap().parse().unwrap();
+    fn floats(v: &toml::Value) -> Vec<f64> {
+        match v {
+            toml::Value::Array(a) => a.iter().flat_map(floats).collect(),
+            other => vec![other.as_float().unwrap()],
+        }
+    }
+    let mat = |v: Vec<f64>, rows: i32| -> Mat {
+        Mat::new_rows_cols_with_data(rows, v.len() as i32 / rows, &v)
+            .unwrap()
+            .try_clone()
+            .unwrap()
+    };
+    let k1 = floats(&cal["left"]["camera_matrix"]);
+    let d1 = floats(&cal["left"]["distortion"]);
+    let (mut r1, mut r2, mut p1, mut p2, mut q) = (
+        Mat::default(),
+        Mat::default(),
+        Mat::default(),
+        Mat::default(),
+        Mat::default(),
+    );
+    opencv::calib3d::stereo_rectify(
+        &mat(k1.clone(), 3),
+        &mat(d1.clone(), 1),
+        &mat(floats(&cal["right"]["camera_matrix"]), 3),
+        &mat(floats(&cal["right"]["distortion"]), 1),
+        Size::new(640, 480),
+        &mat(floats(&cal["right_from_left"]["rotation"]), 3),
+        &mat(floats(&cal["right_from_left"]["translation_m"]), 3),
+        &mut r1,
+        &mut r2,
+        &mut p1,
+        &mut p2,
+        &mut q,
+        opencv::calib3d::CALIB_ZERO_DISPARITY,
+        0.0,
+        Size::new(640, 480),
+        None,
+        None,
+    )
+    .unwrap();
+    let flat = |m: &Mat| -> Vec<f64> { m.data_typed::<f64>().unwrap().to_vec() };
+    assert_eq!((c.width, c.height), (640, 480));
+    assert_eq!(c.distortion_model, "plumb_bob");
+    assert_eq!(c.d, d1);
+    assert_eq!(c.k, k1);
+    let close = |a: &[f64], b: &[f64]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() < 1e-9 * (1.0 + y.abs()))
+    };
+    assert!(close(&c.r, &flat(&r1)), "{:?} vs {:?}", c.r, flat(&r1));
+    assert!(close(&c.p, &flat(&p1)), "{:?} vs {:?}", c.p, flat(&p1));
+    // Not the identity: the test would not catch R and P left out.
+    assert!((c.r[1]).abs() > 1e-4, "{:?}", c.r);
+}
+
+/// Runs vtest.avi through a 10 ms delay into one sink (`kind`, writing
+/// `out`), and SIGKILLs percept once `out` holds `bytes` bytes.
+fn kill_midway(dir: &Path, kind: &str, out: &Path, bytes: u64) {
+    let p = pipeline(
+        dir,
         "slow.toml",
         &format!(
             r#"
@@ -268,11 +520,11 @@ id = "slow"
 kind = "delay"
 delay_ms = 10.0
 [[sink]]
-kind = "mcap"
+kind = "{kind}"
 path = "{}"
 "#,
             media("vtest.avi").display(),
-            mcap_path.display()
+            out.display()
         ),
     );
     let mut child = percept()
@@ -281,11 +533,16 @@ path = "{}"
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until some chunks are on disk (1 MiB of JPEGs each), then SIGKILL.
     let start = Instant::now();
-    while std::fs::metadata(&mcap_path).map_or(0, |m| m.len()) < 3 << 20 {
-        assert!(start.elapsed() < Duration::from_secs(120), "no output");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+    while std::fs::metadata(out).map_or(0, |m| m.len()) < bytes {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{kind}: no output"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{kind}: ended before the kill"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = Command::new("kill")
@@ -294,6 +551,14 @@ path = "{}"
         .unwrap();
     assert!(status.success());
     child.wait().unwrap();
+}
+
+#[test]
+fn mcap_of_a_killed_run_still_yields_its_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mcap_path = dir.path().join("killed.mcap");
+    // Some chunks on disk (1 MiB of JPEGs each), then SIGKILL.
+    kill_midway(dir.path(), "mcap", &mcap_path, 3 << 20);
 
     let bytes = std::fs::read(&mcap_path).unwrap();
     assert!(
@@ -316,6 +581,24 @@ path = "{}"
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
     let images = messages.iter().filter(|m| m.topic == "/cam0/image").count();
     assert!(images.abs_diff(seqs.len()) <= 1);
+}
+
+#[test]
+fn video_of_a_killed_run_still_plays() {
+    // Fragmented MP4 and Matroska are written as they go: SIGKILL midway
+    // leaves a file GStreamer still decodes, up to its last fragment.
+    for ext in ["mp4", "mkv"] {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join(format!("killed.{ext}"));
+        kill_midway(dir.path(), "video", &video, 1 << 20);
+        let decoded = decode_bgr(&video, usize::MAX);
+        assert!(
+            decoded.frames.len() >= 10,
+            "{ext}: {} frames decode after the kill",
+            decoded.frames.len()
+        );
+        assert_eq!((decoded.width, decoded.height), (768, 576), "{ext}");
+    }
 }
 
 /// A video decoded by GStreamer to BGR: (width, height, frame rate, frames).
@@ -529,6 +812,27 @@ path = "-"
     .assert_code(0);
     let lines = read_records(&metrics);
     assert!(lines.len() >= 2, "{} metrics lines", lines.len());
+    // Each line's interval holds exactly the frames since the line before.
+    let slow = |v: &Value| v["stages"][1].clone();
+    let mut before = 0;
+    for v in &lines {
+        let s = slow(v);
+        assert_eq!(s["id"], "slow");
+        let total = s["latency"]["count"].as_u64().unwrap();
+        assert_eq!(
+            s["interval_latency"]["count"].as_u64().unwrap(),
+            total - before,
+            "{s}"
+        );
+        if total > before {
+            // 10 ms of delay per frame, whatever else the machine does.
+            assert!(
+                s["interval_latency"]["p50_ms"].as_f64().unwrap() >= 10.0,
+                "{s}"
+            );
+        }
+        before = total;
+    }
 
     let svg = dir.path().join("run.svg");
     run(&[

@@ -25,11 +25,10 @@
 use std::path::{Path, PathBuf};
 
 use nalgebra::{Matrix3, Vector3};
-use opencv::core::{FileNode, FileStorage, FileStorage_Mode, Mat};
-use opencv::prelude::*;
 use serde::Deserialize;
 
-use super::{Camera, Model, StereoCalibration, from_mat3, values};
+use super::filestorage::{self, Node};
+use super::{Camera, Model, StereoCalibration};
 
 /// A file that cannot be imported, and the field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -143,26 +142,27 @@ pub fn from_opencv(
 ) -> Result<StereoCalibration, ImportError> {
     let mut stores = Vec::new();
     for p in paths {
-        let fs = FileStorage::new(p, FileStorage_Mode::READ as i32, "")
-            .ok()
-            .filter(|fs| fs.is_opened().unwrap_or(false))
-            .ok_or_else(|| err(p, "-", "not an OpenCV FileStorage file (YAML or XML)"))?;
-        stores.push((p.clone(), fs));
+        let map = filestorage::read(p).map_err(|e| {
+            err(
+                p,
+                "-",
+                format!("not an OpenCV FileStorage file (YAML or XML): {e}"),
+            )
+        })?;
+        stores.push((p.clone(), map));
     }
     let first = paths.first().cloned().unwrap_or_default();
-    let find = |names: &[&str]| -> Option<(PathBuf, FileNode)> {
-        for (p, fs) in &stores {
+    let find = |names: &[&str]| -> Option<(PathBuf, &Node)> {
+        for (p, map) in &stores {
             for n in names {
-                if let Ok(node) = fs.get(n)
-                    && !node.is_none().unwrap_or(true)
-                {
+                if let Some((_, node)) = map.iter().find(|(k, _)| k == n) {
                     return Some((p.clone(), node));
                 }
             }
         }
         None
     };
-    let mat = |names: &[&str]| -> Result<(PathBuf, Mat), ImportError> {
+    let mat = |names: &[&str]| -> Result<(PathBuf, usize, usize, Vec<f64>), ImportError> {
         let (p, node) = find(names).ok_or_else(|| {
             err(
                 &first,
@@ -170,38 +170,30 @@ pub fn from_opencv(
                 format!("missing (looked for {})", names.join(", ")),
             )
         })?;
-        let m = node
-            .mat()
-            .map_err(|e| err(&p, names[0], format!("not a matrix: {e}")))?;
-        Ok((p, m))
+        match node {
+            Node::Matrix { rows, cols, data } => Ok((p, *rows, *cols, data.clone())),
+            _ => Err(err(&p, names[0], "not a matrix (`!!opencv-matrix`)")),
+        }
     };
     let mat3 = |names: &[&str]| -> Result<Matrix3<f64>, ImportError> {
-        let (p, m) = mat(names)?;
-        if m.rows() != 3 || m.cols() != 3 {
-            return Err(err(
-                &p,
-                names[0],
-                format!("{}x{}, expected 3x3", m.rows(), m.cols()),
-            ));
+        let (p, rows, cols, data) = mat(names)?;
+        if rows != 3 || cols != 3 {
+            return Err(err(&p, names[0], format!("{rows}x{cols}, expected 3x3")));
         }
-        let mut m64 = Mat::default();
-        m.convert_to(&mut m64, opencv::core::CV_64F, 1.0, 0.0)
-            .and_then(|_| from_mat3(&m64))
-            .map_err(|e| err(&p, names[0], e.to_string()))
+        Ok(Matrix3::from_row_slice(&data))
     };
     let vector = |names: &[&str]| -> Result<Vec<f64>, ImportError> {
-        let (p, m) = mat(names)?;
-        values(&m).map_err(|e| err(&p, names[0], e.to_string()))
+        mat(names).map(|(_, _, _, data)| data)
     };
-    let number = |node: Option<(PathBuf, FileNode)>| node.and_then(|(_, n)| n.real().ok());
+    let number = |node: Option<(PathBuf, &Node)>| node.and_then(|(_, n)| n.number());
     let size = match (
         number(find(&["image_width", "imageWidth", "width"])),
         number(find(&["image_height", "imageHeight", "height"])),
     ) {
         (Some(w), Some(h)) => Some((w as u32, h as u32)),
         _ => find(&["imageSize", "image_size"]).and_then(|(_, n)| {
-            let w = n.at(0).ok()?.real().ok()?;
-            let h = n.at(1).ok()?.real().ok()?;
+            let w = n.at(0)?.number()?;
+            let h = n.at(1)?.number()?;
             Some((w as u32, h as u32))
         }),
     }
@@ -220,18 +212,15 @@ pub fn from_opencv(
     let text = |name: &str| -> Result<Option<(PathBuf, String)>, ImportError> {
         match find(&[name]) {
             None => Ok(None),
-            Some((p, n)) if n.is_string().unwrap_or(false) => n
-                .string()
-                .map(|v| Some((p.clone(), v)))
-                .map_err(|e| err(&p, name, e.to_string())),
+            Some((p, Node::Text(v))) => Ok(Some((p, v.clone()))),
             Some((p, _)) => Err(err(&p, name, "not a string")),
         }
     };
     let marked = match find(&["fisheye_model"]) {
         Some((p, n)) => {
             let v = n
-                .real()
-                .map_err(|e| err(&p, "fisheye_model", format!("not a number: {e}")))?;
+                .number()
+                .ok_or_else(|| err(&p, "fisheye_model", "not a number"))?;
             let m = if v != 0.0 {
                 Model::Fisheye
             } else {

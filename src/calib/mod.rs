@@ -14,6 +14,7 @@
 //! OpenCV FileStorage (YAML/XML) and ROS `camera_info` YAML.
 
 pub mod board;
+pub mod filestorage;
 pub mod import;
 pub mod rectify;
 
@@ -31,6 +32,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use crate::config::{ConfigError, line_col};
+use crate::record::CameraInfo;
 
 /// The only calibration-file version this build reads.
 pub const CALIBRATION_VERSION: u32 = 1;
@@ -151,6 +153,81 @@ impl Camera {
             r,
             p,
         )
+    }
+}
+
+impl Camera {
+    /// This camera's calibration as ROS `CameraInfo` / `foxglove.CameraCalibration`
+    /// describe it, for a `width` x `height` image, with rectifying rotation
+    /// `r` and rectified projection `p` (row-major; a single camera has `r`
+    /// identity and `p = [K | 0]`, see [`Camera::info_mono`]).
+    ///
+    /// Distortion: pinhole coefficients become `plumb_bob` (up to 5, padded
+    /// with zeros) or `rational_polynomial` (8); OpenCV's thin-prism and
+    /// tilt terms (values 9 to 14) have no ROS name, so a calibration that
+    /// uses them is an error (trailing zeros are dropped). Fisheye
+    /// coefficients become `kannala_brandt` (OpenCV's fisheye model).
+    pub fn info(
+        &self,
+        width: u32,
+        height: u32,
+        r: [f64; 9],
+        p: [f64; 12],
+    ) -> Result<CameraInfo, String> {
+        let mut d = self.distortion.clone();
+        let (distortion_model, len) = match self.model {
+            Model::Fisheye => ("kannala_brandt", 4),
+            Model::Pinhole => {
+                while d.len() > 8 && d.last() == Some(&0.0) {
+                    d.pop();
+                }
+                match d.len() {
+                    0..=5 => ("plumb_bob", 5),
+                    6..=8 => ("rational_polynomial", 8),
+                    n => {
+                        return Err(format!(
+                            "distortion has {n} non-zero-padded values: thin-prism and tilt \
+                             terms have no ROS / Foxglove distortion model"
+                        ));
+                    }
+                }
+            }
+        };
+        d.resize(len, 0.0);
+        let mut k = [0.0; 9];
+        for (i, v) in k.iter_mut().enumerate() {
+            *v = self.matrix[(i / 3, i % 3)];
+        }
+        Ok(CameraInfo {
+            width,
+            height,
+            distortion_model,
+            d,
+            k,
+            r,
+            p,
+        })
+    }
+
+    /// [`Camera::info`] of a single camera: `r` identity, `p = [K | 0]`.
+    pub fn info_mono(&self, width: u32, height: u32) -> Result<CameraInfo, String> {
+        let m = &self.matrix;
+        let p = [
+            m[(0, 0)],
+            m[(0, 1)],
+            m[(0, 2)],
+            0.0,
+            m[(1, 0)],
+            m[(1, 1)],
+            m[(1, 2)],
+            0.0,
+            m[(2, 0)],
+            m[(2, 1)],
+            m[(2, 2)],
+            0.0,
+        ];
+        let r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+        self.info(width, height, r, p)
     }
 }
 
@@ -580,6 +657,31 @@ mod tests {
             rms_px: Some(0.25),
             description: Some("unit test \"pair\"".into()),
         }
+    }
+
+    #[test]
+    fn camera_info_names_the_ros_distortion_model_or_refuses() {
+        let mut cam = sample().left;
+        let info = |c: &Camera| c.info_mono(640, 480);
+        let i = info(&cam).unwrap();
+        assert_eq!((i.distortion_model, i.d.len()), ("plumb_bob", 5));
+        assert_eq!(i.k, [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]);
+        assert_eq!(i.p[..4], [500.0, 0.0, 320.0, 0.0]);
+        assert_eq!(i.r, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+        cam.distortion = vec![0.1, -0.2];
+        assert_eq!(info(&cam).unwrap().d, [0.1, -0.2, 0.0, 0.0, 0.0]);
+        cam.distortion = vec![0.1, -0.2, 0.0, 0.0, 0.01, 0.3, 0.0, 0.0];
+        let i = info(&cam).unwrap();
+        assert_eq!((i.distortion_model, i.d.len()), ("rational_polynomial", 8));
+        // Thin-prism terms that are all zero are dropped; others refused.
+        cam.distortion.extend([0.0; 4]);
+        assert_eq!(info(&cam).unwrap().distortion_model, "rational_polynomial");
+        cam.distortion[9] = 0.001;
+        assert!(info(&cam).unwrap_err().contains("thin-prism"));
+        cam.model = Model::Fisheye;
+        cam.distortion = vec![0.01, -0.02, 0.003, -0.001];
+        let i = info(&cam).unwrap();
+        assert_eq!((i.distortion_model, i.d.len()), ("kannala_brandt", 4));
     }
 
     #[test]

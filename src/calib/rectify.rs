@@ -10,6 +10,7 @@ use opencv::core::{CV_16SC2, Mat, Point2f, Size, Vector};
 use opencv::prelude::*;
 
 use super::{Model, StereoCalibration, column, mat3, undistort};
+use crate::record::CameraInfo;
 
 /// Rectifying rotations, projections and pixel maps of a stereo pair.
 ///
@@ -51,6 +52,25 @@ pub struct Rectification {
 }
 
 impl Rectification {
+    /// The left camera's calibration as ROS `CameraInfo` describes it: its
+    /// matrix and distortion, `R1` and `P1` (see [`super::Camera::info`]).
+    pub fn left_info(&self, c: &StereoCalibration) -> Result<CameraInfo, String> {
+        let get = |m: &Mat, i: usize, cols: usize| {
+            m.at_2d::<f64>((i / cols) as i32, (i % cols) as i32)
+                .copied()
+                .map_err(|e| e.to_string())
+        };
+        let mut r = [0.0; 9];
+        for (i, v) in r.iter_mut().enumerate() {
+            *v = get(&self.r1, i, 3)?;
+        }
+        let mut p = [0.0; 12];
+        for (i, v) in p.iter_mut().enumerate() {
+            *v = get(&self.p1, i, 4)?;
+        }
+        c.left.info(c.image_size.0, c.image_size.1, r, p)
+    }
+
     /// Rectifies the pair by its cameras' model (see the module docs).
     pub fn new(c: &StereoCalibration) -> opencv::Result<Rectification> {
         let size = Size::new(c.image_size.0 as i32, c.image_size.1 as i32);
@@ -184,6 +204,26 @@ impl Rectification {
         dst: &mut Vector<Point2f>,
     ) -> opencv::Result<()> {
         undistort(self.model, &self.k2, &self.d2, src, dst, &self.r2, &self.p2)
+    }
+}
+
+/// [`Rectification::left_info`], shared, for [`crate::stage::Stage::camera`];
+/// `None` with a warning naming the file when the calibration has no ROS
+/// form (the stage still works, only the calibration is not published).
+pub fn published_camera(
+    rect: &Rectification,
+    c: &StereoCalibration,
+    path: &std::path::Path,
+) -> Option<std::sync::Arc<CameraInfo>> {
+    match rect.left_info(c) {
+        Ok(info) => Some(std::sync::Arc::new(info)),
+        Err(e) => {
+            tracing::warn!(
+                "{}: `left.distortion`: {e}; the calibration is not published with the frames",
+                path.display()
+            );
+            None
+        }
     }
 }
 

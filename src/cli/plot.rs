@@ -1,9 +1,11 @@
 //! `percept plot`: pictures of a run (SVG, with `plotters`).
 //!
 //! - one `--metrics-out` file (JSON Lines, one run summary per line, every
-//!   second; counters and latency percentiles are cumulative since the
-//!   start): four panels against elapsed seconds: per-stage latency p50
-//!   (solid) and p99 (dashed) in ms, drops and skips by place and reason,
+//!   second; counters are cumulative since the start, `interval_latency`
+//!   covers the second before each line): four panels against elapsed
+//!   seconds: per-stage latency p50 (solid) and p99 (dashed) in ms over
+//!   each interval (since the start for files written before
+//!   `interval_latency`; intervals with no frame are left out), drops and skips by place and reason,
 //!   the deepest each stage's input queue has been, resident memory (MiB);
 //! - several `--summary-json` files: the runs side by side as bars: output
 //!   rate (fps), and each stage's p50 and p99 latency.
@@ -193,22 +195,32 @@ fn metrics(path: &Path, lines: &[Value], out: &Path) -> anyhow::Result<()> {
         Series::new(),
     );
     let mut t_max = 0.0f64;
+    let per_interval = lines
+        .iter()
+        .flat_map(|v| v["stages"].as_array().into_iter().flatten())
+        .any(|s| s.get("interval_latency").is_some());
     for v in lines {
         let t = v["elapsed_s"].as_f64().unwrap_or(0.0);
         t_max = t_max.max(t);
         for s in v["stages"].as_array().into_iter().flatten() {
             let id = s["id"].as_str().unwrap_or("?");
-            let lat = &s["latency"];
-            push(
-                &mut p50,
-                format!("{id} p50"),
-                (t, lat["p50_ms"].as_f64().unwrap_or(0.0)),
-            );
-            push(
-                &mut p99,
-                format!("{id} p99"),
-                (t, lat["p99_ms"].as_f64().unwrap_or(0.0)),
-            );
+            let lat = if per_interval {
+                &s["interval_latency"]
+            } else {
+                &s["latency"]
+            };
+            if lat["count"].as_u64().unwrap_or(0) > 0 {
+                push(
+                    &mut p50,
+                    format!("{id} p50"),
+                    (t, lat["p50_ms"].as_f64().unwrap_or(0.0)),
+                );
+                push(
+                    &mut p99,
+                    format!("{id} p99"),
+                    (t, lat["p99_ms"].as_f64().unwrap_or(0.0)),
+                );
+            }
             push(
                 &mut queues,
                 format!("into {id} (capacity {})", s["queue_capacity"]),
@@ -252,7 +264,11 @@ fn metrics(path: &Path, lines: &[Value], out: &Path) -> anyhow::Result<()> {
     let areas = root.split_evenly((2, 2));
     panel(
         &areas[0],
-        "Stage latency since the start: p50 solid, p99 dashed",
+        if per_interval {
+            "Stage latency per interval: p50 solid, p99 dashed"
+        } else {
+            "Stage latency since the start: p50 solid, p99 dashed"
+        },
         "latency (ms)",
         t_max,
         &p50,

@@ -390,7 +390,7 @@ fn start_monitor(
                 if let Some(out) = metrics.as_mut()
                     && Instant::now() >= next_metrics
                 {
-                    let snapshot = stats.summary(&name, started.elapsed(), false);
+                    let snapshot = stats.interval(&name, started.elapsed());
                     // A metrics line that cannot be written is not worth failing the run.
                     if serde_json::to_writer(&mut *out, &snapshot).is_ok() {
                         let _ = writeln!(out).and_then(|()| out.flush());

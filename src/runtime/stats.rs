@@ -217,6 +217,10 @@ pub struct StageSummary {
     pub max_queue_depth: usize,
     /// Time per frame worked on.
     pub latency: LatencySummary,
+    /// Time per frame worked on since the previous line of a
+    /// `--metrics-out` file (absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_latency: Option<LatencySummary>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -230,6 +234,10 @@ pub struct SinkSummary {
     pub deadline_miss_rate: f64,
     /// Capture to output.
     pub latency: LatencySummary,
+    /// Capture to output since the previous line of a `--metrics-out` file
+    /// (absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_latency: Option<LatencySummary>,
     /// Messages dropped for slow readers (the live view's clients); absent
     /// for sinks that never drop.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -248,9 +256,37 @@ pub struct DropCount {
     pub count: u64,
 }
 
+/// A meter's quantiles since the start, and with `interval` since the last
+/// interval too (both read at one instant).
+fn latencies(l: &Latency, interval: bool) -> (LatencySummary, Option<LatencySummary>) {
+    if interval {
+        let (all, recent) = l.take_interval();
+        (all, Some(recent))
+    } else {
+        (l.summary(), None)
+    }
+}
+
 impl RunStats {
     /// A snapshot of the run so far.
     pub fn summary(&self, pipeline: &str, elapsed: Duration, stopped: bool) -> Summary {
+        self.snapshot(pipeline, elapsed, stopped, false)
+    }
+
+    /// [`RunStats::summary`] with each stage's and sink's latency since the
+    /// previous interval (`interval_latency`), for `--metrics-out`; a new
+    /// interval begins.
+    pub fn interval(&self, pipeline: &str, elapsed: Duration) -> Summary {
+        self.snapshot(pipeline, elapsed, false, true)
+    }
+
+    fn snapshot(
+        &self,
+        pipeline: &str,
+        elapsed: Duration,
+        stopped: bool,
+        interval: bool,
+    ) -> Summary {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let sources: Vec<SourceSummary> = self
             .sources
@@ -280,6 +316,7 @@ impl RunStats {
             .stages
             .iter()
             .map(|s| {
+                let (latency, interval_latency) = latencies(&s.latency, interval);
                 let edge = edge_of(&s.id);
                 let (processed, deadline, interval, busy) = (
                     load(&s.processed),
@@ -298,20 +335,25 @@ impl RunStats {
                         / (processed + deadline + interval + busy).max(1) as f64,
                     queue_capacity: edge.map_or(0, |e| e.plan.capacity),
                     max_queue_depth: edge.map_or(0, |e| e.max_depth.load(Ordering::Relaxed)),
-                    latency: s.latency.summary(),
+                    latency,
+                    interval_latency,
                 }
             })
             .collect();
         let sinks: Vec<SinkSummary> = self
             .sinks
             .iter()
-            .map(|s| SinkSummary {
-                name: s.name.clone(),
-                written: load(&s.written),
-                deadline_miss_rate: load(&s.deadline_missed) as f64
-                    / load(&s.with_deadline).max(1) as f64,
-                latency: s.latency.summary(),
-                dropped_messages: s.dropped.as_ref().map(|d| load(d)),
+            .map(|s| {
+                let (latency, interval_latency) = latencies(&s.latency, interval);
+                SinkSummary {
+                    name: s.name.clone(),
+                    written: load(&s.written),
+                    deadline_miss_rate: load(&s.deadline_missed) as f64
+                        / load(&s.with_deadline).max(1) as f64,
+                    latency,
+                    interval_latency,
+                    dropped_messages: s.dropped.as_ref().map(|d| load(d)),
+                }
             })
             .collect();
         let mut drops = Vec::new();

@@ -20,7 +20,7 @@ use crate::edge::{EdgeRx, Outputs};
 use crate::error::Error;
 use crate::frame::{DEFAULT_PERIOD_NS, Frame, FrameMeta};
 use crate::meter::RecentLatency;
-use crate::record::{Failure, Record, Skip, SkipReason, Work};
+use crate::record::{CameraInfo, Failure, Record, Skip, SkipReason, Work};
 use crate::stage::{Stage, StageError};
 
 use super::stats::StageStats;
@@ -190,6 +190,8 @@ pub(crate) struct StageWorker {
     scheduler: Scheduler,
     simulate: Option<Duration>,
     schedule: Schedule,
+    /// [`Stage::camera`], asked once.
+    camera: Option<Arc<CameraInfo>>,
 }
 
 /// A frame for the helper thread.
@@ -225,11 +227,20 @@ impl StageWorker {
         StageWorker {
             id: Arc::from(plan.id.as_str()),
             streams: plan.streams.clone(),
-            stage,
             stats,
             scheduler: Scheduler::new(plan),
             simulate: plan.simulate,
             schedule: plan.schedule,
+            camera: stage.camera(),
+            stage,
+        }
+    }
+
+    /// Puts the stage's calibration into a record that has none (an `Arc`
+    /// clone: no allocation).
+    fn stamp(&self, record: &mut Record) {
+        if record.camera.is_none() {
+            record.camera.clone_from(&self.camera);
         }
     }
 
@@ -318,6 +329,7 @@ impl StageWorker {
                 ready.push(done);
             }
             if self.applies_to(&work) {
+                self.stamp(&mut work.record);
                 let stream = &work.frame.meta.stream;
                 if let Some(i) = ready.iter().position(|d| d.stream == *stream) {
                     let mut done = ready.swap_remove(i);
@@ -408,6 +420,7 @@ impl StageWorker {
         self.stage.start().map_err(|e| stage_error("start", e))?;
         while let Some(mut work) = rx.recv() {
             if self.applies_to(&work) {
+                self.stamp(&mut work.record);
                 let t0 = clock::monotonic_ns();
                 let newer = !rx.receiver().is_empty();
                 if let Decision::Skip(reason) =

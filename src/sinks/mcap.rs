@@ -18,9 +18,10 @@
 //! | `/<s>/image` | `foxglove.CompressedImage` (protobuf), JPEG | every frame, `images = "jpeg"` |
 //! | `/<s>/annotations` | `foxglove.ImageAnnotations` (protobuf) | every frame |
 //! | `/<s>/record` | `percept.Record` (JSON Schema, `json`): the JSON Lines record | every frame |
+//! | `/<s>/calibration` | `foxglove.CameraCalibration` (protobuf): the image's camera (the left view of a stereo pair): `K`, `D`, `R1`, `P1` | frames of a stream a `stereo_depth` or `depth` stage calibrates |
 //! | `/<s>/depth` | `foxglove.RawImage` (protobuf), `16UC1` millimetres, 0 = invalid | frames with a depth map |
-//! | `/<s>/objects` | `foxglove.SceneUpdate` (protobuf): a cube per object with a 3D position | frames with positions |
-//! | `/<s>/transform` | `foxglove.FrameTransform` (protobuf): `<s>` (x forward, z up) → `<s>/camera` (optical: x right, y down, z forward) | with each `/<s>/objects` |
+//! | `/<s>/objects` | `foxglove.SceneUpdate` (protobuf): a box per object with a 3D position, as wide and high as its image box at its depth (a 0.5 m cube without the depth map's camera), in `<s>/camera_rect` (stereo's left rectified frame) or `<s>/camera` (`depth_frame = "left"`, mono depth) | frames with positions |
+//! | `/<s>/transform` | `foxglove.FrameTransforms` (protobuf): `<s>` (x forward, z up) → `<s>/camera` (optical: x right, y down, z forward), and `<s>/camera` → `<s>/camera_rect` (rotation `R1ᵀ`) when objects are in the rectified frame | with each `/<s>/objects` |
 //!
 //! Annotations: one `LINE_LOOP` box per track (or per detection when no
 //! tracker ran), corners in source pixels, outlined in a colour per track

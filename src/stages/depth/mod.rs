@@ -17,14 +17,15 @@ mod settings;
 pub use settings::KIND;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use opencv::core::{Point2f, Vector};
 
 use crate::calib::StereoCalibration;
-use crate::calib::rectify::Rectification;
+use crate::calib::rectify::{Rectification, published_camera};
 use crate::frame::Frame;
 use crate::pool::VecPool;
-use crate::record::{DepthMap, DepthSource, MonoFit, Position, Record};
+use crate::record::{CameraInfo, DepthMap, DepthSource, MonoFit, Position, Record};
 use crate::model::contract::dims_text;
 use crate::model::preprocess::Letterbox;
 use crate::model::{Engine, ModelError, ModelSettings};
@@ -113,6 +114,7 @@ pub struct MonoDepthStage {
     engine: Box<Engine>,
     output: String,
     rectification: Rectification,
+    camera: Option<Arc<CameraInfo>>,
     relative: Vec<f32>,
     grid: Option<(Grid, (u32, u32))>,
     /// Output index → stereo map index of the fit samples, per stereo map size.
@@ -156,8 +158,11 @@ impl MonoDepthStage {
             path: settings.calibration_path.clone(),
             message: e.to_string(),
         };
+        let rectification = Rectification::new(cal).map_err(fail)?;
+        let camera = published_camera(&rectification, cal, &settings.calibration_path);
         Ok(MonoDepthStage {
-            rectification: Rectification::new(cal).map_err(fail)?,
+            rectification,
+            camera,
             settings: settings.clone(),
             engine: Box::new(engine),
             output: out.name,
@@ -365,6 +370,10 @@ fn line_fit(x: &[f32], y: &[f32], min_points: usize) -> Option<(f32, f32)> {
 }
 
 impl Stage for MonoDepthStage {
+    fn camera(&self) -> Option<Arc<CameraInfo>> {
+        self.camera.clone()
+    }
+
     fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
         let grid = self.infer(frame).map_err(StageError::msg)?;
         let stereo = record

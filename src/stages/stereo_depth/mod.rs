@@ -24,12 +24,12 @@ use opencv::core::{CV_16S, Mat, Point2f, Ptr, Scalar, Vector};
 use opencv::prelude::*;
 
 use crate::calib::StereoCalibration;
-use crate::calib::rectify::Rectification;
+use crate::calib::rectify::{Rectification, published_camera};
 use crate::cvmat::{to_gray_code, with_frame_mat};
 use crate::frame::Frame;
 use crate::geometry::median_position;
 use crate::pool::VecPool;
-use crate::record::{DepthCamera, DepthMap, DepthSource, Position, Record};
+use crate::record::{CameraInfo, DepthCamera, DepthMap, DepthSource, Position, Record};
 use crate::stage::{Stage, StageError};
 
 /// Depth maps kept for reuse across frames in flight.
@@ -405,6 +405,7 @@ pub struct StereoDepthStage {
     pool: VecPool<f32>,
     fatal: bool,
     camera: Arc<DepthCamera>,
+    info: Option<Arc<CameraInfo>>,
 }
 
 impl StereoDepthStage {
@@ -421,7 +422,9 @@ impl StereoDepthStage {
             ),
         };
         let camera = Arc::new(camera);
+        let info = published_camera(&matcher.rect, c, &settings.calibration_path);
         Ok(StereoDepthStage {
+            info,
             left_view,
             rect_depth: Vec::new(),
             camera,
@@ -496,6 +499,10 @@ impl StereoDepthStage {
 impl Stage for StereoDepthStage {
     fn fatal(&self) -> bool {
         self.fatal
+    }
+
+    fn camera(&self) -> Option<Arc<CameraInfo>> {
+        self.info.clone()
     }
 
     fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
