@@ -91,6 +91,10 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A `uri` source with `reconnect` (and `extra` fields or sources), image
+/// statistics, JSON Lines. The edges block, so a loaded machine drops
+/// frames inside GStreamer (`latest` delivery, before they get a `seq`),
+/// never between percept's threads: every stream's `seq` stays contiguous.
 fn reconnect_pipeline(dir: &Path, uri: &str, extra: &str) -> PathBuf {
     pipeline(
         dir,
@@ -106,9 +110,11 @@ reconnect = {{ after_s = 1.0, backoff_max_s = 2.0, attempts = "forever" }}
 [[stage]]
 id = "stats"
 kind = "image_stats"
+queue = {{ policy = "block" }}
 [[sink]]
 kind = "jsonl"
 path = "out.jsonl"
+queue = {{ policy = "block" }}
 "#
         ),
     )
