@@ -22,6 +22,7 @@ DEB_PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   gstreamer1.0-plugins-base-apps
   libopencv-dev
+  libgstrtspserver-1.0-dev prometheus
   python3-venv time
 )
 missing=()

@@ -56,6 +56,14 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    #[error("--control {addr}: cannot serve the operations endpoint there: {message}")]
+    /// The operations endpoint's address cannot be bound (in use, not local).
+    Control {
+        /// The address asked for.
+        addr: String,
+        /// Why not.
+        message: String,
+    },
     #[error("GStreamer could not be initialised")]
     /// GStreamer could not be initialised.
     GstInit(#[source] gstreamer::glib::Error),
@@ -70,8 +78,12 @@ impl Error {
         match self {
             Error::Config(_) => EXIT_BAD_INPUT,
             Error::Source(SourceError::Network { failure, .. }) => failure.exit_code(),
+            Error::Source(
+                SourceError::Stalled { network: true, .. }
+                | SourceError::Ended { network: true, .. },
+            ) => EXIT_NETWORK,
             Error::Source(e) if e.is_bad_input() => EXIT_BAD_INPUT,
-            Error::Model { .. } => EXIT_BAD_INPUT,
+            Error::Model { .. } | Error::Control { .. } => EXIT_BAD_INPUT,
             _ => EXIT_RUNTIME,
         }
     }

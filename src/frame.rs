@@ -68,6 +68,10 @@ pub struct FrameMeta {
     /// `videoflip video-direction=auto` reads them), `None` when the stream
     /// carries no orientation tag.
     pub orientation: Option<&'static str>,
+    /// On the first frame after a reconnecting source came back: the time
+    /// without frames, ns (this frame's capture time minus the previous
+    /// frame's). `None` on every other frame.
+    pub gap_ns: Option<u64>,
 }
 
 impl FrameMeta {
@@ -132,6 +136,7 @@ impl Frame {
                 ntp_ns: None,
                 time_source: TimeSource::Pts,
                 orientation: None,
+                gap_ns: None,
             },
             buffer: gst::Buffer::from_slice(bytes),
             info: Arc::new(info),

@@ -23,14 +23,17 @@ const HIST_SIGFIG: u8 = 3;
 /// interval ([`Latency::take_interval`]). The lock is held only to record
 /// one value or to read quantiles.
 #[derive(Debug)]
-pub struct Latency(Mutex<Option<[Histogram<u64>; 2]>>);
+pub struct Latency(Mutex<Option<[Histogram<u64>; 2]>>, AtomicU64);
 
 impl Default for Latency {
     fn default() -> Self {
         // The bounds are constants within hdrhistogram's limits; should that
         // ever fail, the meter stays empty rather than failing the run.
         let h = || Histogram::new_with_bounds(HIST_LOW_NS, HIST_HIGH_NS, HIST_SIGFIG).ok();
-        Latency(Mutex::new(h().zip(h()).map(|(a, b)| [a, b])))
+        Latency(
+            Mutex::new(h().zip(h()).map(|(a, b)| [a, b])),
+            AtomicU64::new(0),
+        )
     }
 }
 
@@ -46,6 +49,18 @@ fn quantiles(h: &Histogram<u64>) -> LatencySummary {
     }
 }
 
+/// A latency histogram as Prometheus reads one: cumulative counts at
+/// upper bounds, the count and the sum.
+#[derive(Debug, Clone, Default)]
+pub struct Buckets {
+    /// (upper bound ns, values at or below it).
+    pub le: Vec<(u64, u64)>,
+    /// Values recorded.
+    pub count: u64,
+    /// Sum of the values recorded, ns (exact, not from the histogram).
+    pub sum_ns: u64,
+}
+
 impl Latency {
     /// Records one latency in nanoseconds (clamped to the histogram's range).
     pub fn record_ns(&self, ns: u64) {
@@ -54,6 +69,24 @@ impl Latency {
             for h in h {
                 h.saturating_record(ns.clamp(HIST_LOW_NS, HIST_HIGH_NS));
             }
+            self.1.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Cumulative counts since the start at each of `bounds_ns`
+    /// (ascending), within the histogram's precision (3 significant figures).
+    pub fn buckets(&self, bounds_ns: &[u64]) -> Buckets {
+        let h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some([h, _]) = h.as_ref() else {
+            return Buckets::default();
+        };
+        Buckets {
+            le: bounds_ns
+                .iter()
+                .map(|&b| (b, h.count_between(0, b)))
+                .collect(),
+            count: h.len(),
+            sum_ns: self.1.load(Ordering::Relaxed),
         }
     }
 
@@ -193,6 +226,12 @@ pub struct SourceStats {
     /// Video frames the file's header declares when that is more than were
     /// decoded from a complete file (AVI `dwLength`); 0 otherwise.
     pub declared_frames: AtomicU64,
+    /// Times a reconnecting source came back (a frame after a rebuild).
+    pub reconnects: AtomicU64,
+    /// Pipeline rebuilds tried (successful or not).
+    pub reconnect_attempts: AtomicU64,
+    /// Time without frames before each come-back, summed, ns.
+    pub gap_ns: AtomicU64,
 }
 
 /// Counters of one stereo pairing.
@@ -235,5 +274,18 @@ mod tests {
         let s = l.summary();
         assert_eq!(s.count, 1);
         assert!((s.max_ms - 2.0).abs() < 0.01, "{s:?}");
+    }
+
+    #[test]
+    fn buckets_are_cumulative_with_an_exact_sum() {
+        let l = Latency::default();
+        for ms in [1, 2, 2, 8, 30] {
+            l.record_ns(ms * 1_000_000);
+        }
+        let b = l.buckets(&[1_000_000, 5_000_000, 10_000_000, 25_000_000]);
+        let counts: Vec<u64> = b.le.iter().map(|(_, n)| *n).collect();
+        assert_eq!(counts, [1, 3, 4, 4]);
+        assert_eq!(b.count, 5);
+        assert_eq!(b.sum_ns, 43_000_000);
     }
 }

@@ -91,6 +91,11 @@ pub struct RecordLine<'a> {
     /// `flip-rotate-0`, …); absent when the stream has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub orientation: Option<&'static str>,
+    /// On the first record after a reconnecting source came back: the time
+    /// without frames before it, milliseconds (capture time minus the
+    /// previous frame's). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gap_ms: Option<f64>,
     /// Wall-clock capture time, ns since the Unix epoch.
     pub capture_wall_ns: u64,
     /// Wall-clock output time, ns since the Unix epoch.
@@ -147,6 +152,7 @@ impl<'a> RecordLine<'a> {
             capture_clock: meta.capture_clock,
             time_source: meta.time_source,
             orientation: meta.orientation,
+            gap_ms: meta.gap_ns.map(|g| g as f64 / 1e6),
             capture_wall_ns: meta.capture_wall_ns,
             emit_wall_ns: clock::wall_ns_of(emit_ns),
             latency_ns: emit_ns.saturating_sub(meta.capture_ns),

@@ -22,6 +22,46 @@ pub trait Source: Send {
     ) -> Result<(), SourceError>;
 }
 
+/// How a live source comes back after it fails (`reconnect = { after_s,
+/// backoff_max_s, attempts }` on `uri` and `v4l2` sources): its GStreamer
+/// pipeline is rebuilt after a bus error, an end of stream of a live source,
+/// or `after_s` without a frame, waiting `after_s`, then twice as long
+/// after each attempt that delivers no frame, up to `backoff_max_s`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReconnectPolicy {
+    /// Seconds without a frame after which the source counts as lost (the
+    /// no-frame watchdog; also how long a new attempt gets for its first
+    /// frame), and the first wait before rebuilding.
+    pub after_s: f64,
+    /// The longest wait between attempts, seconds.
+    pub backoff_max_s: f64,
+    /// Attempts in a row without a frame before the source fails with the
+    /// last error; `None`: forever.
+    pub attempts: Option<u32>,
+}
+
+impl ReconnectPolicy {
+    /// Seconds to wait before attempt `n` (1, 2, …) of a run of attempts:
+    /// `after_s`, doubling, at most `backoff_max_s`.
+    pub fn delay_s(&self, n: u32) -> f64 {
+        let doublings = n.saturating_sub(1).min(62);
+        (self.after_s * (1u64 << doublings) as f64).min(self.backoff_max_s)
+    }
+
+    /// `after 2 s, backoff up to 30 s, forever` (for `percept check` and logs).
+    pub fn describe(&self) -> String {
+        format!(
+            "reconnect after {} s without frames, backoff up to {} s, {}",
+            self.after_s,
+            self.backoff_max_s,
+            match self.attempts {
+                Some(n) => format!("{n} attempts"),
+                None => "forever".to_string(),
+            }
+        )
+    }
+}
+
 /// Exit code for a network source that cannot be reached or stops answering
 /// (connection refused, no route, name not resolved, timeout, connection lost).
 pub const EXIT_NETWORK: i32 = 3;
@@ -116,6 +156,25 @@ pub enum SourceError {
         /// GStreamer's debug detail.
         debug: Option<String>,
     },
+    #[error("source `{id}`: no frame for {after_s} s")]
+    /// A reconnecting source's watchdog: no frame for `after_s`.
+    Stalled {
+        /// The source id.
+        id: String,
+        /// The watchdog's time, seconds.
+        after_s: f64,
+        /// A network source (exit code 3 when it gives up), not a device.
+        network: bool,
+    },
+    #[error("source `{id}`: the live stream ended (end of stream)")]
+    /// A live source with `reconnect` reached an end of stream (the server
+    /// or device stopped sending).
+    Ended {
+        /// The source id.
+        id: String,
+        /// A network source (exit code 3 when it gives up).
+        network: bool,
+    },
     #[error("source `{id}`: the pipeline did not start ({message})")]
     /// The pipeline did not start.
     Start {
@@ -166,6 +225,19 @@ impl SourceError {
             _ => false,
         }
     }
+
+    /// Whether rebuilding the pipeline may help (a reconnecting source
+    /// retries these): not for a description that cannot be built, caps
+    /// percept cannot use or a damaged file.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            SourceError::Build { .. }
+                | SourceError::Caps { .. }
+                | SourceError::Truncated { .. }
+                | SourceError::NoTimestamps { .. }
+        )
+    }
 }
 
 /// A source kind's resolved input: what to read and how GStreamer reads it.
@@ -211,6 +283,12 @@ pub trait SourceInput: std::fmt::Debug + Send + Sync {
     /// Whether frames come over a network (RTSP, HTTP, …): its failures
     /// are [`SourceError::Network`], with one exit code per kind.
     fn is_network(&self) -> bool {
+        false
+    }
+
+    /// Whether `reconnect` applies: live network streams and devices, never
+    /// files.
+    fn reconnects(&self) -> bool {
         false
     }
 

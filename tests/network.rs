@@ -9,11 +9,11 @@ use std::path::Path;
 
 use crate::util::*;
 
-const PASSWORD: &str = "S3cretPw0rd";
+pub const PASSWORD: &str = "S3cretPw0rd";
 
 /// How a stand-in server answers.
 #[derive(Clone, Copy)]
-enum Answer {
+pub enum Answer {
     /// Accepts and never answers.
     Silent,
     /// RTSP 401 to every request.
@@ -24,7 +24,7 @@ enum Answer {
 
 /// Starts a server on 127.0.0.1 (a named thread; it lives until the test
 /// process ends) and returns its port.
-fn serve(answer: Answer) -> u16 {
+pub fn serve(answer: Answer) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::Builder::new()

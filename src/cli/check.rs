@@ -59,7 +59,7 @@ fn describe(plan: &Plan, launches: &[String], detectors: &[Option<DetectorInfo>]
     let mut out = format!("pipeline `{}` ({}): OK\n", plan.name, plan.path.display());
     for (s, launch) in plan.sources.iter().zip(launches) {
         out += &format!(
-            "  source {}: {} -> {}{}, {} delivery{}\n    gst: {launch}\n",
+            "  source {}: {} -> {}{}, {} delivery{}{}\n    gst: {launch}\n",
             s.id,
             s.describe(),
             s.format.to_str(),
@@ -75,6 +75,9 @@ fn describe(plan: &Plan, launches: &[String], detectors: &[Option<DetectorInfo>]
             } else {
                 ""
             },
+            s.reconnect
+                .map(|r| format!(", {}", r.describe()))
+                .unwrap_or_default(),
         );
     }
     for p in &plan.stereo {

@@ -28,6 +28,10 @@ pub struct RunArgs {
     /// seconds (default 1), for plotting.
     #[arg(long, value_name = "PATH")]
     metrics_out: Option<PathBuf>,
+    /// Serve the operations endpoint (HTTP: GET /health, /metrics in
+    /// Prometheus text format, /streams) on this address, e.g. 127.0.0.1:9090.
+    #[arg(long, value_name = "ADDR:PORT")]
+    control: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -50,6 +54,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         progress: !args.no_progress,
         quiet_stats: args.metrics_out.is_some() && args.stats_every.is_none(),
         metrics_out: args.metrics_out.clone(),
+        control: args.control,
     };
 
     let outcome = runtime::run(&plan, &options)

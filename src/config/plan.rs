@@ -419,6 +419,7 @@ impl Resolver<'_> {
             let e = other_kinds_field(self, e, field, kind.name, &others);
             all_fields_in_unknown(e, &SOURCE_COMMON_FIELDS, (kind.fields)())
         })?;
+        let mut reconnect = resolved.reconnect;
         let input = match input_override {
             Some(raw) => registry::source_from_cli(raw).map_err(|message| ConfigError::Plan {
                 path: self.path.to_path_buf(),
@@ -468,6 +469,10 @@ impl Resolver<'_> {
             |d| *d.get_ref(),
         );
 
+        // `--input` may swap a stream for a file: files never reconnect.
+        if !input.reconnects() {
+            reconnect = None;
+        }
         Ok(SourcePlan {
             id: spec.id.get_ref().clone(),
             kind: kind.name,
@@ -479,6 +484,7 @@ impl Resolver<'_> {
             realtime,
             delivery,
             budget: self.budget,
+            reconnect,
         })
     }
 

@@ -20,7 +20,7 @@ use super::{ConfigError, key_at, line_col};
 use crate::model::preprocess::PreprocessSettings;
 use crate::model::{ModelSettings, Optimization, Provider};
 use crate::sink::OutputPath;
-use crate::source::SourceInput;
+use crate::source::{ReconnectPolicy, SourceInput};
 use crate::stage::StageSettings;
 
 /// Turns one pipeline file's parts into plan parts; every error names the
@@ -466,6 +466,93 @@ impl SourceContext<'_> {
     }
 }
 
+/// A live source's `reconnect = { after_s, backoff_max_s, attempts }`
+/// table (`uri` and `v4l2` kinds read it; [`ReconnectPolicy`] says what
+/// it does).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectSpec {
+    /// Seconds without a frame before the source counts as lost; the first
+    /// wait before a rebuild (default 2).
+    after_s: Option<Spanned<f64>>,
+    /// Longest wait between attempts, seconds (default 30).
+    backoff_max_s: Option<Spanned<f64>>,
+    /// Attempts in a row without a frame, or `"forever"` (default).
+    attempts: Option<Spanned<AttemptsSpec>>,
+}
+
+/// `attempts`: a number or `"forever"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AttemptsSpec {
+    /// This many attempts in a row.
+    Count(i64),
+    /// A named count: only `"forever"`.
+    Named(String),
+}
+
+/// Default `reconnect.after_s`.
+pub const RECONNECT_AFTER_S: f64 = 2.0;
+/// Default `reconnect.backoff_max_s`.
+pub const RECONNECT_BACKOFF_MAX_S: f64 = 30.0;
+
+impl Resolver<'_> {
+    /// Checks a source's `reconnect` table (`field` is `source[i]`).
+    pub fn reconnect(
+        &self,
+        spec: &Option<Spanned<ReconnectSpec>>,
+        ctx: &SourceContext<'_>,
+    ) -> Result<Option<ReconnectPolicy>, ConfigError> {
+        let Some(spec) = spec else {
+            return Ok(None);
+        };
+        let spec = spec.get_ref();
+        let seconds = |v: &Option<Spanned<f64>>, name: &str, default: f64| match v {
+            None => Ok(default),
+            Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => Ok(*t.get_ref()),
+            Some(t) => Err(self.invalid(
+                t.span(),
+                ctx.field(&format!("reconnect.{name}")),
+                "must be a positive number of seconds",
+            )),
+        };
+        let after_s = seconds(&spec.after_s, "after_s", RECONNECT_AFTER_S)?;
+        let backoff_max_s = seconds(
+            &spec.backoff_max_s,
+            "backoff_max_s",
+            RECONNECT_BACKOFF_MAX_S.max(after_s),
+        )?;
+        if backoff_max_s < after_s
+            && let Some(b) = &spec.backoff_max_s
+        {
+            return Err(self.invalid(
+                b.span(),
+                ctx.field("reconnect.backoff_max_s"),
+                format!("must be at least `after_s` ({after_s} s)"),
+            ));
+        }
+        let attempts = match &spec.attempts {
+            None => None,
+            Some(a) => match a.get_ref() {
+                AttemptsSpec::Count(n) if *n >= 1 => Some(u32::try_from(*n).unwrap_or(u32::MAX)),
+                AttemptsSpec::Named(n) if n == "forever" => None,
+                _ => {
+                    return Err(self.invalid(
+                        a.span(),
+                        ctx.field("reconnect.attempts"),
+                        "must be a whole number of attempts (1 or more) or \"forever\"",
+                    ));
+                }
+            },
+        };
+        Ok(Some(ReconnectPolicy {
+            after_s,
+            backoff_max_s,
+            attempts,
+        }))
+    }
+}
+
 /// A source kind's resolve result.
 pub struct ResolvedSource {
     /// What to read.
@@ -474,6 +561,8 @@ pub struct ResolvedSource {
     pub live: Option<bool>,
     /// The file's `realtime`, when the kind has it and it is set.
     pub realtime: Option<bool>,
+    /// The file's `reconnect`, when the kind has it and it is set.
+    pub reconnect: Option<ReconnectPolicy>,
 }
 
 /// Resolves a source kind's own table.

@@ -55,6 +55,9 @@ pub struct SourcePlan {
     pub delivery: Delivery,
     /// Capture-to-output budget per frame; `None`: one frame period.
     pub budget: Option<Duration>,
+    /// Rebuild the pipeline when it fails or stops sending (live network
+    /// streams and devices only); `None`: a failure ends the source.
+    pub reconnect: Option<crate::source::ReconnectPolicy>,
 }
 
 /// Where a stereo pair's views come from.

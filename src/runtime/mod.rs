@@ -10,6 +10,7 @@
 //! flight still reaches the sinks. A failure anywhere halts the sources and
 //! drains the rest the same way, so output already produced is kept.
 
+pub mod control;
 pub mod stats;
 mod worker;
 
@@ -47,6 +48,8 @@ pub struct RunOptions {
     pub metrics_out: Option<std::path::PathBuf>,
     /// With `metrics_out`: do not also print the snapshots.
     pub quiet_stats: bool,
+    /// Serve the operations endpoint (`/health`, `/metrics`, `/streams`) here.
+    pub control: Option<std::net::SocketAddr>,
 }
 
 /// The end of a run: its summary, and the error that ended it, if any.
@@ -86,6 +89,8 @@ pub fn init_gstreamer() -> Result<(), Error> {
 /// cannot be built, an output that cannot be opened) return `Err`.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
     init_gstreamer()?;
+    // Bound before anything starts: an address in use fails the run at once.
+    let control_server = options.control.map(control::bind).transpose()?;
     let sources = plan
         .sources
         .iter()
@@ -266,6 +271,9 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
     let stats = Arc::new(stats);
     let done = Arc::new(AtomicBool::new(false));
     let monitor = start_monitor(plan, options, stats.clone(), done.clone(), started)?;
+    let control = control_server
+        .map(|server| control::Control::serve(server, plan, stats.clone(), started))
+        .transpose()?;
 
     // Join producers before consumers so the first error reported is the cause.
     let mut error = None;
@@ -279,6 +287,9 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
     done.store(true, Ordering::Relaxed);
     if let Some(m) = monitor {
         let _ = m.join();
+    }
+    if let Some(c) = control {
+        c.finish();
     }
     let stopped = options.stop.load(Ordering::Relaxed);
     Ok(RunOutcome {

@@ -171,6 +171,12 @@ pub struct SourceSummary {
     /// than were decoded from a complete file (an AVI `dwLength`); a warning.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub declared_frames: Option<u64>,
+    /// Times the source came back after its pipeline was rebuilt.
+    pub reconnects: u64,
+    /// Pipeline rebuilds tried, successful or not.
+    pub reconnect_attempts: u64,
+    /// Seconds without frames before each come-back, summed.
+    pub gap_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -289,6 +295,9 @@ impl RunStats {
                 id: id.clone(),
                 frames: load(&s.frames),
                 declared_frames: Some(load(&s.declared_frames)).filter(|n| *n > 0),
+                reconnects: load(&s.reconnects),
+                reconnect_attempts: load(&s.reconnect_attempts),
+                gap_s: load(&s.gap_ns) as f64 / 1e9,
             })
             .collect();
         let stereo: Vec<PairSummary> = self
@@ -452,13 +461,21 @@ impl fmt::Display for Summary {
             self.fps
         )?;
         for s in &self.sources {
+            let reconnects = if s.reconnect_attempts > 0 {
+                format!(
+                    ", {} reconnects ({} attempts), gaps {:.2} s",
+                    s.reconnects, s.reconnect_attempts, s.gap_s
+                )
+            } else {
+                String::new()
+            };
             match s.declared_frames {
                 Some(n) => writeln!(
                     f,
-                    "  source {:<14} {} frames (warning: its header declares {n})",
+                    "  source {:<14} {} frames{reconnects} (warning: its header declares {n})",
                     s.id, s.frames
                 )?,
-                None => writeln!(f, "  source {:<14} {} frames", s.id, s.frames)?,
+                None => writeln!(f, "  source {:<14} {} frames{reconnects}", s.id, s.frames)?,
             }
         }
         if self.inference_runs > 0 {

@@ -175,12 +175,18 @@ impl GstSource {
         &self.launch
     }
 
-    /// Pulls frames until end of stream, `max_frames`, the stop flag, a closed output or an error.
+    /// Pulls frames until end of stream, `max_frames`, the stop flag, a
+    /// closed output or an error. `carry` is what the source keeps across
+    /// rebuilds (sequence numbers, the last frame's times); with a
+    /// `reconnect` policy, `after_s` without a frame is
+    /// [`SourceError::Stalled`] and a live stream's end of stream is
+    /// [`SourceError::Ended`].
     fn pump(
         &self,
         out: &Outputs,
         should_stop: &dyn Fn() -> bool,
         stats: &SourceStats,
+        carry: &mut Carry,
     ) -> Result<(), SourceError> {
         let bus = self
             .pipeline
@@ -192,7 +198,7 @@ impl GstSource {
             return Err(self.start_error(&e.to_string()));
         }
 
-        let mut seq: u64 = 0;
+        let mut seq: u64 = carry.seq;
         let mut info: Option<(gst::Caps, Arc<gst_video::VideoInfo>)> = None;
         let mut last_offset: Option<u64> = None;
         let mut last_end_ns: Option<u64> = None;
@@ -200,6 +206,13 @@ impl GstSource {
         let mut last_pts: Option<(u64, u64)> = None;
         let mut frame_period_ns: u64 = 0;
         let timeout = gst::ClockTime::from_mseconds(PULL_TIMEOUT_MS);
+        let watchdog = self
+            .plan
+            .reconnect
+            .map(|r| std::time::Duration::from_secs_f64(r.after_s));
+        let mut last_activity = std::time::Instant::now();
+        // This pipeline's PTS offset (see `Carry::map_pts`), set at its first frame.
+        let mut pts_offset: Option<i128> = None;
 
         loop {
             self.check_bus(&bus)?;
@@ -210,7 +223,22 @@ impl GstSource {
             let Some(sample) = self.appsink.try_pull_sample(timeout) else {
                 if self.appsink.is_eos() {
                     self.check_bus(&bus)?;
+                    if self.plan.reconnect.is_some() && self.plan.live {
+                        return Err(SourceError::Ended {
+                            id: self.plan.id.clone(),
+                            network: self.plan.input.is_network(),
+                        });
+                    }
                     return self.check_complete(last_end_ns, frame_period_ns, seq, stats);
+                }
+                if let (Some(policy), Some(after)) = (self.plan.reconnect, watchdog)
+                    && last_activity.elapsed() >= after
+                {
+                    return Err(SourceError::Stalled {
+                        id: self.plan.id.clone(),
+                        after_s: policy.after_s,
+                        network: self.plan.input.is_network(),
+                    });
                 }
                 continue;
             };
@@ -289,6 +317,26 @@ impl GstSource {
                 }
             }
             let (capture_ns, capture_clock) = self.capture_time(&sample, pts_ns, arrival_ns);
+            // After a rebuild the new pipeline's PTS restart: continue the
+            // previous pipeline's, plus the time without frames.
+            let pts_ns = pts_ns.map(|raw| {
+                let offset = *pts_offset.get_or_insert_with(|| carry.pts_offset(raw, capture_ns));
+                u64::try_from((i128::from(raw) + offset).max(0)).unwrap_or(u64::MAX)
+            });
+            let gap_ns = carry
+                .after_gap
+                .then_some(carry.last_capture_ns)
+                .flatten()
+                .map(|last| capture_ns.saturating_sub(last));
+            if let Some(gap) = gap_ns {
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                stats.gap_ns.fetch_add(gap, Ordering::Relaxed);
+                tracing::warn!(
+                    source = %self.stream,
+                    "back after {:.2} s without frames (frame {seq})",
+                    gap as f64 / 1e9
+                );
+            }
             let ntp_ns = ntp_time(buffer.as_ref());
             let deadline_ns = (self.plan.live || self.plan.realtime).then(|| {
                 let period = match layout.fps() {
@@ -318,6 +366,7 @@ impl GstSource {
                             0 => None,
                             i => ORIENTATIONS.get(usize::from(i) - 1).copied(),
                         },
+                        gap_ns,
                     },
                     buffer,
                     info: layout,
@@ -326,11 +375,16 @@ impl GstSource {
                 record: Record::default(),
             };
             stats.frames.fetch_add(1, Ordering::Relaxed);
+            carry.after_gap = false;
+            carry.last_capture_ns = Some(capture_ns);
+            carry.last_pts_ns = pts_ns;
             if out.send(work).is_err() {
                 tracing::debug!(source = %self.stream, "downstream closed");
                 return Ok(());
             }
             seq += 1;
+            carry.seq = seq;
+            last_activity = std::time::Instant::now();
             if self.plan.max_frames.is_some_and(|m| seq >= m) {
                 return Ok(());
             }
@@ -654,20 +708,167 @@ fn riff_sizes(path: &std::path::Path) -> Option<(u64, u64)> {
     let actual = file.metadata().ok()?.len();
     Some((declared, actual))
 }
+/// What a source keeps across rebuilds of its pipeline (`reconnect`):
+/// sequence numbers go on, and times continue from the last frame.
+#[derive(Debug, Default)]
+struct Carry {
+    /// The next frame's sequence number.
+    seq: u64,
+    /// The last delivered frame's capture time, ns (monotonic).
+    last_capture_ns: Option<u64>,
+    /// The last delivered frame's PTS as written, ns.
+    last_pts_ns: Option<u64>,
+    /// The pipeline was rebuilt since the last delivered frame: the next
+    /// frame is the first after a gap.
+    after_gap: bool,
+}
+
+impl Carry {
+    /// The offset (ns) added to a pipeline's PTS from its first frame on
+    /// (raw PTS `raw_ns`, captured at `capture_ns`): 0 for the first
+    /// pipeline; after a rebuild, whatever makes that frame's PTS the last
+    /// frame's PTS plus the capture time between them, so PTS keep
+    /// increasing and show the gap.
+    fn pts_offset(&self, raw_ns: u64, capture_ns: u64) -> i128 {
+        match (self.after_gap, self.last_pts_ns, self.last_capture_ns) {
+            (true, Some(pts), Some(capture)) => {
+                i128::from(pts) + i128::from(capture_ns.saturating_sub(capture).max(1))
+                    - i128::from(raw_ns)
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// Sleeps up to `seconds` in short steps; `true` when a stop was requested.
+fn wait_or_stop(seconds: f64, should_stop: &dyn Fn() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+    while std::time::Instant::now() < until {
+        if should_stop() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(PULL_TIMEOUT_MS));
+    }
+    should_stop()
+}
+
+impl GstSource {
+    /// Runs this pipeline once; it is stopped (NULL) on return.
+    fn run_once(
+        &self,
+        out: &Outputs,
+        should_stop: &dyn Fn() -> bool,
+        stats: &SourceStats,
+        carry: &mut Carry,
+    ) -> Result<(), SourceError> {
+        let result = self.pump(out, should_stop, stats, carry);
+        // Stopping a pipeline cannot fail in a way we could act on.
+        let _ = self.pipeline.set_state(gst::State::Null);
+        result
+    }
+}
+
 impl Source for GstSource {
     fn describe(&self) -> String {
         self.launch.clone()
     }
 
+    /// Without `reconnect`, one run of the pipeline. With it, the pipeline
+    /// is rebuilt after each retryable failure ([`SourceError::is_retryable`])
+    /// with backoff ([`crate::source::ReconnectPolicy::delay_s`]), one warning
+    /// per attempt, until a stop request, `max_frames`, a closed output, or
+    /// `attempts` in a row without a frame (then the last error).
     fn run(
         self: Box<Self>,
         out: &Outputs,
         should_stop: &dyn Fn() -> bool,
         stats: &SourceStats,
     ) -> Result<(), SourceError> {
-        let result = self.pump(out, should_stop, stats);
-        // Stopping a pipeline cannot fail in a way we could act on.
-        let _ = self.pipeline.set_state(gst::State::Null);
-        result
+        let mut carry = Carry::default();
+        let Some(policy) = self.plan.reconnect else {
+            return self.run_once(out, should_stop, stats, &mut carry);
+        };
+        let plan = self.plan.clone();
+        let mut next = Some(*self);
+        // Attempts in a row that delivered no frame.
+        let mut failed: u32 = 0;
+        loop {
+            let source = match next.take() {
+                Some(source) => source,
+                None => GstSource::build(&plan)?,
+            };
+            let before = carry.seq;
+            let error = match source.run_once(out, should_stop, stats, &mut carry) {
+                Ok(()) => return Ok(()),
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => e,
+            };
+            drop(source);
+            if should_stop() {
+                return Ok(());
+            }
+            if carry.seq > before {
+                failed = 0;
+            }
+            failed += 1;
+            let of = match policy.attempts {
+                Some(n) if failed > n => {
+                    tracing::error!(
+                        source = %plan.id,
+                        "giving up after {n} reconnect attempts without a frame"
+                    );
+                    return Err(error);
+                }
+                Some(n) => format!("{n}"),
+                None => "forever".to_string(),
+            };
+            let delay_s = policy.delay_s(failed);
+            tracing::warn!(
+                source = %plan.id,
+                "{}; reconnect attempt {failed} (of {of}) in {delay_s:.1} s ({})",
+                crate::redact::redact(&error.to_string()).replace('\n', " "),
+                plan.describe()
+            );
+            if carry.last_capture_ns.is_some() {
+                carry.after_gap = true;
+            }
+            if wait_or_stop(delay_s, should_stop) {
+                return Ok(());
+            }
+            stats.reconnect_attempts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod carry_tests {
+    use super::Carry;
+
+    #[test]
+    fn pts_continue_across_a_rebuild_and_show_the_gap() {
+        let mut carry = Carry::default();
+        // The first pipeline keeps its own PTS.
+        assert_eq!(carry.pts_offset(40_000_000, 1_000_000_000), 0);
+        carry.last_pts_ns = Some(5_000_000_000);
+        carry.last_capture_ns = Some(10_000_000_000);
+        // A pipeline started without a gap (no rebuild) keeps its PTS too.
+        assert_eq!(carry.pts_offset(0, 13_000_000_000), 0);
+        // After a rebuild, 3 s later by the capture clock, its PTS restart
+        // near 0: they continue from 5 s, 3 s on.
+        carry.after_gap = true;
+        let offset = carry.pts_offset(100_000_000, 13_000_000_000);
+        assert_eq!(100_000_000 + offset, 8_000_000_000);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_maximum() {
+        let p = crate::source::ReconnectPolicy {
+            after_s: 2.0,
+            backoff_max_s: 30.0,
+            attempts: None,
+        };
+        let delays: Vec<f64> = (1..=6).map(|n| p.delay_s(n)).collect();
+        assert_eq!(delays, [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]);
+        assert_eq!(p.delay_s(u32::MAX), 30.0);
     }
 }

@@ -57,6 +57,7 @@ fn resolve(
         input: Arc::new(FileInput(path)),
         live: None,
         realtime: spec.realtime.map(Spanned::into_inner),
+        reconnect: None,
     })
 }
 

@@ -93,6 +93,7 @@ fn resolve(
         input: Arc::new(GstInput { launch, framerate }),
         live: spec.live.map(Spanned::into_inner),
         realtime: None,
+        reconnect: None,
     })
 }
 

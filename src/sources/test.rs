@@ -89,6 +89,7 @@ fn resolve(
         }),
         live: spec.live.map(Spanned::into_inner),
         realtime: None,
+        reconnect: None,
     })
 }
 

@@ -7,7 +7,7 @@ use toml::de::DeTable;
 
 use crate::config::ConfigError;
 use crate::config::resolve::{
-    ResolvedSource, Resolver, SourceContext, SourceKind, expand, field_names,
+    ReconnectSpec, ResolvedSource, Resolver, SourceContext, SourceKind, expand, field_names,
 };
 use crate::source::SourceInput;
 
@@ -34,6 +34,9 @@ struct UriSpec {
     /// (rtspsrc `tcp-timeout`/`timeout`, souphttpsrc `timeout`); default:
     /// the element's own (RTSP 20 s, HTTP 15 s).
     timeout_s: Option<Spanned<f64>>,
+    /// Rebuild the pipeline when the stream fails or stops sending
+    /// (`{ after_s, backoff_max_s, attempts }`); network URIs only.
+    reconnect: Option<Spanned<ReconnectSpec>>,
 }
 
 /// A URI.
@@ -71,10 +74,22 @@ fn resolve(
         Some(t) => Some((t.get_ref() * 1e6) as u64),
         None => None,
     };
+    let input = UriInput { uri, timeout_us };
+    let reconnect = r.reconnect(&spec.reconnect, ctx)?;
+    if let Some(span) = spec.reconnect.as_ref().map(Spanned::span)
+        && !input.reconnects()
+    {
+        return Err(r.invalid(
+            span,
+            ctx.field("reconnect"),
+            "files never reconnect: `reconnect` is for network streams (rtsp://, http://, ...)",
+        ));
+    }
     Ok(ResolvedSource {
-        input: Arc::new(UriInput { uri, timeout_us }),
+        input: Arc::new(input),
         live: spec.live.map(Spanned::into_inner),
         realtime: spec.realtime.map(Spanned::into_inner),
+        reconnect,
     })
 }
 
@@ -135,6 +150,10 @@ impl SourceInput for UriInput {
 
     fn is_network(&self) -> bool {
         !self.uri.to_ascii_lowercase().starts_with("file:")
+    }
+
+    fn reconnects(&self) -> bool {
+        self.is_network()
     }
 
     fn describe(&self) -> String {

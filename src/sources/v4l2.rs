@@ -9,7 +9,7 @@ use toml::de::DeTable;
 
 use crate::config::ConfigError;
 use crate::config::resolve::{
-    ResolvedSource, Resolver, SourceContext, SourceKind, expand, field_names,
+    ReconnectSpec, ResolvedSource, Resolver, SourceContext, SourceKind, expand, field_names,
 };
 use crate::source::SourceInput;
 
@@ -28,6 +28,9 @@ pub static KIND: SourceKind = SourceKind {
 struct V4l2Spec {
     /// The device, `/dev/videoN`.
     location: Option<Spanned<String>>,
+    /// Rebuild the pipeline when the device fails, disappears or stops
+    /// sending (`{ after_s, backoff_max_s, attempts }`).
+    reconnect: Option<Spanned<ReconnectSpec>>,
 }
 
 /// A camera device.
@@ -46,6 +49,7 @@ fn resolve(
         input: Arc::new(V4l2Input(PathBuf::from(dev))),
         live: None,
         realtime: None,
+        reconnect: r.reconnect(&spec.reconnect, ctx)?,
     })
 }
 
@@ -59,6 +63,10 @@ impl SourceInput for V4l2Input {
     }
 
     fn live(&self, _explicit: Option<bool>) -> bool {
+        true
+    }
+
+    fn reconnects(&self) -> bool {
         true
     }
 

@@ -245,3 +245,33 @@ fn tracks_expire_by_max_lost_s_whatever_the_schedule() {
         assert!((60..=bound).contains(&last_seen), "every {n}, lag {lag}: last track on frame {last_seen}");
     }
 }
+
+#[test]
+fn a_source_gap_ages_tracks_by_seconds_not_frames() {
+    // A reconnecting source: frames 0..30 at 10 fps, then the stream comes
+    // back 5 s later (its PTS show the jump) with the scene empty. With
+    // max_lost_s = 1, every track ends on the first frame after the gap,
+    // not 10 frames later.
+    let settings = TrackSettings {
+        max_lost_s: 1.0,
+        ..TrackSettings::default()
+    };
+    let history = |tracker: &mut Tracker, out: &mut Vec<TrackOut>| {
+        let mut rng = Rng(5);
+        for k in 0..30usize {
+            tracker.update(k as f64 / FPS, Some(&detections(k, NOISY, &mut rng)), None, out);
+        }
+    };
+    let mut out = Vec::new();
+    // Without a gap, the next frame (0.1 s on) still holds the lost tracks.
+    let mut tracker = Tracker::new(settings);
+    history(&mut tracker, &mut out);
+    assert!(!out.is_empty(), "tracks before the gap");
+    tracker.update(30.0 / FPS, Some(&[]), None, &mut out);
+    assert!(!out.is_empty(), "lost tracks are kept for max_lost_s");
+    // After the gap they are gone at once.
+    let mut tracker = Tracker::new(settings);
+    history(&mut tracker, &mut out);
+    tracker.update(29.0 / FPS + 5.0, Some(&[]), None, &mut out);
+    assert!(out.is_empty(), "tracks outlived a 5 s gap: {}", out.len());
+}
