@@ -1,4 +1,4 @@
-//! A reader of OpenCV FileStorage files, YAML and XML, as `cv::FileStorage`
+//! A reader of OpenCV FileStorage files, YAML, XML and JSON, as `cv::FileStorage`
 //! writes them (OpenCV core, "XML/YAML/JSON file storages"): a top-level
 //! map whose values are numbers, strings, sequences, maps and matrices
 //! (`!!opencv-matrix` in YAML, `type_id="opencv-matrix"` in XML, with `rows`,
@@ -53,7 +53,7 @@ impl Node {
     }
 }
 
-/// The top-level map of a file: YAML (`%YAML:1.0` or `%YAML 1.0` first
+/// The top-level map of a file: YAML or JSON (`%YAML:1.0` or `%YAML 1.0` first
 /// line, as OpenCV writes it) or XML (`<opencv_storage>` root), told apart by
 /// the first non-blank character (`<` is XML).
 ///
@@ -154,8 +154,16 @@ fn from_yaml(value: serde_yaml_ng::Value) -> Result<Node, String> {
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             // `!!opencv-matrix` is a secondary-handle tag, which the parser
-            // resolves away: a matrix is told by its four fields.
-            let mut keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+            // resolves away: a matrix is told by its four fields (JSON
+            // storages, which read as YAML, add `"type_id": "opencv-matrix"`).
+            let matrix_type = fields
+                .iter()
+                .any(|(k, v)| k == "type_id" && *v == Node::Text("opencv-matrix".into()));
+            let mut keys: Vec<&str> = fields
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| !(matrix_type && *k == "type_id"))
+                .collect();
             keys.sort_unstable();
             if keys == ["cols", "data", "dt", "rows"] {
                 yaml_matrix(&fields)?
@@ -297,9 +305,12 @@ mod tests {
     fn yaml_and_xml_of_the_same_storage_read_the_same() {
         let yaml = "%YAML:1.0\n---\nM1: !!opencv-matrix\n   rows: 2\n   cols: 2\n   dt: d\n   data: [ 500., 0., 1.5e2, 1 ]\nimage_width: 640\nimageSize: [ 640, 480 ]\nname: \"plumb bob\"\n";
         let xml = "<?xml version=\"1.0\"?>\n<opencv_storage>\n<M1 type_id=\"opencv-matrix\"><rows>2</rows><cols>2</cols><dt>d</dt><data>\n  500. 0. 1.5e2 1</data></M1>\n<image_width>640</image_width>\n<imageSize>640 480</imageSize>\n<name>\"plumb bob\"</name>\n</opencv_storage>\n";
+        let json = "{\n  \"M1\": { \"type_id\": \"opencv-matrix\", \"rows\": 2, \"cols\": 2, \"dt\": \"d\",\n    \"data\": [ 500.0, 0.0, 1.5e2, 1 ] },\n  \"image_width\": 640,\n  \"imageSize\": [ 640, 480 ],\n  \"name\": \"plumb bob\"\n}\n";
         let a = read(write(yaml, ".yml").path()).unwrap();
         let b = read(write(xml, ".xml").path()).unwrap();
+        let c = read(write(json, ".json").path()).unwrap();
         assert_eq!(a, b);
+        assert_eq!(a, c);
         assert_eq!(
             a[0],
             (
