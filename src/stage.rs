@@ -53,6 +53,13 @@ pub trait Stage: Send {
         false
     }
 
+    /// The stream `stream` has ended (its source finished or was removed
+    /// while running) and its last frame has passed this stage: drop what
+    /// the stage keeps for it (a tracker, a cache). Called at most once per
+    /// ended stream; a stream added again later with the same id starts
+    /// afresh, except that what must stay unique (track ids) goes on.
+    fn end_stream(&mut self, _stream: &str) {}
+
     /// Releases per-run state after the last frame.
     fn stop(&mut self) -> Result<(), StageError> {
         Ok(())

@@ -14,11 +14,17 @@ use crate::util::*;
 /// One HTTP/1.0 request to 127.0.0.1:`port`: (status, body), or `None`
 /// when nothing answers.
 fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    http_with(port, method, path, "")
+}
+
+/// [`http`] with a request body.
+fn http_with(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
         conn,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut reply = String::new();
@@ -174,4 +180,199 @@ fn control_address_in_use_is_bad_input() {
 
 fn lines_of(path: &std::path::Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+/// Kills the run when a test fails midway (an orphan would keep the build
+/// lock's file descriptor).
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The stream `id` in `GET /streams`.
+fn stream(port: u16, id: &str) -> Option<Value> {
+    let (status, body) = http(port, "GET", "/streams")?;
+    assert_eq!(status, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    list.as_array()?.iter().find(|s| s["id"] == id).cloned()
+}
+
+/// Polls `GET /streams` (and `/health`, which must answer every time)
+/// until `ready` holds for stream `id`.
+fn wait_stream(port: u16, id: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, body) = http(port, "GET", "/health").expect("/health answers throughout");
+        assert_eq!(status, 200, "{body}");
+        if let Some(s) = stream(port, id)
+            && ready(&s)
+        {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "stream `{id}`: {what} not seen in 60 s: {:?}",
+            stream(port, id)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn streams_are_added_and_removed_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    // Blocking queues: the added recording's frames are never dropped.
+    let p = pipeline(
+        dir.path(),
+        "dynamic.toml",
+        "version = 1\n[[source]]\nid = \"cam\"\nkind = \"test\"\nlive = true\nwidth = 64\nheight = 48\nframerate = 30\n[[stage]]\nid = \"stats\"\nkind = \"image_stats\"\nqueue = { policy = \"block\" }\n[[sink]]\nkind = \"jsonl\"\npath = \"out.jsonl\"\nqueue = { policy = \"block\" }\n",
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = percept()
+        .args(["run", p.to_str().unwrap(), "--control", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut run = Running(Some(child));
+    let start = Instant::now();
+    while http(port, "GET", "/health").is_none() {
+        let exited = run.0.as_mut().unwrap().try_wait().unwrap();
+        assert!(
+            exited.is_none() && start.elapsed() < Duration::from_secs(60),
+            "no endpoint: {exited:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_stream(port, "cam", "10 frames", |s| {
+        s["frames"].as_u64() >= Some(10)
+    });
+
+    // A recording added while running (TOML body, path relative to the
+    // pipeline's folder): every frame reaches the output, then it ends.
+    let squares = repo().join("tests/media/squares.mkv");
+    let (status, body) = http_with(
+        port,
+        "POST",
+        "/streams",
+        &format!(
+            "id = \"rec\"\nkind = \"file\"\nlocation = \"{}\"\n",
+            squares.display()
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let added: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(added["id"], "rec");
+    assert_eq!(added["kind"], "file");
+    assert_eq!(added["added"], true);
+    let rec = wait_stream(port, "rec", "its end", |s| s["state"] == "ended");
+    assert_eq!(rec["frames"], 40);
+
+    // A second live stream (JSON body), removed while it runs.
+    let (status, body) = http_with(
+        port,
+        "POST",
+        "/streams",
+        r#"{"id": "cam2", "kind": "test", "live": true, "width": 32, "height": 24, "framerate": 30}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    wait_stream(port, "cam2", "10 frames", |s| {
+        s["frames"].as_u64() >= Some(10)
+    });
+    let (_, metrics) = http(port, "GET", "/metrics").unwrap();
+    for id in ["cam", "rec", "cam2"] {
+        assert!(
+            sample(
+                &metrics,
+                &format!("percept_source_frames_total{{source=\"{id}\"}}")
+            ) >= 10.0,
+            "{metrics}"
+        );
+    }
+    let (status, body) = http(port, "DELETE", "/streams/cam2").unwrap();
+    assert_eq!(status, 202, "{body}");
+    let cam2 = wait_stream(port, "cam2", "its end", |s| s["state"] == "ended");
+    let cam2_frames = cam2["frames"].as_u64().unwrap();
+
+    // Refusals: the field is named; ids in use and unknown ids.
+    let (status, body) =
+        http_with(port, "POST", "/streams", "id = \"x\"\nkind = \"camera\"\n").unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("source.kind") && body.contains("unknown source kind"),
+        "{body}"
+    );
+    let (status, body) =
+        http_with(port, "POST", "/streams", "id = \"cam\"\nkind = \"test\"\n").unwrap();
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = http_with(
+        port,
+        "POST",
+        "/streams",
+        "id = \"stats\"\nkind = \"test\"\n",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("source.id"), "{body}");
+    assert_eq!(http(port, "DELETE", "/streams/nope").unwrap().0, 404);
+    assert_eq!(http(port, "DELETE", "/streams/cam2").unwrap().0, 409);
+
+    // The first stream went on throughout.
+    let before = stream(port, "cam").unwrap()["frames"].as_u64().unwrap();
+    wait_stream(port, "cam", "more frames", |s| {
+        s["frames"].as_u64() > Some(before + 5)
+    });
+
+    let mut child = run.0.take().unwrap();
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no exit 30 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = finish(child.wait_with_output().unwrap());
+    r.assert_code(0);
+
+    // Each stream's records are complete and in order.
+    let records = read_records(&dir.path().join("out.jsonl"));
+    let of = |id: &str| -> Vec<Value> {
+        records
+            .iter()
+            .filter(|r| r["stream"] == id)
+            .cloned()
+            .collect()
+    };
+    let rec = of("rec");
+    assert_eq!(rec.len(), 40);
+    assert_contiguous(&rec);
+    let cam2 = of("cam2");
+    assert_eq!(
+        cam2.len() as u64,
+        cam2_frames,
+        "every frame cam2 sent has a record"
+    );
+    assert_contiguous(&cam2);
+    assert_contiguous(&of("cam"));
+    assert!(
+        rec.iter()
+            .chain(&cam2)
+            .all(|r| r["image_stats"].is_object())
+    );
+    assert!(r.stderr.contains("cam2"), "{}", r.stderr);
 }

@@ -89,6 +89,60 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Resolves one source added to a running pipeline (`POST /streams`):
+    /// `text` is the body of a `[[source]]` table in TOML (its fields at the
+    /// top level, or one `[[source]]` / `[source]` table), checked exactly as
+    /// in a pipeline file. `origin` names the text in errors; relative paths
+    /// start at the pipeline file's folder; `taken` are the ids in use
+    /// (sources, pairs, stages).
+    ///
+    /// # Errors
+    /// [`ConfigError`] with the line and field (`source.kind`, `source.id`, ...).
+    pub fn resolve_source(
+        &self,
+        text: &str,
+        origin: &Path,
+        taken: impl IntoIterator<Item = String>,
+    ) -> Result<SourcePlan, ConfigError> {
+        let resolver = Resolver {
+            text,
+            path: origin,
+            base: self.path.parent().unwrap_or(Path::new(".")),
+            realtime: self.realtime,
+            budget: self.budget,
+        };
+        let root = DeTable::parse(text)
+            .map_err(|e| resolver.parse_error(e.span().map_or(0, |s| s.start), e.message()))?;
+        let span = root.span();
+        let mut fields: Vec<_> = root.into_inner().into_iter().collect();
+        // `[source]` or a single `[[source]]` around the fields.
+        let table = match fields.pop() {
+            Some((k, v)) if fields.is_empty() && k.get_ref() == "source" => {
+                let span = v.span();
+                let one = match v.into_inner() {
+                    DeValue::Array(items) if items.len() == 1 => items.into_iter().next(),
+                    DeValue::Table(t) => Some(Spanned::new(span.clone(), DeValue::Table(t))),
+                    _ => None,
+                };
+                match one.map(|v| (v.span(), v.into_inner())) {
+                    Some((span, DeValue::Table(t))) => Spanned::new(span, t),
+                    _ => return Err(resolver.invalid(span, "source", "give one source table")),
+                }
+            }
+            Some(last) => {
+                fields.push(last);
+                Spanned::new(span, fields.into_iter().collect())
+            }
+            None => {
+                return Err(resolver.plan_error("empty source: give at least `id` and `kind`"));
+            }
+        };
+        let mut ids: HashSet<String> = taken.into_iter().collect();
+        resolver.source(table, "source", None, &mut ids)
+    }
+}
+
 /// The `[[name]]` tables with their spans (each kind reads its own fields).
 fn tables<'t>(r: &Resolver<'t>, name: &str) -> Result<Vec<Spanned<DeTable<'t>>>, ConfigError> {
     let root = DeTable::parse(r.text)
@@ -249,6 +303,8 @@ impl Resolver<'_> {
             stereo,
             stages,
             sinks,
+            realtime: self.realtime,
+            budget: self.budget,
         })
     }
 

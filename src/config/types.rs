@@ -30,6 +30,10 @@ pub struct Plan {
     pub stages: Vec<StagePlan>,
     /// Sinks; every record goes to each.
     pub sinks: Vec<SinkPlan>,
+    /// `--realtime` was given: recordings added while running are paced too.
+    pub realtime: bool,
+    /// The pipeline's per-frame budget (`budget_ms`), for sources added while running.
+    pub budget: Option<std::time::Duration>,
 }
 
 /// A resolved source.

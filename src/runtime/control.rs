@@ -6,8 +6,14 @@
 //! - `GET /health`: `200 {"status":"ok", ...}` while the run goes on.
 //! - `GET /metrics`: the counters and latency histograms in Prometheus text
 //!   exposition format 0.0.4 ([`exposition`]).
-//! - `GET /streams`: the sources as JSON: id, kind, what they read (URIs
-//!   masked), frames, reconnects, gap seconds.
+//! - `GET /streams`: the streams as JSON: id, kind, what they read (URIs
+//!   masked), state (`running`, `removing`, `ended`), frames, reconnects,
+//!   gap seconds.
+//! - `POST /streams`: adds a stream; the body is a `[[source]]` table (TOML,
+//!   or JSON with the same fields), checked as in a pipeline file. `201`
+//!   with the stream, `400` naming the field, `409` for an id in use.
+//! - `DELETE /streams/<id>`: removes a stream; frames it already sent still
+//!   reach the sinks. `202`, `404` for an unknown id, `409` when it ended.
 //!
 //! The exposition text is written here, not with `prometheus-client`: that
 //! crate keeps metrics in its own objects and writes OpenMetrics, while
@@ -21,28 +27,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use std::io::Read as _;
 
 use super::stats::RunStats;
+use super::streams::{StreamState, Streams};
 use crate::config::Plan;
 use crate::error::Error;
 
 /// How long one wait for a request lasts before the thread checks whether the run ended.
 const POLL: Duration = Duration::from_millis(100);
-
-/// What `GET /streams` lists per source.
-#[derive(Debug, Clone, Serialize)]
-struct StreamView {
-    id: String,
-    kind: &'static str,
-    input: String,
-    live: bool,
-    reconnect: Option<String>,
-    frames: u64,
-    reconnects: u64,
-    reconnect_attempts: u64,
-    gap_s: f64,
-}
 
 /// A running endpoint; [`Control::finish`] stops it.
 pub struct Control {
@@ -68,21 +61,9 @@ impl Control {
         server: tiny_http::Server,
         plan: &Plan,
         stats: Arc<RunStats>,
+        streams: Arc<Streams>,
         started: Instant,
     ) -> Result<Control, Error> {
-        let streams: Vec<(String, &'static str, String, bool, Option<String>)> = plan
-            .sources
-            .iter()
-            .map(|s| {
-                (
-                    s.id.clone(),
-                    s.kind,
-                    crate::redact::redact(&s.describe()).into_owned(),
-                    s.live,
-                    s.reconnect.map(|r| r.describe()),
-                )
-            })
-            .collect();
         let name = plan.name.clone();
         let done = Arc::new(AtomicBool::new(false));
         let stop = done.clone();
@@ -90,7 +71,7 @@ impl Control {
             .name("control".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let request = match server.recv_timeout(POLL) {
+                    let mut request = match server.recv_timeout(POLL) {
                         Ok(Some(r)) => r,
                         Ok(None) => continue,
                         Err(e) => {
@@ -99,7 +80,7 @@ impl Control {
                         }
                     };
                     let (status, kind, body) =
-                        answer(&request, &name, &streams, &stats, started.elapsed());
+                        answer(&mut request, &name, &streams, &stats, started.elapsed());
                     let mut response =
                         tiny_http::Response::from_string(body).with_status_code(status);
                     if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], kind) {
@@ -124,62 +105,83 @@ impl Control {
     }
 }
 
+/// The largest request body read (`POST /streams`).
+const MAX_BODY: u64 = 64 * 1024;
+
 /// Status, content type and body for one request.
 fn answer(
-    request: &tiny_http::Request,
+    request: &mut tiny_http::Request,
     pipeline: &str,
-    streams: &[(String, &'static str, String, bool, Option<String>)],
+    streams: &Arc<Streams>,
     stats: &RunStats,
     elapsed: Duration,
 ) -> (u16, &'static [u8], String) {
+    use tiny_http::Method;
     const JSON: &[u8] = b"application/json";
     const TEXT: &[u8] = b"text/plain; charset=utf-8";
     const PROMETHEUS: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
-    let path = request.url().split('?').next().unwrap_or("");
-    let get = *request.method() == tiny_http::Method::Get;
-    match path {
-        "/health" | "/metrics" | "/streams" if !get => {
-            (405, TEXT, format!("{path}: only GET is served\n"))
-        }
-        "/health" => {
+    let path = request.url().split('?').next().unwrap_or("").to_string();
+    let method = request.method().clone();
+    let json = |status: u16, body: serde_json::Result<String>| match body {
+        Ok(body) => (status, JSON, body + "\n"),
+        Err(e) => (500, TEXT, format!("{e}\n")),
+    };
+    let error = |status: u16, message: String| {
+        let body = serde_json::json!({ "error": message });
+        (status, JSON, body.to_string() + "\n")
+    };
+    match (&method, path.as_str()) {
+        (Method::Get, "/health") => {
+            let list = streams.list();
+            let running = list
+                .iter()
+                .filter(|s| s.state != StreamState::Ended)
+                .count();
             let body = serde_json::json!({
                 "status": "ok",
                 "pipeline": pipeline,
                 "elapsed_s": elapsed.as_secs_f64(),
-                "streams": streams.len(),
+                "streams": list.len(),
+                "streams_running": running,
             });
             (200, JSON, body.to_string() + "\n")
         }
-        "/metrics" => (200, PROMETHEUS, exposition(stats, elapsed)),
-        "/streams" => {
-            let view: Vec<StreamView> = streams
-                .iter()
-                .map(|(id, kind, input, live, reconnect)| {
-                    let s = stats.sources.iter().find(|(sid, _)| sid == id);
-                    let load =
-                        |f: fn(&crate::meter::SourceStats) -> u64| s.map_or(0, |(_, s)| f(s));
-                    StreamView {
-                        id: id.clone(),
-                        kind,
-                        input: input.clone(),
-                        live: *live,
-                        reconnect: reconnect.clone(),
-                        frames: load(|s| s.frames.load(Ordering::Relaxed)),
-                        reconnects: load(|s| s.reconnects.load(Ordering::Relaxed)),
-                        reconnect_attempts: load(|s| s.reconnect_attempts.load(Ordering::Relaxed)),
-                        gap_s: load(|s| s.gap_ns.load(Ordering::Relaxed)) as f64 / 1e9,
-                    }
-                })
-                .collect();
-            match serde_json::to_string(&view) {
-                Ok(body) => (200, JSON, body + "\n"),
-                Err(e) => (500, TEXT, format!("{e}\n")),
+        (Method::Get, "/metrics") => (200, PROMETHEUS, exposition(stats, elapsed)),
+        (Method::Get, "/streams") => json(200, serde_json::to_string(&streams.list())),
+        (Method::Post, "/streams") => {
+            let mut body = String::new();
+            let read =
+                std::io::Read::take(request.as_reader(), MAX_BODY + 1).read_to_string(&mut body);
+            match read {
+                Err(e) => error(
+                    400,
+                    format!("POST /streams: the body is not UTF-8 text: {e}"),
+                ),
+                Ok(n) if n as u64 > MAX_BODY => error(
+                    413,
+                    format!("POST /streams: the body is over {MAX_BODY} bytes"),
+                ),
+                Ok(_) => match streams.add(&body) {
+                    Ok(view) => json(201, serde_json::to_string(&view)),
+                    Err(e) => error(e.status(), e.to_string()),
+                },
             }
         }
+        (Method::Delete, p) if p.starts_with("/streams/") => {
+            let id = &p["/streams/".len()..];
+            match streams.remove(id) {
+                Ok(view) => json(202, serde_json::to_string(&view)),
+                Err(e) => error(e.status(), e.to_string()),
+            }
+        }
+        (_, "/health" | "/metrics") => (405, TEXT, format!("{path}: only GET is served\n")),
+        (_, "/streams") => (405, TEXT, format!("{path}: GET or POST\n")),
         _ => (
             404,
             TEXT,
-            format!("{path}: not found (GET /health, /metrics, /streams)\n"),
+            format!(
+                "{path}: not found (GET /health, /metrics, /streams; POST /streams; DELETE /streams/<id>)\n"
+            ),
         ),
     }
 }
@@ -210,9 +212,9 @@ pub fn exposition(stats: &RunStats, elapsed: Duration) -> String {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
+    let sources = stats.sources();
     let per_source = |f: &dyn Fn(&crate::meter::SourceStats) -> String| -> Vec<(String, String)> {
-        stats
-            .sources
+        sources
             .iter()
             .map(|(id, s)| (format!("{{source=\"{}\"}}", label(id)), f(s)))
             .collect()

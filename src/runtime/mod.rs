@@ -12,6 +12,7 @@
 
 pub mod control;
 pub mod stats;
+pub mod streams;
 mod worker;
 
 use std::io::{IsTerminal, Write};
@@ -26,7 +27,7 @@ use crate::clock;
 use crate::config::Plan;
 use crate::edge::{self, EdgePlan, EdgePolicy, EdgeRx, Outputs, Shared};
 use crate::error::Error;
-use crate::meter::{Latency, SourceStats};
+use crate::meter::Latency;
 use crate::registry;
 use crate::sink::Sink;
 use stats::{RunStats, SinkStats, StageStats, Summary};
@@ -96,6 +97,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         .iter()
         .map(registry::build_source)
         .collect::<Result<Vec<_>, _>>()?;
+    let mut end_senders = Vec::with_capacity(plan.stages.len());
     // Models load before any thread starts, so a bad one fails the run at once.
     let mut built = Vec::with_capacity(plan.stages.len());
     for stage_plan in &plan.stages {
@@ -176,7 +178,9 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         let Some(built) = built.pop() else {
             break;
         };
-        let worker = StageWorker::new(stage_plan, built.stage, stage_stats);
+        let (end_tx, end_rx) = streams::end_channel();
+        end_senders.push(end_tx);
+        let worker = StageWorker::new(stage_plan, built.stage, stage_stats, end_rx);
         let out = std::mem::replace(&mut downstream, Outputs::Stage(tx));
         let halt = halt.clone();
         threads.push(spawn(format!("stage:{}", stage_plan.id), move || {
@@ -246,38 +250,40 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         }
     }
 
-    for ((source, source_plan), own_out) in
+    let stats = Arc::new(stats);
+    let streams = streams::Streams::new(
+        plan,
+        downstream,
+        stats.clone(),
+        options.stop.clone(),
+        halt.clone(),
+        end_senders,
+    );
+    for ((source, source_plan), paired) in
         sources.into_iter().zip(&plan.sources).zip(source_outputs)
     {
-        let id = source_plan.id.clone();
-        let source_stats = Arc::new(SourceStats::default());
-        stats.sources.push((id.clone(), source_stats.clone()));
-        let out = own_out.unwrap_or_else(|| downstream.clone());
-        let stop = options.stop.clone();
-        let halt = halt.clone();
-        threads.push(spawn(format!("src:{id}"), move || {
-            let should_stop = || stop.load(Ordering::Relaxed) || halt.load(Ordering::Relaxed);
-            let result = source
-                .run(&out, &should_stop, &source_stats)
-                .map_err(Error::from);
-            if result.is_err() {
-                halt.store(true, Ordering::Relaxed);
-            }
-            result
-        })?);
+        streams
+            .start(source, source_plan, paired, false)
+            .map_err(|e| Error::Stage {
+                stage: format!("src:{}", source_plan.id),
+                action: "spawn its thread",
+                message: e.to_string(),
+            })?;
     }
-    drop(downstream);
 
-    let stats = Arc::new(stats);
     let done = Arc::new(AtomicBool::new(false));
     let monitor = start_monitor(plan, options, stats.clone(), done.clone(), started)?;
     let control = control_server
-        .map(|server| control::Control::serve(server, plan, stats.clone(), started))
+        .map(|server| {
+            control::Control::serve(server, plan, stats.clone(), streams.clone(), started)
+        })
         .transpose()?;
 
-    // Join producers before consumers so the first error reported is the cause.
+    // Join producers before consumers so the first error reported is the cause:
+    // the sources (when none is left running), then the rest, last made first.
+    let sources = streams.wait();
     let mut error = None;
-    for (name, handle) in threads.into_iter().rev() {
+    for (name, handle) in sources.into_iter().chain(threads.into_iter().rev()) {
         let result = handle.join().unwrap_or_else(|_| Err(Error::Panic(name)));
         if let Err(e) = result {
             tracing::debug!("{e}");
@@ -398,7 +404,7 @@ fn start_monitor(
                     next_metrics += metrics_every;
                 }
                 if let Some(bar) = &bar {
-                    let (pos, len) = stats.sources.iter().fold((0, 0), |(p, l), (_, s)| {
+                    let (pos, len) = stats.sources().iter().fold((0, 0), |(p, l), (_, s)| {
                         (
                             p.max(s.position_ns.load(Ordering::Relaxed)),
                             l.max(s.duration_ns.load(Ordering::Relaxed)),

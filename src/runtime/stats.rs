@@ -107,8 +107,9 @@ pub struct SinkStats {
 pub struct RunStats {
     /// Resident memory samples.
     pub memory: Memory,
-    /// Per source: id and counters.
-    pub sources: Vec<(String, Arc<SourceStats>)>,
+    /// Per source: id and counters; sources added while running join it
+    /// ([`RunStats::add_source`]), removed ones stay counted.
+    sources: std::sync::RwLock<Vec<(String, Arc<SourceStats>)>>,
     /// Per stereo pair: id and counters.
     pub pairs: Vec<(String, Arc<PairStats>)>,
     /// Per stage.
@@ -268,6 +269,22 @@ fn latencies(l: &Latency, interval: bool) -> (LatencySummary, Option<LatencySumm
 }
 
 impl RunStats {
+    /// Counts a source from now on (at the start or added while running).
+    pub fn add_source(&self, id: &str, stats: Arc<SourceStats>) {
+        // A poisoned lock means a reader panicked; the list itself is intact.
+        let mut sources = self.sources.write().unwrap_or_else(|e| e.into_inner());
+        sources.push((id.to_string(), stats));
+    }
+
+    /// The sources' ids and counters (a copy of the list: the lock is held
+    /// only while copying, never while a frame is worked on).
+    pub fn sources(&self) -> Vec<(String, Arc<SourceStats>)> {
+        self.sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// A snapshot of the run so far.
     pub fn summary(&self, pipeline: &str, elapsed: Duration, stopped: bool) -> Summary {
         self.snapshot(pipeline, elapsed, stopped, false)
@@ -288,8 +305,8 @@ impl RunStats {
         interval: bool,
     ) -> Summary {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let sources: Vec<SourceSummary> = self
-            .sources
+        let source_stats = self.sources();
+        let sources: Vec<SourceSummary> = source_stats
             .iter()
             .map(|(id, s)| SourceSummary {
                 id: id.clone(),
@@ -357,7 +374,7 @@ impl RunStats {
             })
             .collect();
         let mut drops = Vec::new();
-        for (id, s) in &self.sources {
+        for (id, s) in &source_stats {
             let n = load(&s.dropped_latest);
             if n > 0 {
                 drops.push(DropCount {

@@ -24,6 +24,11 @@ use crate::record::{CameraInfo, Failure, Record, Skip, SkipReason, Work};
 use crate::stage::{Stage, StageError};
 
 use super::stats::StageStats;
+use super::streams::{EndRx, StreamEnd};
+
+/// A stream's end notice whose last frame never reaches a stage (dropped on
+/// a full edge, filtered) takes effect after this long.
+pub(crate) const END_GRACE: Duration = Duration::from_secs(5);
 
 /// A stage skipping every frame for its deadline still runs once this often.
 pub(crate) const PROBE_AFTER: Duration = Duration::from_secs(1);
@@ -73,6 +78,11 @@ impl Scheduler {
             warned: false,
             beside: plan.schedule == Schedule::Async,
         }
+    }
+
+    /// Forgets a stream that ended (its `interval` counter).
+    pub(crate) fn forget(&mut self, stream: &str) {
+        self.counters.retain(|(s, _)| &**s != stream);
     }
 
     /// Notes the cost of one run of the stage.
@@ -192,6 +202,69 @@ pub(crate) struct StageWorker {
     schedule: Schedule,
     /// [`Stage::camera`], asked once.
     camera: Option<Arc<CameraInfo>>,
+    ends: Ends,
+}
+
+/// Streams that ended upstream, waiting until their last frame has passed
+/// this stage; and the last sequence number seen per stream.
+pub(crate) struct Ends {
+    rx: EndRx,
+    pending: Vec<StreamEnd>,
+    seen: Vec<(Arc<str>, u64)>,
+    /// Streams whose state can go now (reused buffer).
+    due: Vec<Arc<str>>,
+}
+
+impl Ends {
+    pub(crate) fn new(rx: EndRx) -> Ends {
+        Ends {
+            rx,
+            pending: Vec::new(),
+            seen: Vec::new(),
+            due: Vec::new(),
+        }
+    }
+
+    /// After frame `meta` passed the stage at `now_ns`: fills `due` with
+    /// the streams whose last frame has now passed (or that waited longer
+    /// than [`END_GRACE`]).
+    pub(crate) fn after(&mut self, meta: &FrameMeta, now_ns: u64) {
+        match self.seen.iter_mut().find(|(s, _)| *s == meta.stream) {
+            Some((_, seq)) => *seq = meta.seq,
+            None => self.seen.push((meta.stream.clone(), meta.seq)),
+        }
+        while let Ok(end) = self.rx.try_recv() {
+            self.pending.push(end);
+        }
+        self.due.clear();
+        let (seen, due) = (&mut self.seen, &mut self.due);
+        self.pending.retain(|end| {
+            let last_seen = seen.iter().find(|(s, _)| *s == end.stream).map(|s| s.1);
+            let passed = match (end.last_seq, last_seen) {
+                (None, _) => true,
+                (Some(last), Some(at)) => at >= last,
+                (Some(_), None) => false,
+            };
+            let stale = now_ns.saturating_sub(end.at_ns) > END_GRACE.as_nanos() as u64;
+            if passed || stale {
+                seen.retain(|(s, _)| *s != end.stream);
+                due.push(end.stream.clone());
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// What the helper thread is given.
+// A job moves by value like every frame on an edge; boxing it would allocate per frame.
+#[allow(clippy::large_enum_variant)]
+enum Task {
+    /// A frame to work on.
+    Frame(Job),
+    /// A stream ended: drop the stage's state for it.
+    End(Arc<str>),
 }
 
 /// A frame for the helper thread.
@@ -223,8 +296,14 @@ impl Stage for Idle {
 }
 
 impl StageWorker {
-    pub(crate) fn new(plan: &StagePlan, stage: Box<dyn Stage>, stats: Arc<StageStats>) -> Self {
+    pub(crate) fn new(
+        plan: &StagePlan,
+        stage: Box<dyn Stage>,
+        stats: Arc<StageStats>,
+        ends: EndRx,
+    ) -> Self {
         StageWorker {
+            ends: Ends::new(ends),
             id: Arc::from(plan.id.as_str()),
             streams: plan.streams.clone(),
             stats,
@@ -280,7 +359,7 @@ impl StageWorker {
     /// while the stage keeps up), the worker waits for the helper and the
     /// result goes into the frame's own record.
     fn run_with_helper(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(1);
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Task>(1);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<Finished>(1);
         let mut stage = std::mem::replace(&mut self.stage, Box::new(Idle));
         let simulate = self.simulate;
@@ -289,12 +368,18 @@ impl StageWorker {
             .name(format!("stage:{id}:async"))
             .spawn(move || -> Result<(), StageError> {
                 stage.start()?;
-                while let Ok(Job {
-                    frame,
-                    mut record,
-                    inline,
-                }) = job_rx.recv()
-                {
+                while let Ok(task) = job_rx.recv() {
+                    let Job {
+                        frame,
+                        mut record,
+                        inline,
+                    } = match task {
+                        Task::Frame(job) => job,
+                        Task::End(stream) => {
+                            stage.end_stream(&stream);
+                            continue;
+                        }
+                    };
                     let t0 = clock::monotonic_ns();
                     let result = stage.process(&frame, &mut record);
                     if let Some(extra) = simulate {
@@ -348,7 +433,7 @@ impl StageWorker {
                             record: Record::default(),
                             inline: false,
                         };
-                        if job_tx.send(job).is_err() {
+                        if job_tx.send(Task::Frame(job)).is_err() {
                             break;
                         }
                         self.skip(&mut work.record, SkipReason::Async);
@@ -359,7 +444,7 @@ impl StageWorker {
                             record: std::mem::take(&mut work.record),
                             inline: true,
                         };
-                        if job_tx.send(job).is_err() {
+                        if job_tx.send(Task::Frame(job)).is_err() {
                             break;
                         }
                         // The helper was idle, so the next result is this frame's.
@@ -382,6 +467,14 @@ impl StageWorker {
                             break;
                         }
                     }
+                }
+            }
+            self.ends.after(&work.frame.meta, clock::monotonic_ns());
+            for stream in &self.ends.due {
+                self.scheduler.forget(stream);
+                ready.retain(|d| d.stream != *stream);
+                if job_tx.send(Task::End(stream.clone())).is_err() {
+                    break 'frames;
                 }
             }
             if out.send(work).is_err() {
@@ -427,6 +520,11 @@ impl StageWorker {
                     self.scheduler.decide(&work.frame.meta, t0, false, newer)
                 {
                     self.skip(&mut work.record, reason);
+                    self.ends.after(&work.frame.meta, t0);
+                    for stream in &self.ends.due {
+                        self.scheduler.forget(stream);
+                        self.stage.end_stream(stream);
+                    }
                     if out.send(work).is_err() {
                         break;
                     }
@@ -452,6 +550,11 @@ impl StageWorker {
                         error: e.to_string(),
                     });
                 }
+            }
+            self.ends.after(&work.frame.meta, clock::monotonic_ns());
+            for stream in &self.ends.due {
+                self.scheduler.forget(stream);
+                self.stage.end_stream(stream);
             }
             if out.send(work).is_err() {
                 break;
@@ -533,6 +636,7 @@ mod tests {
             &plan(interval, false, schedule),
             Box::new(stage),
             Arc::new(StageStats::new("s")),
+            crate::runtime::streams::end_channel().1,
         );
         (w, calls)
     }
@@ -613,6 +717,45 @@ mod tests {
 
     fn count(d: &[Decision], want: Decision) -> usize {
         d.iter().filter(|x| **x == want).count()
+    }
+
+    #[test]
+    fn a_stream_end_waits_for_the_last_frame_to_pass() {
+        let (tx, rx) = crate::runtime::streams::end_channel();
+        let mut ends = Ends::new(rx);
+        let end = |s: &str, last_seq| StreamEnd {
+            stream: Arc::from(s),
+            last_seq,
+            at_ns: 0,
+        };
+        let due = |ends: &Ends| ends.due.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The notice comes before the stream's last frame has passed: it waits.
+        tx.send(end("a", Some(2))).unwrap();
+        ends.after(&frame(0, "a", 0, None).meta, 10);
+        assert!(ends.due.is_empty());
+        ends.after(&frame(1, "b", 0, None).meta, 20);
+        assert!(ends.due.is_empty());
+        ends.after(&frame(2, "a", 0, None).meta, 30);
+        assert_eq!(due(&ends), ["a"]);
+        // The notice comes after the last frame passed: due at the next frame.
+        ends.after(&frame(5, "b", 0, None).meta, 40);
+        assert!(ends.due.is_empty());
+        tx.send(end("b", Some(5))).unwrap();
+        ends.after(&frame(0, "c", 0, None).meta, 50);
+        assert_eq!(due(&ends), ["b"]);
+        // A source that sent nothing: due at once.
+        tx.send(end("d", None)).unwrap();
+        ends.after(&frame(1, "c", 0, None).meta, 60);
+        assert_eq!(due(&ends), ["d"]);
+        // The last frame never comes (dropped on a full edge): due after the grace.
+        tx.send(end("c", Some(9))).unwrap();
+        ends.after(&frame(2, "c", 0, None).meta, 70);
+        assert!(ends.due.is_empty());
+        ends.after(
+            &frame(3, "c", 0, None).meta,
+            END_GRACE.as_nanos() as u64 + 1,
+        );
+        assert_eq!(due(&ends), ["c"]);
     }
 
     #[test]

@@ -158,6 +158,10 @@ impl ReidStage {
 }
 
 impl Stage for ReidStage {
+    fn end_stream(&mut self, stream: &str) {
+        self.caches.retain(|c| c.stream.as_deref() != Some(stream));
+    }
+
     fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
         // Cascade: no detections, no work.
         let Some(detections) = record.detections.as_ref().filter(|d| !d.is_empty()) else {

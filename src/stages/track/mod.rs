@@ -234,11 +234,17 @@ fn normalise(v: &mut [f32]) {
 impl Tracker {
     /// A tracker with no tracks yet.
     pub fn new(settings: TrackSettings) -> Tracker {
+        Tracker::starting_at(settings, 1)
+    }
+
+    /// A tracker whose first track id is `first_id` (a stream added again
+    /// goes on from the ids its earlier tracker gave).
+    pub fn starting_at(settings: TrackSettings, first_id: u64) -> Tracker {
         Tracker {
             settings,
             tracks: Vec::new(),
             last_s: None,
-            next_id: 1,
+            next_id: first_id,
             cost: Vec::new(),
             matches: Vec::new(),
             pool: Vec::new(),
@@ -687,6 +693,9 @@ pub struct TrackStage {
     shifts: Vec<Option<[f32; 2]>>,
     births: Vec<(usize, f64, [f32; 4])>,
     path: Vec<(f64, [f32; 2])>,
+    /// Streams that ended: the next track id each would have given, so a
+    /// stream added again never reuses an id.
+    retired: Vec<(Arc<str>, u64)>,
 }
 
 impl TrackStage {
@@ -700,11 +709,23 @@ impl TrackStage {
             shifts: Vec::new(),
             births: Vec::new(),
             path: Vec::new(),
+            retired: Vec::new(),
         }
     }
 }
 
 impl Stage for TrackStage {
+    fn end_stream(&mut self, stream: &str) {
+        let Some(i) = self.trackers.iter().position(|(s, _, _)| &**s == stream) else {
+            return;
+        };
+        let (stream, tracker, _) = self.trackers.swap_remove(i);
+        match self.retired.iter_mut().find(|(s, _)| *s == stream) {
+            Some(r) => r.1 = tracker.next_id,
+            None => self.retired.push((stream, tracker.next_id)),
+        }
+    }
+
     fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
         let meta = &frame.meta;
         let t_s = meta.time_s();
@@ -712,8 +733,16 @@ impl Stage for TrackStage {
             Some(i) => i,
             None => {
                 let flow = (self.settings.motion == Motion::Flow).then(flow::BoxFlow::new);
-                self.trackers
-                    .push((meta.stream.clone(), Tracker::new(self.settings), flow));
+                let first_id = self
+                    .retired
+                    .iter()
+                    .find(|(s, _)| *s == meta.stream)
+                    .map_or(1, |r| r.1);
+                self.trackers.push((
+                    meta.stream.clone(),
+                    Tracker::starting_at(self.settings, first_id),
+                    flow,
+                ));
                 self.trackers.len() - 1
             }
         };
@@ -772,6 +801,50 @@ mod tests {
             .filter(|t| t.state == TrackState::Confirmed)
             .map(|t| t.id)
             .collect()
+    }
+
+    /// Frames 0..n of `stream` at 10 Hz with two still objects; the ids of
+    /// the tracks the stage reports.
+    fn run_stream(stage: &mut TrackStage, stream: &str, n: u64) -> Vec<u64> {
+        use gstreamer_video as gst_video;
+        gstreamer::init().unwrap();
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Gray8, 4, 4)
+            .build()
+            .unwrap();
+        let pool = crate::pool::VecPool::<Detection>::default();
+        let mut ids = Vec::new();
+        for seq in 0..n {
+            let mut frame = crate::frame::test_frame(info.clone(), vec![0; 16], seq);
+            frame.meta.stream = Arc::from(stream);
+            frame.meta.pts_ns = Some(seq * 100_000_000);
+            let mut record = Record::default();
+            let mut dets = pool.take();
+            dets.push(det(10.0, 0.9));
+            dets.push(det(200.0, 0.9));
+            record.detections = Some(dets);
+            stage.process(&frame, &mut record).unwrap();
+            ids.extend(record.tracks.iter().flat_map(|t| t.iter().map(|t| t.id)));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    #[test]
+    fn an_ended_stream_drops_its_tracker_and_never_reuses_its_ids() {
+        let mut stage = TrackStage::new(TrackSettings::default());
+        let first = run_stream(&mut stage, "a", 5);
+        let other = run_stream(&mut stage, "b", 5);
+        assert_eq!(first, vec![1, 2]);
+        assert_eq!(other, vec![1, 2], "ids are per stream");
+        stage.end_stream("a");
+        assert!(stage.trackers.iter().all(|(s, _, _)| &**s != "a"));
+        assert_eq!(stage.trackers.len(), 1, "stream b keeps its tracker");
+        // The same id added again: a fresh tracker whose ids go on.
+        let again = run_stream(&mut stage, "a", 5);
+        assert_eq!(again, vec![3, 4]);
+        stage.end_stream("a");
+        assert_eq!(run_stream(&mut stage, "a", 5), vec![5, 6]);
     }
 
     #[test]
