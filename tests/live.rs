@@ -231,7 +231,7 @@ fn rtsp_server_stopped_and_restarted_is_a_gap_not_the_end() {
     );
     // The server stays down for a few seconds (the scenario, not a check).
     std::thread::sleep(Duration::from_secs(3));
-    let _server = RtspServer::start(port);
+    let server = RtspServer::start(port);
     let down_s = stopped.elapsed().as_secs_f64();
 
     let resumed = |out: &Path| {
@@ -249,8 +249,24 @@ fn rtsp_server_stopped_and_restarted_is_a_gap_not_the_end() {
         &log,
         || resumed(&out),
     );
+    // Lost again and stopped while lost: that open gap is counted too.
+    let attempts = |log: &Path| text(log).matches("reconnect attempt").count();
+    let before = attempts(&log);
+    let stopped_again = Instant::now();
+    server.stop();
+    wait_for(
+        "a second reconnect attempt",
+        Duration::from_secs(30),
+        &mut child,
+        &log,
+        || attempts(&log) > before,
+    );
+    // Down a while longer (the scenario, not a check), then Ctrl-C.
+    std::thread::sleep(Duration::from_millis(1500));
     let r = interrupt(child, &log);
+    let open_gap_s = stopped_again.elapsed().as_secs_f64();
     r.assert_code(0);
+    assert!(r.stderr.contains("without it coming back"), "{}", r.stderr);
 
     let all = read_records(&out);
     let of = |stream: &str| -> Vec<serde_json::Value> {
@@ -306,7 +322,17 @@ fn rtsp_server_stopped_and_restarted_is_a_gap_not_the_end() {
     let src = &s["sources"][0];
     assert_eq!(src["reconnects"], 1, "{src}");
     assert!(src["reconnect_attempts"].as_u64().unwrap() >= 1, "{src}");
-    assert!(src["gap_s"].as_f64().unwrap() >= down_s, "{src}");
+    // The open gap is counted from the last frame: at least the time the
+    // server was down before Ctrl-C, less the watchdog's notice (2 s at most).
+    let gap_s = src["gap_s"].as_f64().unwrap();
+    assert!(
+        gap_s >= down_s + open_gap_s - 2.5,
+        "{src}, open {open_gap_s:.2} s"
+    );
+    assert!(
+        gap_s >= gap_ms / 1e3 + 0.5,
+        "{src}: the open gap is not counted"
+    );
     assert_eq!(s["frames_out"].as_u64().unwrap(), all.len() as u64);
     assert_eq!(s["sources"][1]["reconnects"], 0);
     assert!(r.stderr.contains("1 reconnects"), "{}", r.stderr);

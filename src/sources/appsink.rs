@@ -792,51 +792,63 @@ impl Source for GstSource {
         let mut next = Some(*self);
         // Attempts in a row that delivered no frame.
         let mut failed: u32 = 0;
-        loop {
-            let source = match next.take() {
-                Some(source) => source,
-                None => GstSource::build(&plan)?,
-            };
-            let before = carry.seq;
-            let error = match source.run_once(out, should_stop, stats, &mut carry) {
-                Ok(()) => return Ok(()),
-                Err(e) if !e.is_retryable() => return Err(e),
-                Err(e) => e,
-            };
-            drop(source);
-            if should_stop() {
-                return Ok(());
-            }
-            if carry.seq > before {
-                failed = 0;
-            }
-            failed += 1;
-            let of = match policy.attempts {
-                Some(n) if failed > n => {
-                    tracing::error!(
-                        source = %plan.id,
-                        "giving up after {n} reconnect attempts without a frame"
-                    );
-                    return Err(error);
+        let mut reconnecting = || -> Result<(), SourceError> {
+            loop {
+                let source = match next.take() {
+                    Some(source) => source,
+                    None => GstSource::build(&plan)?,
+                };
+                let before = carry.seq;
+                let error = match source.run_once(out, should_stop, stats, &mut carry) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if !e.is_retryable() => return Err(e),
+                    Err(e) => e,
+                };
+                drop(source);
+                if should_stop() {
+                    return Ok(());
                 }
-                Some(n) => format!("{n}"),
-                None => "forever".to_string(),
-            };
-            let delay_s = policy.delay_s(failed);
-            tracing::warn!(
-                source = %plan.id,
-                "{}; reconnect attempt {failed} (of {of}) in {delay_s:.1} s ({})",
-                crate::redact::redact(&error.to_string()).replace('\n', " "),
-                plan.describe()
-            );
-            if carry.last_capture_ns.is_some() {
-                carry.after_gap = true;
+                if carry.seq > before {
+                    failed = 0;
+                }
+                failed += 1;
+                let of = match policy.attempts {
+                    Some(n) if failed > n => {
+                        tracing::error!(
+                            source = %plan.id,
+                            "giving up after {n} reconnect attempts without a frame"
+                        );
+                        return Err(error);
+                    }
+                    Some(n) => format!("{n}"),
+                    None => "forever".to_string(),
+                };
+                let delay_s = policy.delay_s(failed);
+                tracing::warn!(
+                    source = %plan.id,
+                    "{}; reconnect attempt {failed} (of {of}) in {delay_s:.1} s ({})",
+                    crate::redact::redact(&error.to_string()).replace('\n', " "),
+                    plan.describe()
+                );
+                if carry.last_capture_ns.is_some() {
+                    carry.after_gap = true;
+                }
+                if wait_or_stop(delay_s, should_stop) {
+                    return Ok(());
+                }
+                stats.reconnect_attempts.fetch_add(1, Ordering::Relaxed);
             }
-            if wait_or_stop(delay_s, should_stop) {
-                return Ok(());
-            }
-            stats.reconnect_attempts.fetch_add(1, Ordering::Relaxed);
+        };
+        let result = reconnecting();
+        // Stopped (or given up) while the source was lost: that time is a gap too.
+        if carry.after_gap
+            && let Some(last) = carry.last_capture_ns
+        {
+            let gap = crate::clock::monotonic_ns().saturating_sub(last);
+            stats.gap_ns.fetch_add(gap, Ordering::Relaxed);
+            tracing::warn!(source = %plan.id, "ended {:.2} s after its last frame, without it coming back", gap as f64 / 1e9);
         }
+        result
     }
 }
 
