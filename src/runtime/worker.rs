@@ -583,7 +583,8 @@ impl StageWorker {
     /// frames wait beside it. Skipped frames and other streams' frames do not
     /// join; while a batch is open they wait with it, and everything leaves
     /// in arrival order. Buffers are sized once: no allocation per batch.
-    /// Each frame of a batch counts the batch's run time as its latency.
+    /// Each frame of a batch counts the batch's run time as its latency;
+    /// `simulate_ms` is spent once per batch.
     fn run_batched(mut self, rx: &EdgeRx, out: &Outputs, policy: BatchPolicy) -> Result<(), Error> {
         let id = self.id.clone();
         let stage_error = |action, e: StageError| Error::Stage {
