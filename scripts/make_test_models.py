@@ -203,15 +203,17 @@ def out(name, shape):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
 
 
-def yolov8(nhwc=False):
+def yolov8(nhwc=False, batch=1):
+    """`batch`: 1, a fixed size, or "N" (dynamic: the Reshape copies the batch dim)."""
     g = Graph()
     image = g.op("Transpose", ["images"], perm=[0, 3, 1, 2]) if nhwc else "images"
     f = square_features(g, image)
     cat = g.op("Concat", [f["cx"], f["cy"], f["w"], f["h"], f["scores"]], axis=1)
-    g.op_named("Reshape", [cat, g.const(np.array([1, 4 + len(CLASSES), GRID * GRID], np.int64))], "output0")
-    shape = (1, SIZE, SIZE, 3) if nhwc else (1, 3, SIZE, SIZE)
-    name = "squares_yolov8_nhwc" if nhwc else "squares_yolov8"
-    return g.model(name, [image_input(shape)], [out("output0", [1, 4 + len(CLASSES), GRID * GRID])])
+    lead = 1 if batch == 1 else 0
+    g.op_named("Reshape", [cat, g.const(np.array([lead, 4 + len(CLASSES), GRID * GRID], np.int64))], "output0")
+    shape = (batch, SIZE, SIZE, 3) if nhwc else (batch, 3, SIZE, SIZE)
+    name = "squares_yolov8_nhwc" if nhwc else "squares_yolov8" if batch == 1 else f"squares_yolov8_batch{batch}"
+    return g.model(name, [image_input(shape)], [out("output0", [batch, 4 + len(CLASSES), GRID * GRID])])
 
 
 def yolov5():
@@ -423,7 +425,9 @@ def main():
                         ("squares_boxes_scores", boxes_scores), ("wrong_rank", wrong_rank),
                         ("colour_embed", colour_embed), ("squares_yolov8_nhwc", lambda: yolov8(nhwc=True)),
                         ("mono_depth", mono_depth), ("cascade_exit1", cascade_exit1),
-                        ("cascade_exit2", cascade_exit2)]:
+                        ("cascade_exit2", cascade_exit2),
+                        ("squares_yolov8_batchN", lambda: yolov8(batch="N")),
+                        ("squares_yolov8_batch4", lambda: yolov8(batch=4))]:
         onnx.save(build(), str(models / f"{name}.onnx"))
     (models / "squares.names").write_text("".join(c + "\n" for c in CLASSES))
     frames, truth = scene()

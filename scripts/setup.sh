@@ -94,7 +94,7 @@ outputs=(tests/models/squares_yolov8.onnx tests/models/squares_yolov5.onnx tests
   tests/media/squares.mkv tests/media/squares.gt.jsonl tests/media/crossing.mkv tests/media/crossing.gt.jsonl
   tests/media/crossing.gt.txt tests/media/stereo_left.png tests/media/stereo_right.png tests/media/stereo.gt.json
   tests/media/stereo_sbs.png tests/models/mono_depth.onnx tests/models/cascade_exit1.onnx
-  tests/models/cascade_exit2.onnx)
+  tests/models/cascade_exit2.onnx tests/models/squares_yolov8_batchN.onnx tests/models/squares_yolov8_batch4.onnx)
 stale=0
 [ "$(cat "$ROOT/tests/models/STAMP" 2>/dev/null)" = "$stamp" ] || stale=1
 for f in "${outputs[@]}"; do [ -s "$ROOT/$f" ] || stale=1; done

@@ -198,6 +198,19 @@ impl<T> EdgeRx<T> {
         }
     }
 
+    /// The next item, waiting at most `timeout`; `Err(false)` when none came
+    /// in time, `Err(true)` when the edge is closed and empty.
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Result<T, bool> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(w) => {
+                self.note_depth();
+                Ok(w)
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(false),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(true),
+        }
+    }
+
     fn note_depth(&self) {
         let depth = self.rx.len();
         self.stats.depth.store(depth, Ordering::Relaxed);

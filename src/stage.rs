@@ -8,10 +8,11 @@
 //! This is the floor every stage stands on: it names no stage kind.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::frame::Frame;
 use crate::model::ModelError;
-use crate::record::{CameraInfo, Record};
+use crate::record::{CameraInfo, Record, Work};
 
 /// A stage's error on start, on one frame, or on stop.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,18 @@ pub trait Stage: Send {
     /// Works on one frame and writes the result into `record`.
     fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError>;
 
+    /// Works on several frames at once (a batch the runtime collected under
+    /// the stage's [`BatchPolicy`], in arrival order, at most `max` of them):
+    /// writes each frame's result into its own record and its outcome into
+    /// `results[i]` (`results.len() == batch.len()`; a failure of the whole
+    /// batch is written to each). Each frame's result must equal what
+    /// [`Stage::process`] gives it alone. The default calls `process` on each.
+    fn process_batch(&mut self, batch: &mut [Work], results: &mut [Result<(), StageError>]) {
+        for (work, result) in batch.iter_mut().zip(results.iter_mut()) {
+            *result = self.process(&work.frame, &mut work.record);
+        }
+    }
+
     /// After an error from `process`: true when the stage cannot work on any
     /// later frame either (wrong calibration for the stream), so the run stops.
     fn fatal(&self) -> bool {
@@ -72,6 +85,19 @@ pub trait Stage: Send {
     fn camera(&self) -> Option<Arc<CameraInfo>> {
         None
     }
+}
+
+/// Batching across frames and streams (`batch = { max = N, timeout_ms = T }`
+/// of a `detect` stage): the runtime hands the stage up to `max` frames at a
+/// time ([`Stage::process_batch`]). A batch closes when it is full, when
+/// `timeout` has passed since its first frame arrived, or when waiting longer
+/// would make its earliest frame miss its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// Frames per batch, at least 1.
+    pub max: usize,
+    /// Longest wait for a batch to fill, from its first frame's arrival.
+    pub timeout: Duration,
 }
 
 /// What a built stage reports about itself for `percept check` and the log
@@ -105,5 +131,11 @@ pub trait StageSettings: std::fmt::Debug + Send + Sync {
     /// A short description of the settings for `percept check` (empty: nothing to add).
     fn describe(&self) -> String {
         String::new()
+    }
+
+    /// How the runtime batches frames for this stage; `None` (the default):
+    /// one frame at a time.
+    fn batch(&self) -> Option<BatchPolicy> {
+        None
     }
 }

@@ -4,6 +4,7 @@
 
 mod util;
 
+mod batch;
 mod calib_fisheye;
 mod coco;
 mod config_errors;

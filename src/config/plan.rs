@@ -714,6 +714,19 @@ impl Resolver<'_> {
             }
             schedule = named;
         }
+        let batch = settings.batch().filter(|b| b.max > 1);
+        if batch.is_some() && schedule != Schedule::Inline {
+            let (span, name) = match (&spec.schedule, &spec.asynchronous) {
+                (Some(s), _) => (s.span(), "schedule"),
+                (None, Some(a)) => (a.span(), "async"),
+                (None, None) => (spec.kind.span(), "kind"),
+            };
+            return Err(self.invalid(
+                span,
+                format!("{field}.{name}"),
+                "`batch` works in line only: a batched stage cannot run beside the stream (schedule = \"inline\", or drop `batch`)",
+            ));
+        }
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
             kind: kind.name,
@@ -724,6 +737,7 @@ impl Resolver<'_> {
             interval,
             simulate,
             schedule,
+            batch,
         })
     }
 

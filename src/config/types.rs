@@ -120,6 +120,9 @@ pub struct StagePlan {
     pub simulate: Option<Duration>,
     /// In line, beside the stream, or chosen from the measured cost.
     pub schedule: Schedule,
+    /// Frames batched across streams (`batch` of a `detect` stage; only with
+    /// `schedule = "inline"`); `None`: one frame at a time.
+    pub batch: Option<crate::stage::BatchPolicy>,
 }
 
 /// Where a stage works on its frames (`schedule`; `async = true` is `"async"`).

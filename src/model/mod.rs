@@ -67,7 +67,8 @@ pub struct ModelSettings {
     pub optimization: Optimization,
     /// Network input size; required when the model's is dynamic.
     pub input_size: Option<(u32, u32)>,
-    /// Images per run (crops for re-ID); more than 1 needs a dynamic batch dimension.
+    /// Images per run (crops for re-ID, frames for a batching `detect`); more
+    /// than 1 needs a dynamic batch dimension or a fixed one equal to it.
     pub max_batch: usize,
     /// Preprocessing; its width/height are replaced by the model's input size.
     pub preprocess: PreprocessSettings,
@@ -165,8 +166,13 @@ pub struct Engine {
     /// Its outputs as the model declares them.
     pub outputs: Vec<TensorInfo>,
     input_type: InputType,
-    /// `[1, 3, height, width]`.
+    /// `[1, 3, height, width]` (NCHW) or `[1, height, width, 3]` (NHWC).
     input_shape: [usize; 4],
+    /// Batch slots in the input buffer (`ModelSettings::max_batch`, at least 1).
+    max_batch: usize,
+    /// The model's batch dimension when it is fixed (then every run has that
+    /// many images; slots past those asked for hold stale or padding pixels).
+    fixed_batch: Option<usize>,
     f32_input: Vec<f32>,
     u8_input: Vec<u8>,
     preprocessor: Preprocessor,
@@ -292,17 +298,18 @@ impl Engine {
         // Channels, height, width positions for the layout.
         let (c_at, h_at, w_at) = if nhwc { (3, 1, 2) } else { (1, 2, 3) };
         let max_batch = settings.max_batch.max(1);
-        if max_batch > 1 && dims[0].is_some() {
+        if max_batch > 1 && dims[0].is_some_and(|b| b != max_batch as u64) {
             return Err(ModelError::contract(
                 path,
                 &input.name,
                 format!(
-                    "batches of up to {max_batch} need a dynamic batch dimension, found {}",
+                    "batches of up to {max_batch} need a dynamic batch dimension or a fixed one of {max_batch}, found {}",
                     dims_text(dims)
                 ),
             ));
         }
-        if dims[0].is_some_and(|b| b != 1) || dims[c_at].is_some_and(|c| c != 3) {
+        if (max_batch == 1 && dims[0].is_some_and(|b| b != 1)) || dims[c_at].is_some_and(|c| c != 3)
+        {
             return Err(ModelError::contract(
                 path,
                 &input.name,
@@ -351,6 +358,8 @@ impl Engine {
             } else {
                 [1, 3, height as usize, width as usize]
             },
+            max_batch,
+            fixed_batch: dims[0].map(|b| b as usize),
             f32_input: if input_type == InputType::F32 {
                 vec![0.0; len]
             } else {
@@ -393,12 +402,36 @@ impl Engine {
         Ok(())
     }
 
+    /// Batch slots in the input buffer: the most images one run takes.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Images a run of `n` actually computes: `n`, or the model's fixed batch size.
+    pub fn run_size(&self, n: usize) -> usize {
+        self.fixed_batch.unwrap_or(n)
+    }
+
     /// Preprocesses a frame into the input buffer (batch slot 0).
     pub fn preprocess(&mut self, frame: &Frame) -> Result<Letterbox, ModelError> {
+        self.preprocess_slot(frame, 0)
+    }
+
+    /// Preprocesses a frame into batch slot `slot` (0 ≤ slot < [`Engine::max_batch`];
+    /// a slot past it is a [`ModelError::Run`]). Returns the letterbox that maps
+    /// the network's pixels back to this frame's.
+    pub fn preprocess_slot(&mut self, frame: &Frame, slot: usize) -> Result<Letterbox, ModelError> {
         let per = self.preprocessor.tensor_len();
+        if slot >= self.max_batch {
+            return Err(ModelError::Run {
+                path: self.path.clone(),
+                message: format!("batch slot {slot} past the {} allocated", self.max_batch),
+            });
+        }
+        let at = slot * per..(slot + 1) * per;
         let target = match self.input_type {
-            InputType::F32 => Target::F32(&mut self.f32_input[..per]),
-            InputType::U8 => Target::U8(&mut self.u8_input[..per]),
+            InputType::F32 => Target::F32(&mut self.f32_input[at]),
+            InputType::U8 => Target::U8(&mut self.u8_input[at]),
         };
         self.preprocessor
             .run(frame, target)
@@ -457,10 +490,20 @@ impl Engine {
         self.run_batch(1)
     }
 
-    /// Runs the session on the first `n` images of the input buffer.
+    /// Runs the session on the first `n` images of the input buffer
+    /// (`n` ≤ [`Engine::max_batch`]). A model with a fixed batch dimension
+    /// runs on all its slots ([`Engine::run_size`]); outputs past `n` are to
+    /// be ignored. Every output's first dimension is the batch.
     pub fn run_batch(&mut self, n: usize) -> Result<SessionOutputs<'_>, ModelError> {
         let fail = |e: ort::Error| e.to_string();
         let per = self.preprocessor.tensor_len();
+        if n == 0 || n > self.max_batch {
+            return Err(ModelError::Run {
+                path: self.path.clone(),
+                message: format!("a run of {n} images, with {} batch slots", self.max_batch),
+            });
+        }
+        let n = self.fixed_batch.unwrap_or(n);
         let shape = [
             n,
             self.input_shape[1],

@@ -274,6 +274,18 @@ pub fn exposition(stats: &RunStats, elapsed: Duration) -> String {
         "Frames a stage failed on.",
         &per_stage(&|s| load(&s.failed).to_string()),
     );
+    family(
+        "percept_stage_batches_total",
+        "counter",
+        "Batched runs of a stage (`batch`).",
+        &per_stage(&|s| load(&s.batches).to_string()),
+    );
+    family(
+        "percept_stage_batched_frames_total",
+        "counter",
+        "Frames in a stage's batched runs (mean batch size: this over batches).",
+        &per_stage(&|s| load(&s.batched_frames).to_string()),
+    );
     let skipped: Vec<(String, String)> = stats
         .stages
         .iter()

@@ -68,6 +68,10 @@ pub struct StageStats {
     pub skipped_interval: AtomicU64,
     /// Frames not worked on: an asynchronous stage was busy with an earlier frame.
     pub skipped_busy: AtomicU64,
+    /// Batched runs (`batch`): calls of `Stage::process_batch`.
+    pub batches: AtomicU64,
+    /// Frames in those runs (their mean size: `batched_frames / batches`).
+    pub batched_frames: AtomicU64,
 }
 
 impl StageStats {
@@ -81,6 +85,8 @@ impl StageStats {
             skipped_deadline: AtomicU64::new(0),
             skipped_interval: AtomicU64::new(0),
             skipped_busy: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batched_frames: AtomicU64::new(0),
         }
     }
 }
@@ -212,6 +218,10 @@ pub struct StageSummary {
     pub skipped_busy: u64,
     /// Share of the frames it saw that it worked on.
     pub run_rate: f64,
+    /// Batched runs (`batch`; 0 for a stage that works frame by frame).
+    pub batches: u64,
+    /// Mean frames per batched run (0 without batches).
+    pub mean_batch: f64,
     /// Its input edge's capacity.
     pub queue_capacity: usize,
     /// Deepest its input queue got.
@@ -350,6 +360,8 @@ impl RunStats {
                     skipped_busy: busy,
                     run_rate: processed as f64
                         / (processed + deadline + interval + busy).max(1) as f64,
+                    batches: load(&s.batches),
+                    mean_batch: load(&s.batched_frames) as f64 / load(&s.batches).max(1) as f64,
                     queue_capacity: edge.map_or(0, |e| e.plan.capacity),
                     max_queue_depth: edge.map_or(0, |e| e.max_depth.load(Ordering::Relaxed)),
                     latency,
@@ -530,9 +542,14 @@ impl fmt::Display for Summary {
             } else {
                 String::new()
             };
+            let batches = if s.batches > 0 {
+                format!(", {} batches of {:.2} frames", s.batches, s.mean_batch)
+            } else {
+                String::new()
+            };
             writeln!(
                 f,
-                "  stage  {:<14} {} frames, {} failed{skips}, queue max {}/{}, {}",
+                "  stage  {:<14} {} frames, {} failed{skips}{batches}, queue max {}/{}, {}",
                 s.id, s.processed, s.failed, s.max_queue_depth, s.queue_capacity, s.latency
             )?;
         }

@@ -5,9 +5,15 @@
 //! frame. An asynchronous stage works beside the stream on a helper thread
 //! (`docs/realtime.md`).
 //!
+//! A stage with a [`BatchPolicy`] (`batch`) collects the frames it works on
+//! into batches ([`BatchRule`]: full, timeout, or the earliest frame's
+//! deadline) and runs each with [`Stage::process_batch`]; frames it does not
+//! work on wait beside the open batch so every frame leaves in arrival order.
+//!
 //! Every decision is a function of the frame, the stage's recent latency and
-//! a time passed in ([`Scheduler::decide`]), so the unit tests below run it on
-//! a virtual clock, exactly; only the worker loop reads the monotonic clock.
+//! a time passed in ([`Scheduler::decide`], [`BatchRule::close`]), so the unit
+//! tests below run them on a virtual clock, exactly; only the worker loop
+//! reads the monotonic clock.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,7 +27,7 @@ use crate::error::Error;
 use crate::frame::{DEFAULT_PERIOD_NS, Frame, FrameMeta};
 use crate::meter::RecentLatency;
 use crate::record::{CameraInfo, Failure, Record, Skip, SkipReason, Work};
-use crate::stage::{Stage, StageError};
+use crate::stage::{BatchPolicy, Stage, StageError};
 
 use super::stats::StageStats;
 use super::streams::{EndRx, StreamEnd};
@@ -85,9 +91,14 @@ impl Scheduler {
         self.counters.retain(|(s, _)| &**s != stream);
     }
 
-    /// Notes the cost of one run of the stage.
+    /// Notes the cost of one run of the stage (one batch, when batching).
     pub(crate) fn ran(&mut self, took_ns: u64) {
         self.recent.record(took_ns);
+    }
+
+    /// The stage's recent p95 run time, ns; `None` before enough runs.
+    pub(crate) fn p95(&mut self) -> Option<u64> {
+        self.recent.p95()
     }
 
     /// The frame period: the frame's duration, else its budget, else 30 fps.
@@ -190,6 +201,105 @@ impl Scheduler {
     }
 }
 
+/// Why a batch closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// It holds `max` frames.
+    Full,
+    /// `timeout` has passed since its first frame arrived.
+    Timeout,
+    /// Waiting longer would make its earliest-deadline frame miss that
+    /// deadline: now + the stage's recent p95 run time reaches it.
+    Deadline,
+}
+
+/// When an open batch closes (`batch = { max, timeout_ms }`): a function of
+/// the frames' arrival times and deadlines, the stage's recent p95 run time
+/// and a time passed in, so the tests run it on a virtual clock. Times in
+/// nanoseconds of one clock.
+#[derive(Debug)]
+pub(crate) struct BatchRule {
+    max: usize,
+    timeout_ns: u64,
+    /// Frames in the open batch.
+    len: usize,
+    /// Arrival of its first frame.
+    opened_ns: u64,
+    /// The earliest deadline among its frames.
+    deadline_ns: Option<u64>,
+}
+
+impl BatchRule {
+    pub(crate) fn new(policy: BatchPolicy) -> BatchRule {
+        BatchRule {
+            max: policy.max.max(1),
+            timeout_ns: u64::try_from(policy.timeout.as_nanos()).unwrap_or(u64::MAX),
+            len: 0,
+            opened_ns: 0,
+            deadline_ns: None,
+        }
+    }
+
+    /// Frames in the open batch (0: none open).
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// A frame with `deadline_ns` joins the batch at `now_ns` (the first one opens it).
+    pub(crate) fn add(&mut self, now_ns: u64, deadline_ns: Option<u64>) {
+        if self.len == 0 {
+            self.opened_ns = now_ns;
+            self.deadline_ns = None;
+        }
+        self.len += 1;
+        self.deadline_ns = match (self.deadline_ns, deadline_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// The batch ran: none is open.
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.deadline_ns = None;
+    }
+
+    /// The latest time the open batch may wait until (`None`: none open):
+    /// its timeout, or earlier its earliest deadline less `p95_ns` (the
+    /// stage's recent run time, when known).
+    pub(crate) fn close_at(&self, p95_ns: Option<u64>) -> Option<u64> {
+        if self.len == 0 {
+            return None;
+        }
+        let timeout = self.opened_ns.saturating_add(self.timeout_ns);
+        Some(match (self.deadline_ns, p95_ns) {
+            (Some(d), Some(p)) => timeout.min(d.saturating_sub(p)),
+            _ => timeout,
+        })
+    }
+
+    /// Whether the open batch closes at `now_ns`, and why.
+    pub(crate) fn close(&self, now_ns: u64, p95_ns: Option<u64>) -> Option<Close> {
+        if self.len == 0 {
+            return None;
+        }
+        if self.len >= self.max {
+            return Some(Close::Full);
+        }
+        if now_ns >= self.opened_ns.saturating_add(self.timeout_ns) {
+            return Some(Close::Timeout);
+        }
+        match (self.deadline_ns, p95_ns) {
+            (Some(d), Some(p)) if now_ns.saturating_add(p) >= d => Some(Close::Deadline),
+            _ => None,
+        }
+    }
+}
+
+/// Frames held beside an open batch (skipped, or for other streams) so that
+/// frames leave in arrival order; when this many wait, the batch closes.
+const HELD_MAX: usize = 64;
+
 /// A stage on its thread: filter by stream, schedule, time, record failures
 /// and skips, forward.
 pub(crate) struct StageWorker {
@@ -200,6 +310,8 @@ pub(crate) struct StageWorker {
     scheduler: Scheduler,
     simulate: Option<Duration>,
     schedule: Schedule,
+    /// Frames per run across streams; `None`: one at a time.
+    batch: Option<BatchPolicy>,
     /// [`Stage::camera`], asked once.
     camera: Option<Arc<CameraInfo>>,
     ends: Ends,
@@ -310,6 +422,7 @@ impl StageWorker {
             scheduler: Scheduler::new(plan),
             simulate: plan.simulate,
             schedule: plan.schedule,
+            batch: plan.batch.filter(|b| b.max > 1),
             camera: stage.camera(),
             stage,
         }
@@ -504,6 +617,9 @@ impl StageWorker {
         if self.schedule != Schedule::Inline {
             return self.run_with_helper(rx, out);
         }
+        if let Some(policy) = self.batch {
+            return self.run_batched(rx, out, policy);
+        }
         let id = self.id.clone();
         let stage_error = |action, e: StageError| Error::Stage {
             stage: id.to_string(),
@@ -520,11 +636,7 @@ impl StageWorker {
                     self.scheduler.decide(&work.frame.meta, t0, false, newer)
                 {
                     self.skip(&mut work.record, reason);
-                    self.ends.after(&work.frame.meta, t0);
-                    for stream in &self.ends.due {
-                        self.scheduler.forget(stream);
-                        self.stage.end_stream(stream);
-                    }
+                    self.passed(&work.frame.meta);
                     if out.send(work).is_err() {
                         break;
                     }
@@ -551,17 +663,185 @@ impl StageWorker {
                     });
                 }
             }
-            self.ends.after(&work.frame.meta, clock::monotonic_ns());
-            for stream in &self.ends.due {
-                self.scheduler.forget(stream);
-                self.stage.end_stream(stream);
-            }
+            self.passed(&work.frame.meta);
             if out.send(work).is_err() {
                 break;
             }
         }
         self.stage.stop().map_err(|e| stage_error("stop", e))
     }
+
+    /// A frame of the stage's own thread has passed: drops the state of
+    /// streams whose last frame this was (or that waited past [`END_GRACE`]).
+    fn passed(&mut self, meta: &FrameMeta) {
+        self.ends.after(meta, clock::monotonic_ns());
+        for stream in &self.ends.due {
+            self.scheduler.forget(stream);
+            self.stage.end_stream(stream);
+        }
+    }
+
+    /// In line, with batches (`batch`): frames the scheduler admits join the
+    /// open batch; it runs when [`BatchRule::close`] says so (checked as each
+    /// frame arrives, and the worker waits for the next frame only until
+    /// [`BatchRule::close_at`]), at end of stream, or when [`HELD_MAX`]
+    /// frames wait beside it. Skipped frames and other streams' frames do not
+    /// join; while a batch is open they wait with it, and everything leaves
+    /// in arrival order. Buffers are sized once: no allocation per batch.
+    /// Each frame of a batch counts the batch's run time as its latency;
+    /// `simulate_ms` is spent once per batch.
+    fn run_batched(mut self, rx: &EdgeRx, out: &Outputs, policy: BatchPolicy) -> Result<(), Error> {
+        let id = self.id.clone();
+        let stage_error = |action, e: StageError| Error::Stage {
+            stage: id.to_string(),
+            action,
+            message: e.to_string(),
+        };
+        self.stage.start().map_err(|e| stage_error("start", e))?;
+        let mut batch = Batch {
+            rule: BatchRule::new(policy),
+            works: Vec::with_capacity(policy.max),
+            results: (0..policy.max).map(|_| Ok(())).collect(),
+            held: Vec::with_capacity(HELD_MAX),
+            order: Vec::with_capacity(policy.max + HELD_MAX),
+        };
+        loop {
+            let mut work = if batch.rule.len() == 0 {
+                match rx.recv() {
+                    Some(w) => w,
+                    None => break,
+                }
+            } else {
+                let now = clock::monotonic_ns();
+                let until = batch.rule.close_at(self.scheduler.p95()).unwrap_or(now);
+                if now >= until {
+                    if !self.run_batch(&mut batch, out, &stage_error)? {
+                        return self.stage.stop().map_err(|e| stage_error("stop", e));
+                    }
+                    continue;
+                }
+                match rx.recv_timeout(Duration::from_nanos(until - now)) {
+                    Ok(w) => w,
+                    Err(false) => {
+                        if !self.run_batch(&mut batch, out, &stage_error)? {
+                            return self.stage.stop().map_err(|e| stage_error("stop", e));
+                        }
+                        continue;
+                    }
+                    Err(true) => break,
+                }
+            };
+            let mut joins = false;
+            if self.applies_to(&work) {
+                self.stamp(&mut work.record);
+                let now = clock::monotonic_ns();
+                let newer = !rx.receiver().is_empty();
+                match self.scheduler.decide(&work.frame.meta, now, false, newer) {
+                    Decision::Skip(reason) => self.skip(&mut work.record, reason),
+                    Decision::Inline | Decision::Async => {
+                        batch.rule.add(now, work.frame.meta.deadline_ns);
+                        joins = true;
+                    }
+                }
+            }
+            if joins {
+                batch.works.push(work);
+                batch.order.push(true);
+            } else if batch.rule.len() == 0 {
+                self.passed(&work.frame.meta);
+                if out.send(work).is_err() {
+                    break;
+                }
+                continue;
+            } else {
+                batch.held.push(work);
+                batch.order.push(false);
+            }
+            let now = clock::monotonic_ns();
+            if (batch.rule.close(now, self.scheduler.p95()).is_some()
+                || batch.held.len() >= HELD_MAX)
+                && !self.run_batch(&mut batch, out, &stage_error)?
+            {
+                return self.stage.stop().map_err(|e| stage_error("stop", e));
+            }
+        }
+        self.run_batch(&mut batch, out, &stage_error)?;
+        self.stage.stop().map_err(|e| stage_error("stop", e))
+    }
+
+    /// Runs the open batch (if any frame joined it), records each frame's
+    /// outcome, and sends every waiting frame on in arrival order. `Ok(false)`
+    /// when the outputs are gone; `Err` on a fatal stage failure.
+    fn run_batch(
+        &mut self,
+        batch: &mut Batch,
+        out: &Outputs,
+        stage_error: &dyn Fn(&'static str, StageError) -> Error,
+    ) -> Result<bool, Error> {
+        let n = batch.works.len();
+        if n > 0 {
+            for r in &mut batch.results[..n] {
+                *r = Ok(());
+            }
+            let t0 = clock::monotonic_ns();
+            self.stage
+                .process_batch(&mut batch.works, &mut batch.results[..n]);
+            if let Some(extra) = self.simulate {
+                thread::sleep(extra);
+            }
+            let took = clock::monotonic_ns() - t0;
+            self.scheduler.ran(took);
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .batched_frames
+                .fetch_add(n as u64, Ordering::Relaxed);
+            for (work, result) in batch.works.iter_mut().zip(&mut batch.results[..n]) {
+                self.stats.latency.record_ns(took);
+                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                let outcome = std::mem::replace(result, Ok(()));
+                if let Err(e) = outcome {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    if self.stage.fatal() {
+                        return Err(stage_error("process frames", e));
+                    }
+                    tracing::warn!(stage = %self.id, seq = work.frame.meta.seq, "{e}");
+                    work.record.failed.push(Failure {
+                        stage: self.id.clone(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        batch.rule.clear();
+        let mut open = true;
+        let mut works = batch.works.drain(..);
+        let mut held = batch.held.drain(..);
+        for joined in batch.order.drain(..) {
+            let next = if joined { works.next() } else { held.next() };
+            if let Some(w) = next
+                && open
+            {
+                self.passed(&w.frame.meta);
+                if out.send(w).is_err() {
+                    open = false;
+                }
+            }
+        }
+        Ok(open)
+    }
+}
+
+/// The batch buffers of a batching worker, sized once.
+struct Batch {
+    rule: BatchRule,
+    /// Frames that joined the open batch, in arrival order (capacity `max`).
+    works: Vec<Work>,
+    /// One outcome per frame of the batch.
+    results: Vec<Result<(), StageError>>,
+    /// Frames waiting beside it (capacity [`HELD_MAX`]).
+    held: Vec<Work>,
+    /// Arrival order: true for a frame of `works`, false for one of `held`.
+    order: Vec<bool>,
 }
 
 #[cfg(test)]
@@ -614,6 +894,7 @@ mod tests {
             interval,
             simulate: None,
             schedule,
+            batch: None,
         }
     }
 
@@ -940,6 +1221,173 @@ mod tests {
             );
             assert_eq!(calls.load(Ordering::Relaxed), 2);
         }
+    }
+
+    #[test]
+    fn batch_closes_when_full_on_timeout_and_before_its_earliest_deadline() {
+        let policy = BatchPolicy {
+            max: 4,
+            timeout: Duration::from_millis(10),
+        };
+        let mut rule = BatchRule::new(policy);
+        assert_eq!(rule.close(0, None), None, "no batch open");
+        assert_eq!(rule.close_at(None), None);
+        // Full: the fourth frame closes it, whatever the time.
+        for i in 0..4 {
+            assert_eq!(rule.close(i * MS, None), None);
+            rule.add(i * MS, None);
+        }
+        assert_eq!(rule.close(3 * MS, None), Some(Close::Full));
+        rule.clear();
+        // Timeout: 10 ms after the first frame arrived, not after the last.
+        rule.add(100 * MS, None);
+        rule.add(108 * MS, None);
+        assert_eq!(rule.close_at(None), Some(110 * MS));
+        assert_eq!(rule.close(109 * MS, None), None);
+        assert_eq!(rule.close(110 * MS, None), Some(Close::Timeout));
+        rule.clear();
+        // Deadline: 45 ms runs, a frame due at 50 ms: it must start by 5 ms.
+        rule.add(0, Some(50 * MS));
+        assert_eq!(rule.close_at(Some(45 * MS)), Some(5 * MS));
+        assert_eq!(rule.close(4 * MS, Some(45 * MS)), None);
+        assert_eq!(rule.close(5 * MS, Some(45 * MS)), Some(Close::Deadline));
+        // A later frame with an earlier deadline moves the close earlier; one
+        // with a later deadline (or none) does not.
+        rule.add(MS, Some(48 * MS));
+        rule.add(2 * MS, Some(90 * MS));
+        assert_eq!(rule.close_at(Some(45 * MS)), Some(3 * MS));
+        assert_eq!(rule.close(3 * MS, Some(45 * MS)), Some(Close::Deadline));
+        // Before any run there is no p95: the timeout alone.
+        assert_eq!(rule.close_at(None), Some(10 * MS));
+        assert_eq!(rule.close(9 * MS, None), None);
+        // Cleared, the next batch starts afresh.
+        rule.clear();
+        rule.add(200 * MS, None);
+        assert_eq!(rule.close_at(Some(45 * MS)), Some(210 * MS));
+    }
+
+    #[test]
+    fn batched_frames_leave_in_arrival_order_with_per_frame_skips() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let stage = Fake {
+            work_ms: 0,
+            pool: VecPool::default(),
+            calls: calls.clone(),
+        };
+        let mut p = plan(Interval::Every(2), false, Schedule::Inline);
+        p.batch = Some(BatchPolicy {
+            max: 4,
+            // Long: batches close when full, or at the end of the stream.
+            timeout: Duration::from_secs(30),
+        });
+        p.streams = Some(vec!["a".into(), "b".into()]);
+        let stats = Arc::new(StageStats::new("s"));
+        let w = StageWorker::new(
+            &p,
+            Box::new(stage),
+            stats.clone(),
+            crate::runtime::streams::end_channel().1,
+        );
+        let (tx, rx, out, sink) = edges();
+        // Streams a and b interleaved (every 2nd frame of each is worked on),
+        // and c, which the stage does not work on.
+        let mut sent = Vec::new();
+        for seq in 0..10 {
+            for stream in ["a", "b", "c"] {
+                tx.send(Work {
+                    frame: frame(seq, stream, 0, None),
+                    record: Record::default(),
+                })
+                .unwrap();
+                sent.push((stream.to_string(), seq));
+            }
+        }
+        drop(tx);
+        w.run(&rx, &out).unwrap();
+        drop(out);
+        let got: Vec<Shared> = std::iter::from_fn(|| sink.recv()).collect();
+        let order: Vec<(String, u64)> = got
+            .iter()
+            .map(|w| (w.frame.meta.stream.to_string(), w.frame.meta.seq))
+            .collect();
+        assert_eq!(order, sent, "arrival order");
+        for w in &got {
+            let (stream, seq) = (&*w.frame.meta.stream, w.frame.meta.seq);
+            let worked = stream != "c" && seq % 2 == 0;
+            assert_eq!(w.record.detections.is_some(), worked, "{stream} {seq}");
+            if let Some(d) = &w.record.detections {
+                assert_eq!(d[0].bbox[0] as u64, seq, "its own result");
+            }
+            let skipped: Vec<SkipReason> = w.record.skipped.iter().map(|s| s.reason).collect();
+            let want = if stream != "c" && !worked {
+                vec![SkipReason::Interval]
+            } else {
+                vec![]
+            };
+            assert_eq!(skipped, want, "{stream} {seq}");
+        }
+        // 10 frames worked on: batches of 4, 4 and the 2 left at the end.
+        assert_eq!(calls.load(Ordering::Relaxed), 10);
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.batched_frames.load(Ordering::Relaxed), 10);
+        assert_eq!(stats.processed.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn a_batch_that_does_not_fill_runs_after_its_timeout() {
+        // The real clock: one frame, then nothing for a while. The batch runs
+        // after its 20 ms timeout, not at the end of the stream.
+        let calls = Arc::new(AtomicU64::new(0));
+        let stage = Fake {
+            work_ms: 0,
+            pool: VecPool::default(),
+            calls: calls.clone(),
+        };
+        let mut p = plan(Interval::Every(1), false, Schedule::Inline);
+        p.batch = Some(BatchPolicy {
+            max: 4,
+            timeout: Duration::from_millis(20),
+        });
+        let w = StageWorker::new(
+            &p,
+            Box::new(stage),
+            Arc::new(StageStats::new("s")),
+            crate::runtime::streams::end_channel().1,
+        );
+        let (tx, rx, out, sink) = edges();
+        let producer = thread::Builder::new()
+            .name("producer".into())
+            .spawn(move || {
+                tx.send(Work {
+                    frame: frame(0, "a", 0, None),
+                    record: Record::default(),
+                })
+                .unwrap();
+                thread::sleep(Duration::from_millis(300));
+                tx.send(Work {
+                    frame: frame(1, "a", 0, None),
+                    record: Record::default(),
+                })
+                .unwrap();
+            })
+            .unwrap();
+        let started = std::time::Instant::now();
+        let worker = thread::Builder::new()
+            .name("worker".into())
+            .spawn(move || w.run(&rx, &out))
+            .unwrap();
+        let first = sink.recv().unwrap();
+        let waited = started.elapsed();
+        assert_eq!(first.frame.meta.seq, 0);
+        assert!(first.record.detections.is_some());
+        assert!(
+            waited < Duration::from_millis(250),
+            "the first frame waited {waited:?}, for the second"
+        );
+        producer.join().unwrap();
+        worker.join().unwrap().unwrap();
+        assert_eq!(sink.recv().map(|w| w.frame.meta.seq), Some(1));
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
     }
 
     #[test]

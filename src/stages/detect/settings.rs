@@ -4,6 +4,7 @@
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gstreamer_video as gst_video;
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use super::{Backend, DetectSettings, DetectStage};
 use crate::config::ConfigError;
 use crate::config::resolve::{field_names, ModelSpec, Resolver, StageContext, StageKind};
 use crate::model::ModelError;
-use crate::stage::{Built, StageSettings};
+use crate::stage::{BatchPolicy, Built, StageSettings};
 
 /// The `detect` kind.
 pub static KIND: StageKind = StageKind {
@@ -51,7 +52,26 @@ struct DetectSpec {
     model: Option<Spanned<ModelSpec>>,
     /// With `hog_people`: search settings (`[stage.hog]`).
     hog: Option<Spanned<HogSpec>>,
+    /// With ONNX: frames of several streams per model run (`{ max = N, timeout_ms = T }`).
+    batch: Option<Spanned<BatchSpec>>,
 }
+
+/// `batch = { max = N, timeout_ms = T }`: up to N frames per model run; a
+/// batch waits at most T ms for its last frame (default 10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchSpec {
+    /// Frames per run, 1 to [`MAX_BATCH`].
+    max: Spanned<usize>,
+    /// Longest wait after a batch's first frame, ms, 0 to 10000 (default 10).
+    timeout_ms: Option<Spanned<f64>>,
+}
+
+/// The most frames a `detect` stage batches into one run.
+pub const MAX_BATCH: usize = 64;
+
+/// `batch.timeout_ms` when not given.
+const DEFAULT_BATCH_TIMEOUT_MS: f64 = 10.0;
 
 /// Which detector a `detect` stage runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -95,6 +115,7 @@ fn detect(
     ctx: &StageContext<'_>,
 ) -> Result<DetectSettings, ConfigError> {
     let field = ctx.field;
+    let batch = batch(r, spec.batch.as_ref(), field)?;
     let backend_kind = spec
         .backend
         .as_ref()
@@ -115,8 +136,24 @@ fn detect(
                     "an ONNX detector needs `[stage.model]` with `path`",
                 ));
             };
+            let mut model_settings = r.model(model.get_ref(), &format!("{field}.model"))?;
+            if let Some(b) = &batch {
+                if let Some(m) = &model.get_ref().max_batch
+                    && *m.get_ref() != b.max
+                {
+                    return Err(r.invalid(
+                        m.span(),
+                        format!("{field}.model.max_batch"),
+                        format!(
+                            "contradicts batch.max = {}: a detect stage batches frames by `batch` alone (drop max_batch)",
+                            b.max
+                        ),
+                    ));
+                }
+                model_settings.max_batch = b.max;
+            }
             Backend::Onnx {
-                model: r.model(model.get_ref(), &format!("{field}.model"))?,
+                model: model_settings,
                 layout: spec
                     .layout
                     .as_ref()
@@ -129,6 +166,7 @@ fn detect(
                 ("model", spec.model.as_ref().map(Spanned::span)),
                 ("layout", spec.layout.as_ref().map(Spanned::span)),
                 ("outputs", spec.outputs.as_ref().map(Spanned::span)),
+                ("batch", spec.batch.as_ref().map(Spanned::span)),
             ] {
                 if let Some(span) = span {
                     return Err(r.invalid(
@@ -171,7 +209,43 @@ fn detect(
         max_detections,
         classes: spec.classes.as_ref().map(|c| c.get_ref().clone()),
         labels,
+        batch,
     })
+}
+
+/// Reads `batch = { max, timeout_ms }`.
+fn batch(
+    r: &Resolver<'_>,
+    spec: Option<&Spanned<BatchSpec>>,
+    field: &str,
+) -> Result<Option<BatchPolicy>, ConfigError> {
+    let Some(b) = spec else {
+        return Ok(None);
+    };
+    let b = b.get_ref();
+    let max = *b.max.get_ref();
+    if !(1..=MAX_BATCH).contains(&max) {
+        return Err(r.invalid(
+            b.max.span(),
+            format!("{field}.batch.max"),
+            format!("must be between 1 and {MAX_BATCH}"),
+        ));
+    }
+    let timeout_ms = match &b.timeout_ms {
+        None => DEFAULT_BATCH_TIMEOUT_MS,
+        Some(t) if (0.0..=10_000.0).contains(t.get_ref()) => *t.get_ref(),
+        Some(t) => {
+            return Err(r.invalid(
+                t.span(),
+                format!("{field}.batch.timeout_ms"),
+                "must be between 0 and 10000",
+            ));
+        }
+    };
+    Ok(Some(BatchPolicy {
+        max,
+        timeout: Duration::from_secs_f64(timeout_ms / 1e3),
+    }))
 }
 
 fn hog(
@@ -254,14 +328,25 @@ impl StageSettings for DetectSettings {
 
     fn describe(&self) -> String {
         format!(
-            "confidence {}, NMS IoU {}, at most {} detections{}",
+            "confidence {}, NMS IoU {}, at most {} detections{}{}",
             self.confidence,
             self.iou,
             self.max_detections,
             self.classes
                 .as_ref()
                 .map(|c| format!(", classes {c:?}"))
+                .unwrap_or_default(),
+            self.batch
+                .map(|b| format!(
+                    ", batches of up to {} frames (timeout {} ms)",
+                    b.max,
+                    b.timeout.as_secs_f64() * 1e3
+                ))
                 .unwrap_or_default()
         )
+    }
+
+    fn batch(&self) -> Option<BatchPolicy> {
+        self.batch
     }
 }

@@ -136,19 +136,21 @@ impl ReidStage {
                 .engine
                 .preprocess_regions(frame, chunk)
                 .map_err(|e| e.to_string())?;
+            // A fixed batch dimension runs all its slots: the first n are these crops.
+            let run = self.engine.run_size(n);
             let outputs = self.engine.run_batch(n).map_err(|e| e.to_string())?;
             let (_, data) = outputs[self.output.as_str()]
                 .try_extract_tensor::<f32>()
                 .map_err(|e| format!("output `{}`: {e}", self.output))?;
-            if data.len() != n * self.dim {
+            if data.len() != run * self.dim {
                 return Err(format!(
-                    "output `{}` has {} values for {n} crops of {}",
+                    "output `{}` has {} values for {run} crops of {}",
                     self.output,
                     data.len(),
                     self.dim
                 ));
             }
-            for e in data.chunks_exact(self.dim) {
+            for e in data[..n * self.dim].chunks_exact(self.dim) {
                 let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
                 values.extend(e.iter().map(|x| x / norm));
             }
