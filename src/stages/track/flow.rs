@@ -122,20 +122,38 @@ impl BoxFlow {
         boxes: &[[f32; 4]],
         shifts: &mut Vec<Option<[f32; 2]>>,
     ) -> Result<(), String> {
-        let prev = self.head;
-        self.head = (self.head + 1) % FRAMES_KEPT;
-        let gray = &mut self.gray;
-        cvmat::with_frame_mat(frame, |image, format| {
+        let mut gray = std::mem::take(&mut self.gray);
+        let converted = cvmat::with_frame_mat(frame, |image, format| {
             match cvmat::to_gray_code(format) {
-                Some(code) => opencv::imgproc::cvt_color(image, gray, code, 0),
-                None => image.copy_to(gray),
+                Some(code) => opencv::imgproc::cvt_color(image, &mut gray, code, 0),
+                None => image.copy_to(&mut gray),
             }
             .map_err(|e| e.to_string())
-        })?;
+        });
+        let result = converted.and_then(|()| self.step_gray(&gray, t_s, boxes, shifts));
+        self.gray = gray;
+        result
+    }
+
+    /// [`BoxFlow::step`] with the frame already in gray (8-bit, one
+    /// channel, full size): what `benches/track_replay.rs` feeds it from a
+    /// raw gray recording.
+    ///
+    /// # Errors
+    /// An OpenCV failure.
+    pub fn step_gray(
+        &mut self,
+        gray: &Mat,
+        t_s: f64,
+        boxes: &[[f32; 4]],
+        shifts: &mut Vec<Option<[f32; 2]>>,
+    ) -> Result<(), String> {
+        let prev = self.head;
+        self.head = (self.head + 1) % FRAMES_KEPT;
         let cv = |e: opencv::Error| e.to_string();
         let small = &mut self.small[self.head];
         opencv::imgproc::resize(
-            &self.gray,
+            gray,
             small,
             Size::default(),
             f64::from(SCALE),
