@@ -153,9 +153,11 @@ fn replay_lag(frames: &[Frame], n: usize, lag: usize, gray: Option<&Gray>) -> Se
             births.clear();
             births.extend(tracker.late_measured());
             for &(index, from_s, bbox) in &births {
-                flow.follow(from_s, bbox, &mut path)
+                let measured = flow
+                    .follow(from_s, bbox, &mut path)
                     .unwrap_or_else(|e| panic!("{e}"));
-                tracker.caught_up(index, &path, &mut out);
+                let all = !path.is_empty() && measured == path.len();
+                tracker.caught_up(index, &path, all, &mut out);
             }
         }
         seq.insert(

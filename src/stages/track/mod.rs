@@ -292,12 +292,29 @@ impl Tracker {
     /// Moves track `index` (from [`Tracker::late_measured`]) along `path`
     /// ((frame time, total shift since its detection), in time order),
     /// replacing the shifts recorded since, and rewrites its entry in `out`,
-    /// the tracks just reported.
-    pub fn caught_up(&mut self, index: usize, path: &[(f64, [f32; 2])], out: &mut [TrackOut]) {
+    /// the tracks just reported. `measured`: the pixels measured the shift
+    /// on every frame of a non-empty `path`.
+    ///
+    /// A track born from that late detection is then confirmed: ByteTrack
+    /// confirms a track on its second observation in a row, and here the
+    /// object was observed again on each frame since, by its pixels
+    /// (Lucas-Kanade points that pass the forward-backward check, Kalal et
+    /// al., ICPR 2010), where waiting for the next detection would keep it
+    /// out of the output for another detection's cost and lag.
+    pub fn caught_up(
+        &mut self,
+        index: usize,
+        path: &[(f64, [f32; 2])],
+        measured: bool,
+        out: &mut [TrackOut],
+    ) {
         let Some(t) = self.tracks.get_mut(index) else {
             return;
         };
         t.follow_late = false;
+        if measured && !path.is_empty() && t.hits == 1 && t.state == TrackState::Tentative {
+            t.state = TrackState::Confirmed;
+        }
         let base = t.anchor_cum;
         for &(time, cum) in path {
             let c = [base[0] + cum[0], base[1] + cum[1]];
@@ -308,6 +325,7 @@ impl Tracker {
         t.reported = t.flow_box();
         if let Some(o) = out.iter_mut().find(|o| o.id == t.id) {
             o.bbox = t.reported;
+            o.state = t.state;
         }
     }
 
@@ -764,14 +782,16 @@ impl Stage for TrackStage {
             ),
         }
         if let Some(flow) = flow {
-            // Tracks started from a late detection: follow the pixels from
-            // the detection's frame to this one.
+            // Tracks measured or started by a late detection: follow the
+            // pixels from the detection's frame to this one.
             self.births.clear();
             self.births.extend(tracker.late_measured());
             for &(index, from_s, bbox) in &self.births {
-                flow.follow(from_s, bbox, &mut self.path)
+                let measured = flow
+                    .follow(from_s, bbox, &mut self.path)
                     .map_err(|e| StageError::msg(format!("optical flow: {e}")))?;
-                tracker.caught_up(index, &self.path, tracks.as_mut_vec());
+                let all = !self.path.is_empty() && measured == self.path.len();
+                tracker.caught_up(index, &self.path, all, tracks.as_mut_vec());
             }
         }
         record.tracks = Some(tracks);
@@ -1006,6 +1026,38 @@ mod tests {
         tracker.update_late(0.6, 0.5, &[walker(400.0)], &mut out);
         let new = out.iter().find(|t| t.id == 2).unwrap();
         assert!((new.age_s - 0.1).abs() < 1e-6, "{new:?}");
+    }
+
+    #[test]
+    fn a_late_birth_followed_by_the_pixels_is_confirmed() {
+        let run = |measured: bool| {
+            let mut tracker = Tracker::new(TrackSettings {
+                motion: Motion::Flow,
+                ..TrackSettings::default()
+            });
+            let mut out = Vec::new();
+            for i in 0..3 {
+                let t = 0.1 * i as f64;
+                tracker.advance_flow(t, &[]);
+                tracker.update(t, Some(&[walker(100.0)]), None, &mut out);
+            }
+            // A new object detected at 0.3 s, its result at 0.5 s: born
+            // tentative, then followed 10 px a frame over the two frames since.
+            tracker.advance_flow(0.4, &[None]);
+            tracker.update(0.4, None, None, &mut out);
+            tracker.advance_flow(0.5, &[None]);
+            tracker.update_late(0.5, 0.3, &[walker(100.0), walker(400.0)], &mut out);
+            let births: Vec<_> = tracker.late_measured().collect();
+            assert_eq!(births.len(), 2, "both measured late: {births:?}");
+            let (index, from_s, bbox) = births[1];
+            assert_eq!((from_s, bbox), (0.3, walker(400.0).bbox));
+            tracker.caught_up(index, &[(0.4, [10.0, 0.0]), (0.5, [20.0, 0.0])], measured, &mut out);
+            let new = out.iter().find(|t| t.id == 2).cloned().unwrap();
+            assert!((new.bbox[0] - 420.0).abs() < 1e-3, "{new:?}");
+            new.state
+        };
+        assert_eq!(run(true), TrackState::Confirmed);
+        assert_eq!(run(false), TrackState::Tentative);
     }
 
     #[test]
