@@ -17,16 +17,42 @@
 //! one frame late (each record against the next frame's reference: what
 //! `percept eval --streaming` measures when output latency is under a period).
 //!
-//! Usage: `cargo bench --bench track_replay -- REFERENCE.jsonl [N...]`
-//! (default N: 2 3 4).
+//! Each schedule also has a drop-to-latest row (`latest N`: no tracker, the
+//! newest detection result, N frames old, held until the next, as
+//! `benches/baseline.py --latest` does); its ids are per-frame indices, so
+//! compare its det-MOTA (1 − (FP + FN) / GT) only.
+//!
+//! With `--gray=RAW --size=WxH` the tracker moves boxes by optical flow
+//! (`motion = "flow"`) on the recording's frames, read from RAW: the frames
+//! as 8-bit gray, one after another, W x H each, in the reference's order;
+//! e.g. `gst-launch-1.0 filesrc location=vtest.avi ! decodebin ! videoconvert
+//! ! video/x-raw,format=GRAY8 ! filesink location=vtest.gray` (768x576).
+//! The reference is then the flow tracker on every frame too.
+//!
+//! `--dump=DIR` writes each schedule's confirmed tracks per frame into DIR
+//! as JSON (`{"seq": [[id, x1, y1, x2, y2], ...]}`), the reference's too.
+//!
+//! Usage: `cargo bench --bench track_replay -- REFERENCE.jsonl [N...]
+//! [--gray=RAW --size=WxH] [--dump=DIR]` (default N: 2 3 4).
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use opencv::core::{CV_8UC1, Mat};
+use opencv::prelude::*;
 use percept::eval::{self, Metrics, Object, Sequence};
 use percept::record::{Detection, TrackState};
-use percept::stages::track::{TrackOut, TrackSettings, Tracker};
+use percept::stages::track::flow::BoxFlow;
+use percept::stages::track::{Motion, TrackOut, TrackSettings, Tracker};
+
+/// The recording's frames in gray, for `motion = "flow"`.
+struct Gray {
+    path: PathBuf,
+    width: i32,
+    height: i32,
+}
 
 struct Frame {
     seq: u64,
@@ -71,28 +97,49 @@ fn read(path: &PathBuf) -> Result<Vec<Frame>, String> {
     Ok(frames)
 }
 
-fn settings() -> TrackSettings {
+fn settings(flow: bool) -> TrackSettings {
     // pipelines/default.toml's tracker.
     TrackSettings {
         high_score: 0.5,
         low_score: 0.1,
         new_track_score: 0.6,
         max_lost_s: 1.0,
+        motion: if flow { Motion::Flow } else { Motion::Velocity },
         ..TrackSettings::default()
     }
 }
 
 /// Runs one schedule; returns the confirmed tracks per frame.
-fn replay(frames: &[Frame], n: usize, asynchronous: bool) -> Sequence {
-    replay_lag(frames, n, if asynchronous { n } else { 0 })
+fn replay(frames: &[Frame], n: usize, asynchronous: bool, gray: Option<&Gray>) -> Sequence {
+    replay_lag(frames, n, if asynchronous { n } else { 0 }, gray)
 }
 
-/// Detection on every `n`th frame, its result `lag` frames later.
-fn replay_lag(frames: &[Frame], n: usize, lag: usize) -> Sequence {
-    let mut tracker = Tracker::new(settings());
+/// Detection on every `n`th frame, its result `lag` frames later; with
+/// `gray`, boxes move by optical flow between detections (as
+/// `TrackStage::process` does).
+fn replay_lag(frames: &[Frame], n: usize, lag: usize, gray: Option<&Gray>) -> Sequence {
+    let mut tracker = Tracker::new(settings(gray.is_some()));
     let mut out: Vec<TrackOut> = Vec::new();
     let mut seq = Sequence::new();
+    let mut flow = gray.map(|g| {
+        let file =
+            std::fs::File::open(&g.path).unwrap_or_else(|e| panic!("{}: {e}", g.path.display()));
+        let image = Mat::new_rows_cols_with_default(g.height, g.width, CV_8UC1, 0.0.into())
+            .unwrap_or_else(|e| panic!("{e}"));
+        (std::io::BufReader::new(file), image, BoxFlow::new())
+    });
+    let (mut boxes, mut shifts, mut births, mut path) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (k, f) in frames.iter().enumerate() {
+        if let Some((file, image, flow)) = &mut flow {
+            let bytes = image.data_bytes_mut().unwrap_or_else(|e| panic!("{e}"));
+            file.read_exact(bytes)
+                .unwrap_or_else(|e| panic!("frame {k} of the gray recording: {e}"));
+            tracker.reported_boxes(&mut boxes);
+            flow.step_gray(image, f.t_s, &boxes, &mut shifts)
+                .unwrap_or_else(|e| panic!("{e}"));
+            tracker.advance_flow(f.t_s, &shifts);
+        }
         if lag == 0 {
             let dets = k.is_multiple_of(n).then_some(f.detections.as_slice());
             tracker.update(f.t_s, dets, None, &mut out);
@@ -101,6 +148,17 @@ fn replay_lag(frames: &[Frame], n: usize, lag: usize) -> Sequence {
             tracker.update_late(f.t_s, from.t_s, &from.detections, &mut out);
         } else {
             tracker.update(f.t_s, None, None, &mut out);
+        }
+        if let Some((_, _, flow)) = &mut flow {
+            births.clear();
+            births.extend(tracker.late_measured());
+            for &(index, from_s, bbox) in &births {
+                let measured = flow
+                    .follow(from_s, bbox, &mut path)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let all = !path.is_empty() && measured == path.len();
+                tracker.caught_up(index, &path, all, &mut out);
+            }
         }
         seq.insert(
             f.seq,
@@ -116,11 +174,57 @@ fn replay_lag(frames: &[Frame], n: usize, lag: usize) -> Sequence {
     seq
 }
 
+/// Drop to latest, no tracker: the high-score boxes of the newest result
+/// (detection on every `n`th frame, arriving `lag` frames later) held until
+/// the next; ids are per-frame indices.
+fn latest(frames: &[Frame], n: usize, lag: usize) -> Sequence {
+    let high = settings(false).high_score;
+    let mut held: Vec<Object> = Vec::new();
+    let mut seq = Sequence::new();
+    for (k, f) in frames.iter().enumerate() {
+        if k >= lag && (k - lag).is_multiple_of(n) {
+            held = frames[k - lag]
+                .detections
+                .iter()
+                .filter(|d| d.score >= high)
+                .enumerate()
+                .map(|(i, d)| Object {
+                    id: i as u64 + 1,
+                    bbox: d.bbox,
+                })
+                .collect();
+        }
+        seq.insert(f.seq, held.clone());
+    }
+    seq
+}
+
 fn ids(seq: &Sequence) -> usize {
     let mut all: Vec<u64> = seq.values().flatten().map(|o| o.id).collect();
     all.sort_unstable();
     all.dedup();
     all.len()
+}
+
+/// Writes `seq` as JSON (`{seq: [[id, x1, y1, x2, y2], ...]}`) into `dir`.
+fn dump(dir: Option<&String>, name: &str, seq: &Sequence) {
+    let Some(dir) = dir else { return };
+    let v: BTreeMap<String, Vec<[f64; 5]>> = seq
+        .iter()
+        .map(|(k, objs)| {
+            let boxes = objs
+                .iter()
+                .map(|o| {
+                    let b = o.bbox.map(f64::from);
+                    [o.id as f64, b[0], b[1], b[2], b[3]]
+                })
+                .collect();
+            (k.to_string(), boxes)
+        })
+        .collect();
+    let path = PathBuf::from(dir).join(format!("{}.json", name.replace([' ', ','], "_")));
+    let text = serde_json::to_string(&v).unwrap_or_default();
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
 fn row(name: &str, gt: &Sequence, pred: &Sequence) {
@@ -133,10 +237,12 @@ fn row(name: &str, gt: &Sequence, pred: &Sequence) {
         .map(|(k, v)| (*k, v.clone()))
         .collect();
     let late = eval::evaluate(&gt_after, &shifted, 0.5);
+    let det = |m: &Metrics| 1.0 - (m.fp + m.fn_) as f64 / m.gt.max(1) as f64;
     println!(
-        "| {name} | {:.3} / {:.3} | {} / {} / {} | {} | {:.3} / {:.3} |",
+        "| {name} | {:.3} / {:.3} | {:.3} | {} / {} / {} | {} | {:.3} / {:.3} |",
         m.mota,
         m.idf1,
+        det(&m),
         m.fp,
         m.fn_,
         m.idsw,
@@ -147,12 +253,16 @@ fn row(name: &str, gt: &Sequence, pred: &Sequence) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let option = |name: &str| {
+        all.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_owned))
+    };
+    let args: Vec<&String> = all.iter().filter(|a| !a.starts_with("--")).collect();
     let Some(path) = args.first().map(PathBuf::from) else {
-        eprintln!("usage: cargo bench --bench track_replay -- REFERENCE.jsonl [N...]");
+        eprintln!(
+            "usage: cargo bench --bench track_replay -- REFERENCE.jsonl [N...] [--gray=RAW --size=WxH]"
+        );
         std::process::exit(2);
     };
     let frames = match read(&path) {
@@ -162,9 +272,24 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let gray = option("gray").map(|g| {
+        let size = option("size").unwrap_or_default();
+        let Some((Ok(width), Ok(height))) =
+            size.split_once('x').map(|(w, h)| (w.parse(), h.parse()))
+        else {
+            eprintln!("--gray needs --size=WxH");
+            std::process::exit(2);
+        };
+        Gray {
+            path: PathBuf::from(g),
+            width,
+            height,
+        }
+    });
+    let gray = gray.as_ref();
     // The reference: the same tracker with detection on every frame, as the
     // offline run of the same pipeline.
-    let gt = replay(&frames, 1, false);
+    let gt = replay(&frames, 1, false, gray);
     let ns: Vec<usize> = if args.len() > 1 {
         args[1..].iter().filter_map(|a| a.parse().ok()).collect()
     } else {
@@ -172,23 +297,33 @@ fn main() {
     };
     let reference_ids: BTreeMap<u64, ()> = gt.values().flatten().map(|o| (o.id, ())).collect();
     println!(
-        "{}: {} frames, {} reference identities",
+        "{}: {} frames, {} reference identities, motion {}",
         path.display(),
         frames.len(),
-        reference_ids.len()
+        reference_ids.len(),
+        if gray.is_some() { "flow" } else { "velocity" }
     );
     println!(
-        "| schedule | per-frame MOTA / IDF1 | FP / FN / ID switches | track ids | one frame late MOTA / IDF1 |"
+        "| schedule | per-frame MOTA / IDF1 | det-MOTA | FP / FN / ID switches | track ids | one frame late MOTA / IDF1 |"
     );
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let dir = option("dump");
+    let dir = dir.as_ref();
+    dump(dir, "reference", &gt);
     row("every frame", &gt, &gt);
     for &n in &ns {
-        row(&format!("interval {n}"), &gt, &replay(&frames, n, false));
-        row(&format!("async {n}"), &gt, &replay(&frames, n, true));
-        row(
-            &format!("every frame, {n} frames late"),
-            &gt,
-            &replay_lag(&frames, 1, n),
-        );
+        let runs = [
+            (format!("interval {n}"), replay(&frames, n, false, gray)),
+            (format!("async {n}"), replay(&frames, n, true, gray)),
+            (
+                format!("every frame, {n} frames late"),
+                replay_lag(&frames, 1, n, gray),
+            ),
+            (format!("latest {n} (no tracker)"), latest(&frames, n, n)),
+        ];
+        for (name, seq) in &runs {
+            dump(dir, name, seq);
+            row(name, &gt, seq);
+        }
     }
 }

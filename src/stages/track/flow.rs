@@ -122,20 +122,38 @@ impl BoxFlow {
         boxes: &[[f32; 4]],
         shifts: &mut Vec<Option<[f32; 2]>>,
     ) -> Result<(), String> {
-        let prev = self.head;
-        self.head = (self.head + 1) % FRAMES_KEPT;
-        let gray = &mut self.gray;
-        cvmat::with_frame_mat(frame, |image, format| {
+        let mut gray = std::mem::take(&mut self.gray);
+        let converted = cvmat::with_frame_mat(frame, |image, format| {
             match cvmat::to_gray_code(format) {
-                Some(code) => opencv::imgproc::cvt_color(image, gray, code, 0),
-                None => image.copy_to(gray),
+                Some(code) => opencv::imgproc::cvt_color(image, &mut gray, code, 0),
+                None => image.copy_to(&mut gray),
             }
             .map_err(|e| e.to_string())
-        })?;
+        });
+        let result = converted.and_then(|()| self.step_gray(&gray, t_s, boxes, shifts));
+        self.gray = gray;
+        result
+    }
+
+    /// [`BoxFlow::step`] with the frame already in gray (8-bit, one
+    /// channel, full size): what `benches/track_replay.rs` feeds it from a
+    /// raw gray recording.
+    ///
+    /// # Errors
+    /// An OpenCV failure.
+    pub fn step_gray(
+        &mut self,
+        gray: &Mat,
+        t_s: f64,
+        boxes: &[[f32; 4]],
+        shifts: &mut Vec<Option<[f32; 2]>>,
+    ) -> Result<(), String> {
+        let prev = self.head;
+        self.head = (self.head + 1) % FRAMES_KEPT;
         let cv = |e: opencv::Error| e.to_string();
         let small = &mut self.small[self.head];
         opencv::imgproc::resize(
-            &self.gray,
+            gray,
             small,
             Size::default(),
             f64::from(SCALE),
@@ -189,7 +207,8 @@ impl BoxFlow {
     /// late detection's frame) to the newest: writes (frame time, total
     /// shift since `from_s`) for each later frame into `path`, which stays
     /// empty when that frame is no longer kept. Where the pixels lose the
-    /// box, its last shift is carried on.
+    /// box, its last shift is carried on. Returns on how many of those
+    /// frames the pixels measured the shift.
     ///
     /// # Errors
     /// An OpenCV failure.
@@ -198,14 +217,15 @@ impl BoxFlow {
         from_s: f64,
         bbox: [f32; 4],
         path: &mut Vec<(f64, [f32; 2])>,
-    ) -> Result<(), String> {
+    ) -> Result<usize, String> {
         path.clear();
         let Some(back) = (0..self.count).find(|&k| {
             let i = (self.head + FRAMES_KEPT - k) % FRAMES_KEPT;
             (self.times_s[i] - from_s).abs() < 1e-6
         }) else {
-            return Ok(());
+            return Ok(0);
         };
+        let mut measured = 0;
         let mut cum = [0.0f32; 2];
         let mut step = [0.0f32; 2];
         for k in (0..back).rev() {
@@ -231,11 +251,12 @@ impl BoxFlow {
             )?;
             if let Some(Some(s)) = self.one_shift.first() {
                 step = s.map(|v| v / SCALE);
+                measured += 1;
             }
             cum = [cum[0] + step[0], cum[1] + step[1]];
             path.push((self.times_s[i1], cum));
         }
-        Ok(())
+        Ok(measured)
     }
 }
 
@@ -395,13 +416,13 @@ mod tests {
         }
         let mut path = Vec::new();
         let at2 = [66.0, 52.0, 130.0, 116.0];
-        flow.follow(0.2, at2, &mut path).unwrap();
+        assert_eq!(flow.follow(0.2, at2, &mut path).unwrap(), 4, "measured on every frame");
         assert_eq!(path.len(), 4, "{path:?}");
         let (t, cum) = path[3];
         assert!((t - 0.6).abs() < 1e-9);
         assert!((cum[0] - 12.0).abs() < 1.0 && (cum[1] - 4.0).abs() < 1.0, "{path:?}");
         // A frame no longer kept: no path.
-        flow.follow(-5.0, at2, &mut path).unwrap();
+        assert_eq!(flow.follow(-5.0, at2, &mut path).unwrap(), 0);
         assert!(path.is_empty());
     }
 }

@@ -140,9 +140,10 @@ struct Track {
     history: FlowHistory,
     /// The box reported on the last frame.
     reported: [f32; 4],
-    /// Started from a late detection on this update: its pixel motion up to
-    /// now is still to be followed ([`Tracker::late_births`]).
-    born_late: bool,
+    /// Measured (or started) by a late detection on this update: its pixel
+    /// motion from the detection's frame up to now is still to be followed
+    /// from the measured box ([`Tracker::late_measured`]).
+    follow_late: bool,
 }
 
 impl Track {
@@ -185,6 +186,17 @@ impl FlowHistory {
         self.len = (self.len + 1).min(HISTORY);
     }
 
+    /// Replaces the entry at `t_s` (to a microsecond), or adds one.
+    fn set(&mut self, t_s: f64, cum: [f32; 2]) {
+        match self.entries[..self.len]
+            .iter_mut()
+            .find(|(t, _)| (*t - t_s).abs() < 1e-6)
+        {
+            Some(e) => e.1 = cum,
+            None => self.push(t_s, cum),
+        }
+    }
+
     /// The shift at time `t_s`: the latest entry at or before it (to a
     /// microsecond); `None` when `t_s` is older than every entry kept.
     fn at(&self, t_s: f64) -> Option<[f32; 2]> {
@@ -217,6 +229,9 @@ pub struct Tracker {
     cum_at: Vec<Option<[f32; 2]>>,
     /// [`Tracker::advance_flow`] has been called: boxes move by pixel motion.
     uses_flow: bool,
+    /// The detections being folded in are late (made before the frame
+    /// reported) and boxes move by pixel motion.
+    late: bool,
 }
 
 /// Cosine distance of two L2-normalised vectors.
@@ -254,6 +269,7 @@ impl Tracker {
             newer: Vec::new(),
             cum_at: Vec::new(),
             uses_flow: false,
+            late: false,
         }
     }
 
@@ -264,34 +280,58 @@ impl Tracker {
         out.extend(self.tracks.iter().map(|t| t.reported));
     }
 
-    /// Tracks started on the last update from a late detection: (track
-    /// index, the detection's time, its box). With pixel motion, follow each
-    /// through the frames since ([`flow::BoxFlow::follow`]) and hand the path
-    /// to [`Tracker::caught_up`].
-    pub fn late_births(&self) -> impl Iterator<Item = (usize, f64, [f32; 4])> + '_ {
+    /// Tracks measured or started on the last update by a late detection:
+    /// (track index, the detection's time, the box as measured then). With
+    /// pixel motion, follow each through the frames since
+    /// ([`flow::BoxFlow::follow`]) and hand the path to
+    /// [`Tracker::caught_up`]: the shift recorded since was measured on the
+    /// box where the track was then believed to be, which a late detection
+    /// has just corrected.
+    pub fn late_measured(&self) -> impl Iterator<Item = (usize, f64, [f32; 4])> + '_ {
         self.tracks
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.born_late)
-            .map(|(i, t)| (i, t.first_s, t.kf.bbox()))
+            .filter(|(_, t)| t.follow_late)
+            .map(|(i, t)| (i, t.last_update_s, t.kf.bbox()))
     }
 
-    /// Moves track `index` (from [`Tracker::late_births`]) along `path`
-    /// ((frame time, total shift since its detection), in time order) and
-    /// rewrites its entry in `out`, the tracks just reported.
-    pub fn caught_up(&mut self, index: usize, path: &[(f64, [f32; 2])], out: &mut [TrackOut]) {
+    /// Moves track `index` (from [`Tracker::late_measured`]) along `path`
+    /// ((frame time, total shift since its detection), in time order),
+    /// replacing the shifts recorded since, and rewrites its entry in `out`,
+    /// the tracks just reported. `measured`: the pixels measured the shift
+    /// on every frame of a non-empty `path`.
+    ///
+    /// A track born from that late detection is then confirmed: ByteTrack
+    /// confirms a track on its second observation in a row, and here the
+    /// object was observed again on each frame since, by its pixels
+    /// (Lucas-Kanade points that pass the forward-backward check, Kalal et
+    /// al., ICPR 2010), where waiting for the next detection would keep it
+    /// out of the output for another detection's cost and lag.
+    pub fn caught_up(
+        &mut self,
+        index: usize,
+        path: &[(f64, [f32; 2])],
+        measured: bool,
+        out: &mut [TrackOut],
+    ) {
         let Some(t) = self.tracks.get_mut(index) else {
             return;
         };
-        t.born_late = false;
+        t.follow_late = false;
+        if measured && !path.is_empty() && t.hits == 1 && t.state == TrackState::Tentative {
+            t.state = TrackState::Confirmed;
+        }
+        let base = t.anchor_cum;
         for &(time, cum) in path {
-            t.history.push(time, cum);
-            t.flow_cum = cum;
+            let c = [base[0] + cum[0], base[1] + cum[1]];
+            t.history.set(time, c);
+            t.flow_cum = c;
             t.flow_s = time;
         }
         t.reported = t.flow_box();
         if let Some(o) = out.iter_mut().find(|o| o.id == t.id) {
             o.bbox = t.reported;
+            o.state = t.state;
         }
     }
 
@@ -370,6 +410,7 @@ impl Tracker {
         for t in &mut self.tracks {
             t.matched = false;
         }
+        self.late = self.uses_flow && at_s < t_s - 1e-6;
         if let Some(dets) = detections {
             self.predicted.clear();
             self.newer.clear();
@@ -630,7 +671,7 @@ impl Tracker {
                     h
                 },
                 reported: d.bbox,
-                born_late: self.uses_flow && at_s < t_s - 1e-6,
+                follow_late: self.uses_flow && at_s < t_s - 1e-6,
             });
             self.next_id += 1;
         }
@@ -655,6 +696,9 @@ impl Tracker {
             // Unknown only for a track re-identified by appearance: then the
             // detection is taken as where it is now.
             t.anchor_cum = self.cum_at[ti].unwrap_or(t.flow_cum);
+            // Late, with a record of where the pixels had it then: its shift
+            // since is measured again from the corrected box.
+            t.follow_late = self.late && self.cum_at[ti].is_some();
             t.score = d.score;
             t.hits += 1;
             t.last_box = d.bbox;
@@ -767,14 +811,16 @@ impl Stage for TrackStage {
             ),
         }
         if let Some(flow) = flow {
-            // Tracks started from a late detection: follow the pixels from
-            // the detection's frame to this one.
+            // Tracks measured or started by a late detection: follow the
+            // pixels from the detection's frame to this one.
             self.births.clear();
-            self.births.extend(tracker.late_births());
+            self.births.extend(tracker.late_measured());
             for &(index, from_s, bbox) in &self.births {
-                flow.follow(from_s, bbox, &mut self.path)
+                let measured = flow
+                    .follow(from_s, bbox, &mut self.path)
                     .map_err(|e| StageError::msg(format!("optical flow: {e}")))?;
-                tracker.caught_up(index, &self.path, tracks.as_mut_vec());
+                let all = !self.path.is_empty() && measured == self.path.len();
+                tracker.caught_up(index, &self.path, all, tracks.as_mut_vec());
             }
         }
         record.tracks = Some(tracks);
@@ -1053,6 +1099,38 @@ mod tests {
         tracker.update_late(0.6, 0.5, &[walker(400.0)], &mut out);
         let new = out.iter().find(|t| t.id == 2).unwrap();
         assert!((new.age_s - 0.1).abs() < 1e-6, "{new:?}");
+    }
+
+    #[test]
+    fn a_late_birth_followed_by_the_pixels_is_confirmed() {
+        let run = |measured: bool| {
+            let mut tracker = Tracker::new(TrackSettings {
+                motion: Motion::Flow,
+                ..TrackSettings::default()
+            });
+            let mut out = Vec::new();
+            for i in 0..3 {
+                let t = 0.1 * i as f64;
+                tracker.advance_flow(t, &[]);
+                tracker.update(t, Some(&[walker(100.0)]), None, &mut out);
+            }
+            // A new object detected at 0.3 s, its result at 0.5 s: born
+            // tentative, then followed 10 px a frame over the two frames since.
+            tracker.advance_flow(0.4, &[None]);
+            tracker.update(0.4, None, None, &mut out);
+            tracker.advance_flow(0.5, &[None]);
+            tracker.update_late(0.5, 0.3, &[walker(100.0), walker(400.0)], &mut out);
+            let births: Vec<_> = tracker.late_measured().collect();
+            assert_eq!(births.len(), 2, "both measured late: {births:?}");
+            let (index, from_s, bbox) = births[1];
+            assert_eq!((from_s, bbox), (0.3, walker(400.0).bbox));
+            tracker.caught_up(index, &[(0.4, [10.0, 0.0]), (0.5, [20.0, 0.0])], measured, &mut out);
+            let new = out.iter().find(|t| t.id == 2).cloned().unwrap();
+            assert!((new.bbox[0] - 420.0).abs() < 1e-3, "{new:?}");
+            new.state
+        };
+        assert_eq!(run(true), TrackState::Confirmed);
+        assert_eq!(run(false), TrackState::Tentative);
     }
 
     #[test]
