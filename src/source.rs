@@ -166,6 +166,18 @@ pub enum SourceError {
         /// A network source (exit code 3 when it gives up), not a device.
         network: bool,
     },
+    #[error(
+        "source `{id}`: no frame, no error and no end of stream for {after_s} s: GStreamer stalled on this input (a damaged file?)"
+    )]
+    /// A recording read as fast as it decodes that stops giving frames
+    /// without an error or an end of stream (seen with damaged MP4 headers:
+    /// the demuxer pauses without posting an error). Bad input.
+    Stuck {
+        /// The source id.
+        id: String,
+        /// The time without a frame, seconds.
+        after_s: f64,
+    },
     #[error("source `{id}`: the live stream ended (end of stream)")]
     /// A live source with `reconnect` reached an end of stream (the server
     /// or device stopped sending).
@@ -220,7 +232,8 @@ impl SourceError {
         match self {
             SourceError::Build { .. }
             | SourceError::Truncated { .. }
-            | SourceError::NoTimestamps { .. } => true,
+            | SourceError::NoTimestamps { .. }
+            | SourceError::Stuck { .. } => true,
             SourceError::Stream { bad_input, .. } => *bad_input,
             _ => false,
         }
@@ -236,6 +249,7 @@ impl SourceError {
                 | SourceError::Caps { .. }
                 | SourceError::Truncated { .. }
                 | SourceError::NoTimestamps { .. }
+                | SourceError::Stuck { .. }
         )
     }
 }

@@ -55,6 +55,12 @@ const ORIENTATIONS: [&str; 8] = [
 ];
 /// How long one pull waits before the loop looks at the bus and the stop flag.
 const PULL_TIMEOUT_MS: u64 = 50;
+
+/// A recording read as fast as it decodes (not live, not paced) that gives
+/// no frame, no error and no end of stream for this long has stalled
+/// ([`SourceError::Stuck`]). Decoding one frame takes milliseconds; a
+/// loaded machine may take a second.
+const STUCK_AFTER_S: f64 = 10.0;
 /// A file that ends this much before its declared duration is reported as truncated
 /// (or three frame periods, whichever is longer).
 const TRUNCATION_TOLERANCE_NS: u64 = 1_000_000_000;
@@ -230,6 +236,15 @@ impl GstSource {
                         });
                     }
                     return self.check_complete(last_end_ns, frame_period_ns, seq, stats);
+                }
+                if !self.plan.live
+                    && !self.plan.realtime
+                    && last_activity.elapsed().as_secs_f64() >= STUCK_AFTER_S
+                {
+                    return Err(SourceError::Stuck {
+                        id: self.plan.id.clone(),
+                        after_s: STUCK_AFTER_S,
+                    });
                 }
                 if let (Some(policy), Some(after)) = (self.plan.reconnect, watchdog)
                     && last_activity.elapsed() >= after
