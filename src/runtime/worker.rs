@@ -907,19 +907,27 @@ mod tests {
         schedule: Schedule,
         work_ms: u64,
     ) -> (StageWorker, Arc<AtomicU64>) {
+        let (w, calls, _) = worker_for(&plan(interval, false, schedule), work_ms);
+        (w, calls)
+    }
+
+    /// A worker of `p` over a [`Fake`] stage: the worker, the stage's call
+    /// count and the stage's counters.
+    fn worker_for(p: &StagePlan, work_ms: u64) -> (StageWorker, Arc<AtomicU64>, Arc<StageStats>) {
         let calls = Arc::new(AtomicU64::new(0));
         let stage = Fake {
             work_ms,
             pool: VecPool::default(),
             calls: calls.clone(),
         };
+        let stats = Arc::new(StageStats::new("s"));
         let w = StageWorker::new(
-            &plan(interval, false, schedule),
+            p,
             Box::new(stage),
-            Arc::new(StageStats::new("s")),
+            stats.clone(),
             crate::runtime::streams::end_channel().1,
         );
-        (w, calls)
+        (w, calls, stats)
     }
 
     /// A frame `seq` of a stream at `period_ms`, captured at `capture_ns`.
@@ -1268,12 +1276,6 @@ mod tests {
 
     #[test]
     fn batched_frames_leave_in_arrival_order_with_per_frame_skips() {
-        let calls = Arc::new(AtomicU64::new(0));
-        let stage = Fake {
-            work_ms: 0,
-            pool: VecPool::default(),
-            calls: calls.clone(),
-        };
         let mut p = plan(Interval::Every(2), false, Schedule::Inline);
         p.batch = Some(BatchPolicy {
             max: 4,
@@ -1281,13 +1283,7 @@ mod tests {
             timeout: Duration::from_secs(30),
         });
         p.streams = Some(vec!["a".into(), "b".into()]);
-        let stats = Arc::new(StageStats::new("s"));
-        let w = StageWorker::new(
-            &p,
-            Box::new(stage),
-            stats.clone(),
-            crate::runtime::streams::end_channel().1,
-        );
+        let (w, calls, stats) = worker_for(&p, 0);
         let (tx, rx, out, sink) = edges();
         // Streams a and b interleaved (every 2nd frame of each is worked on),
         // and c, which the stage does not work on.
@@ -1337,23 +1333,12 @@ mod tests {
     fn a_batch_that_does_not_fill_runs_after_its_timeout() {
         // The real clock: one frame, then nothing for a while. The batch runs
         // after its 20 ms timeout, not at the end of the stream.
-        let calls = Arc::new(AtomicU64::new(0));
-        let stage = Fake {
-            work_ms: 0,
-            pool: VecPool::default(),
-            calls: calls.clone(),
-        };
         let mut p = plan(Interval::Every(1), false, Schedule::Inline);
         p.batch = Some(BatchPolicy {
             max: 4,
             timeout: Duration::from_millis(20),
         });
-        let w = StageWorker::new(
-            &p,
-            Box::new(stage),
-            Arc::new(StageStats::new("s")),
-            crate::runtime::streams::end_channel().1,
-        );
+        let (w, calls, _) = worker_for(&p, 0);
         let (tx, rx, out, sink) = edges();
         let producer = thread::Builder::new()
             .name("producer".into())
