@@ -31,9 +31,9 @@ use crate::meter::SourceStats;
 use crate::registry;
 use crate::source::Source;
 
-/// How many stream ends a stage worker holds before it reads them; more are
-/// dropped (the worker then forgets that stream's state only when a stage
-/// is rebuilt, never wrongly).
+/// How many stream ends wait for one stage worker to read them; a notice
+/// that finds the queue full is dropped, and that worker keeps the stream's
+/// state (a few kilobytes) until the run ends: memory, never a wrong result.
 const END_QUEUE: usize = 64;
 
 /// A stream's source has finished: its last frame is `last_seq` (`None`:
