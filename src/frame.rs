@@ -23,6 +23,9 @@ pub enum CaptureClock {
     Arrival,
     /// The pipeline clock's capture time of a live source (base time + running time).
     Pipeline,
+    /// The capture time the sending node stamped (a `zenoh` source: a camera
+    /// node's capture wall time), moved onto this machine's monotonic clock.
+    Sender,
 }
 
 /// Where a frame's media time ([`FrameMeta::pts_ns`]) came from.
@@ -72,6 +75,9 @@ pub struct FrameMeta {
     /// without frames, ns (this frame's capture time minus the previous
     /// frame's). `None` on every other frame.
     pub gap_ns: Option<u64>,
+    /// When the capture time came from the sender ([`CaptureClock::Sender`]):
+    /// the monotonic time the frame arrived here, ns. `None` otherwise.
+    pub arrival_ns: Option<u64>,
 }
 
 impl FrameMeta {
@@ -137,6 +143,7 @@ impl Frame {
                 time_source: TimeSource::Pts,
                 orientation: None,
                 gap_ns: None,
+                arrival_ns: None,
             },
             buffer: gst::Buffer::from_slice(bytes),
             info: Arc::new(info),

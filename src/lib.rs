@@ -18,10 +18,10 @@
 /// and `pub static KINDS: &[&SinkKind] = &[&jsonl::KIND, &depth_png::KIND];`.
 /// Each folder's `mod.rs` has one such line: the registry of its kinds.
 macro_rules! kinds {
-    ($kind:ty: $($name:ident),+ $(,)?) => {
-        $(pub mod $name;)+
+    ($kind:ty: $($(#[$attr:meta])* $name:ident),+ $(,)?) => {
+        $($(#[$attr])* pub mod $name;)+
         /// Every kind of this folder, in the order `percept check` lists them.
-        pub static KINDS: &[&$kind] = &[$(&$name::KIND),+];
+        pub static KINDS: &[&$kind] = &[$($(#[$attr])* &$name::KIND),+];
     };
 }
 
@@ -42,6 +42,8 @@ pub mod cvmat;
 pub mod messages;
 pub mod model;
 pub mod overlay;
+#[cfg(feature = "zenoh")]
+pub mod pubsub;
 pub mod sink;
 pub mod source;
 pub mod stage;

@@ -21,6 +21,7 @@ use gstreamer_video::VideoFormat;
 use gstreamer_video::prelude::*;
 use jpeg_encoder::{ColorType, Encoder};
 
+use crate::frame::Frame;
 use crate::overlay::boxes;
 use crate::record::Work;
 use crate::schema::RecordLine;
@@ -190,42 +191,29 @@ pub fn annotations(work: &Work, out: &mut ImageAnnotations) {
     }
 }
 
-/// Builds a frame's messages into buffers it reuses.
-pub struct Messages {
-    buf: Vec<u8>,
+/// A JPEG encoder with reused buffers (`jpeg-encoder`, with its AVX2 path
+/// where the CPU has it): after the first frame of a size, encoding
+/// allocates nothing.
+pub struct Jpeg {
     quality: u8,
     packed: Vec<u8>,
-    jpeg: Vec<u8>,
-    annotations: ImageAnnotations,
-    calibration: CameraCalibration,
-    depth_bytes: Vec<u8>,
+    out: Vec<u8>,
 }
 
-impl Messages {
-    /// A builder encoding images at JPEG `quality` (1..=100).
-    pub fn new(quality: i32) -> Messages {
-        Messages {
-            buf: Vec::with_capacity(1 << 16),
+impl Jpeg {
+    /// An encoder at `quality` (clamped to 1..=100).
+    pub fn new(quality: i32) -> Jpeg {
+        Jpeg {
             quality: quality.clamp(1, 100) as u8,
             packed: Vec::new(),
-            jpeg: Vec::with_capacity(1 << 16),
-            annotations: ImageAnnotations::default(),
-            calibration: CameraCalibration::default(),
-            depth_bytes: Vec::new(),
+            out: Vec::with_capacity(1 << 16),
         }
     }
 
-    fn encode<T: Encode>(&mut self, msg: &T) -> io::Result<()> {
-        self.buf.clear();
-        msg.encode(&mut self.buf)
-            .map_err(|e| io::Error::other(e.to_string()))
-    }
-
-    /// Encodes the frame as JPEG into `self.jpeg` (`jpeg-encoder`, with its
-    /// AVX2 path where the CPU has it), packing the rows into a reused
-    /// buffer first when they are padded.
-    fn jpeg(&mut self, work: &Work) -> io::Result<()> {
-        let frame = &work.frame;
+    /// Encodes a frame of a packed format (RGB, BGR, RGBA/RGBx, BGRA/BGRx,
+    /// GRAY8), packing its rows into a reused buffer first when they are
+    /// padded. Errors name the format or size that cannot be encoded.
+    pub fn encode(&mut self, frame: &Frame) -> io::Result<&[u8]> {
         let fail = |e: String| {
             io::Error::other(format!(
                 "images = \"jpeg\": {e} (set the source's format = \"RGB\", or images = \"none\")"
@@ -263,10 +251,39 @@ impl Messages {
             }
             &self.packed[..]
         };
-        self.jpeg.clear();
-        Encoder::new(&mut self.jpeg, self.quality)
+        self.out.clear();
+        Encoder::new(&mut self.out, self.quality)
             .encode(rows, w16, h16, colour)
-            .map_err(|e| fail(e.to_string()))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(&self.out)
+    }
+}
+
+/// Builds a frame's messages into buffers it reuses.
+pub struct Messages {
+    buf: Vec<u8>,
+    jpeg: Jpeg,
+    annotations: ImageAnnotations,
+    calibration: CameraCalibration,
+    depth_bytes: Vec<u8>,
+}
+
+impl Messages {
+    /// A builder encoding images at JPEG `quality` (1..=100).
+    pub fn new(quality: i32) -> Messages {
+        Messages {
+            buf: Vec::with_capacity(1 << 16),
+            jpeg: Jpeg::new(quality),
+            annotations: ImageAnnotations::default(),
+            calibration: CameraCalibration::default(),
+            depth_bytes: Vec::new(),
+        }
+    }
+
+    fn encode<T: Encode>(&mut self, msg: &T) -> io::Result<()> {
+        self.buf.clear();
+        msg.encode(&mut self.buf)
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 
     /// Builds the messages of one frame and hands each to `out` as its
@@ -287,11 +304,11 @@ impl Messages {
         let frame_id = format!("{}/camera", meta.stream);
 
         if image {
-            self.jpeg(work)?;
+            let jpeg = self.jpeg.encode(&work.frame)?;
             let msg = CompressedImage {
                 timestamp: Some(ts),
                 frame_id: frame_id.clone(),
-                data: Bytes::copy_from_slice(self.jpeg.as_slice()),
+                data: Bytes::copy_from_slice(jpeg),
                 format: "jpeg".into(),
             };
             self.encode(&msg)?;

@@ -232,6 +232,10 @@ pub struct SourceStats {
     pub reconnect_attempts: AtomicU64,
     /// Time without frames before each come-back, summed, ns.
     pub gap_ns: AtomicU64,
+    /// Frames the sender numbered that never reached the stages (gaps in a
+    /// `zenoh` source's sequence numbers: dropped by Zenoh's congestion
+    /// control, or by this source's `latest` delivery).
+    pub lost: AtomicU64,
 }
 
 /// Counters of one stereo pairing.

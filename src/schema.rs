@@ -98,6 +98,11 @@ pub struct RecordLine<'a> {
     pub gap_ms: Option<f64>,
     /// Wall-clock capture time, ns since the Unix epoch.
     pub capture_wall_ns: u64,
+    /// When the capture time came from another node (`capture_clock` is
+    /// `sender`: a `zenoh` source): wall-clock arrival here, ns since the
+    /// Unix epoch. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arrival_wall_ns: Option<u64>,
     /// Wall-clock output time, ns since the Unix epoch.
     pub emit_wall_ns: u64,
     /// Capture to output, ns.
@@ -154,6 +159,7 @@ impl<'a> RecordLine<'a> {
             orientation: meta.orientation,
             gap_ms: meta.gap_ns.map(|g| g as f64 / 1e6),
             capture_wall_ns: meta.capture_wall_ns,
+            arrival_wall_ns: meta.arrival_ns.map(clock::wall_ns_of),
             emit_wall_ns: clock::wall_ns_of(emit_ns),
             latency_ns: emit_ns.saturating_sub(meta.capture_ns),
             width: work.frame.width(),

@@ -133,6 +133,9 @@ pub struct SinkKind {
     pub needs_path: bool,
     /// The kind's own option names (besides `kind`, `path`, `queue`), for error messages.
     pub options: &'static [&'static str],
+    /// Those of its options that name files: at plan time `${VAR}` and `~`
+    /// expand and a relative path starts from the pipeline file's folder.
+    pub path_options: &'static [&'static str],
     /// Rejects an output or option this kind cannot work with, naming the
     /// field and saying why (`percept check` and plan time: nothing is opened).
     pub check: fn(&OutputPath, &SinkOptions) -> Result<(), SinkCheckError>,

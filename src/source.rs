@@ -306,6 +306,31 @@ pub trait SourceInput: std::fmt::Debug + Send + Sync {
         false
     }
 
+    /// Whether each buffer's capture time comes from the sender: a
+    /// `timestamp/x-ntp` reference timestamp meta holding the sender's
+    /// capture wall time ([`crate::frame::CaptureClock::Sender`]).
+    fn sender_clock(&self) -> bool {
+        false
+    }
+
+    /// Whether buffer offsets are the sender's frame numbers, so a jump is
+    /// frames lost on the way ([`crate::meter::SourceStats::lost`]).
+    fn numbers_frames(&self) -> bool {
+        false
+    }
+
+    /// Whether the sender said the stream is over: the next end of stream
+    /// ends the source for good, without reconnecting.
+    fn finished(&self) -> bool {
+        false
+    }
+
+    /// Why the input could not start, when it ended its stream because of
+    /// a failure outside GStreamer (a Zenoh session that did not open).
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// A short human description (`file /path`, `uri rtsp://…`).
     fn describe(&self) -> String;
 }

@@ -34,14 +34,6 @@ fn http_with(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, St
     Some((status, body))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn live_pipeline(dir: &std::path::Path) -> std::path::PathBuf {
     pipeline(
         dir,
@@ -184,17 +176,6 @@ fn lines_of(path: &std::path::Path) -> usize {
 
 /// Kills the run when a test fails midway (an orphan would keep the build
 /// lock's file descriptor).
-struct Running(Option<std::process::Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// The stream `id` in `GET /streams`.
 fn stream(port: u16, id: &str) -> Option<Value> {
     let (status, body) = http(port, "GET", "/streams")?;

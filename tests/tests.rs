@@ -27,3 +27,5 @@ mod signals;
 mod sources;
 mod stereo;
 mod track;
+#[cfg(feature = "zenoh")]
+mod zenoh;

@@ -463,6 +463,7 @@ impl Resolver<'_> {
             }
         };
         let ctx = SourceContext {
+            id: spec.id.get_ref(),
             field,
             kind_span: spec.kind.span(),
             size,
@@ -790,7 +791,19 @@ impl Resolver<'_> {
                 ));
             }
         }
-        let options: crate::sink::SinkOptions = self.typed(own)?;
+        let mut options: crate::sink::SinkOptions = self.typed(own)?;
+        for name in kind.path_options {
+            if let Some(toml::Value::String(raw)) = options.get(*name) {
+                let span = own_spans
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map_or(table_span.clone(), |(_, s)| s.clone());
+                let expanded =
+                    expand(raw).map_err(|m| self.invalid(span, format!("{field}.{name}"), m))?;
+                let path = self.base.join(expanded).to_string_lossy().into_owned();
+                options.insert((*name).to_string(), toml::Value::String(path));
+            }
+        }
         let output = match (&overrides.output, &spec.path) {
             (Some(out), _) if kind == registry::output_sink() => output_path(out, Path::new(".")),
             (_, Some(p)) => {

@@ -433,6 +433,8 @@ pub struct NoSettings {}
 
 /// What a source kind's resolve step sees besides its own table.
 pub struct SourceContext<'a> {
+    /// The source's `id`.
+    pub id: &'a str,
     /// The source's place in the file, `source[i]`, for error fields.
     pub field: &'a str,
     /// The span of its `kind` value: errors about missing fields point here.

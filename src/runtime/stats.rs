@@ -395,6 +395,14 @@ impl RunStats {
                     count: n,
                 });
             }
+            let n = load(&s.lost);
+            if n > 0 {
+                drops.push(DropCount {
+                    at: format!("source {id}"),
+                    reason: "lost",
+                    count: n,
+                });
+            }
         }
         let mut skips = Vec::new();
         for s in &stages {

@@ -18,6 +18,7 @@ pub static KIND: SinkKind = SinkKind {
     name: "depth_png",
     path_help: "a folder",
     options: &[],
+    path_options: &[],
     needs_path: true,
     check,
     open,

@@ -50,6 +50,7 @@ pub static KIND: SinkKind = SinkKind {
     name: "foxglove",
     path_help: "none (the live view listens on `host`:`port`)",
     options: &["host", "port", "images", "jpeg_quality", "backlog"],
+    path_options: &[],
     needs_path: false,
     check,
     open,

@@ -13,6 +13,7 @@ pub static KIND: SinkKind = SinkKind {
     name: "jsonl",
     path_help: "a file, or `-` for standard output",
     options: &[],
+    path_options: &[],
     needs_path: true,
     check: |_, options| no_options(options),
     open,

@@ -61,6 +61,7 @@ pub static KIND: SinkKind = SinkKind {
     name: "mcap",
     path_help: "an MCAP file (e.g. run.mcap)",
     options: &["images", "jpeg_quality"],
+    path_options: &[],
     needs_path: true,
     check,
     open,

@@ -12,6 +12,7 @@ pub static KIND: SinkKind = SinkKind {
     name: "null",
     path_help: "`-` (nothing is written)",
     options: &[],
+    path_options: &[],
     needs_path: true,
     check,
     open,

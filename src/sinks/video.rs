@@ -53,6 +53,7 @@ pub static KIND: SinkKind = SinkKind {
     name: "video",
     path_help: "a video file ending in .mp4 or .mkv",
     options: &["encoder", "trail"],
+    path_options: &[],
     needs_path: true,
     check,
     open,

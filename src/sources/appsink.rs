@@ -77,18 +77,37 @@ pub struct GstSource {
     orientation: Arc<AtomicU8>,
 }
 
+/// NTP time (since 1900) minus Unix time (since 1970), ns: 70 years and
+/// 17 leap days (RFC 5905).
+pub const NTP_UNIX_OFFSET_NS: u64 = 2_208_988_800 * 1_000_000_000;
+
+/// The caps name of a reference timestamp meta a source puts on the first
+/// buffer after its sender came back ([`crate::source::SourceInput::sender_clock`]
+/// sources): the frame after a gap.
+pub const RESUME_CAPS: &str = "timestamp/x-percept-resume";
+/// The caps name of a reference timestamp meta holding the sender's PTS
+/// ([`crate::source::SourceInput::sender_clock`] sources): decoders may
+/// move a buffer's own PTS, a meta travels unchanged.
+pub const SENDER_PTS_CAPS: &str = "timestamp/x-percept-pts";
+
+/// The timestamp of a buffer's reference timestamp meta with caps `name`.
+pub fn reference_time(buffer: &gst::BufferRef, name: &str) -> Option<u64> {
+    buffer
+        .iter_meta::<gst::ReferenceTimestampMeta>()
+        .find(|m| m.reference().structure(0).is_some_and(|s| s.name() == name))
+        .map(|m| m.timestamp().nseconds())
+}
+
+/// Whether a buffer carries a reference timestamp meta with caps `name`.
+pub fn has_reference(buffer: &gst::BufferRef, name: &str) -> bool {
+    reference_time(buffer, name).is_some()
+}
+
 /// The sender's NTP time of a buffer (ns since 1900), when GStreamer attached
 /// one (`GstReferenceTimestampMeta` with `timestamp/x-ntp` caps: rtspsrc with
 /// `add-reference-timestamp-meta`, from RTCP sender reports).
 pub fn ntp_time(buffer: &gst::BufferRef) -> Option<u64> {
-    buffer
-        .iter_meta::<gst::ReferenceTimestampMeta>()
-        .find(|m| {
-            m.reference()
-                .structure(0)
-                .is_some_and(|s| s.name() == "timestamp/x-ntp")
-        })
-        .map(|m| m.timestamp().nseconds())
+    reference_time(buffer, "timestamp/x-ntp")
 }
 
 /// The GStreamer description a source plan runs.
@@ -229,6 +248,16 @@ impl GstSource {
             let Some(sample) = self.appsink.try_pull_sample(timeout) else {
                 if self.appsink.is_eos() {
                     self.check_bus(&bus)?;
+                    if let Some(message) = self.plan.input.failure() {
+                        return Err(SourceError::Start {
+                            id: self.plan.id.clone(),
+                            message,
+                        });
+                    }
+                    if self.plan.input.finished() {
+                        tracing::info!(source = %self.stream, "the sender ended the stream");
+                        return Ok(());
+                    }
                     if self.plan.reconnect.is_some() && self.plan.live {
                         return Err(SourceError::Ended {
                             id: self.plan.id.clone(),
@@ -280,10 +309,14 @@ impl GstSource {
                 }
             };
 
-            let (pts_ns, time_source) = match buffer.pts() {
+            let pts = match self.plan.input.sender_clock() {
+                true => reference_time(buffer.as_ref(), SENDER_PTS_CAPS),
+                false => buffer.pts().map(gst::ClockTime::nseconds),
+            };
+            let (pts_ns, time_source) = match pts {
                 Some(p) => {
-                    last_pts = Some((p.nseconds(), seq));
-                    (Some(p.nseconds()), TimeSource::Pts)
+                    last_pts = Some((p, seq));
+                    (Some(p), TimeSource::Pts)
                 }
                 None => match self.frame_rate(&layout) {
                     Some((n, d)) => {
@@ -318,7 +351,18 @@ impl GstSource {
                 last_end_ns = Some(p + duration_ns.unwrap_or(0));
                 stats.position_ns.store(p, Ordering::Relaxed);
             }
-            if self.plan.delivery == Delivery::Latest {
+            if self.plan.input.numbers_frames() {
+                // The sender's sequence numbers: a jump is frames lost on the way.
+                let offset = buffer.offset();
+                if offset != gst::format::Buffers::OFFSET_NONE {
+                    if let Some(prev) = last_offset
+                        && offset > prev + 1
+                    {
+                        stats.lost.fetch_add(offset - prev - 1, Ordering::Relaxed);
+                    }
+                    last_offset = Some(offset);
+                }
+            } else if self.plan.delivery == Delivery::Latest {
                 let offset = buffer.offset();
                 if offset != gst::format::Buffers::OFFSET_NONE {
                     if let Some(prev) = last_offset
@@ -331,7 +375,31 @@ impl GstSource {
                     last_offset = Some(offset);
                 }
             }
-            let (capture_ns, capture_clock) = self.capture_time(&sample, pts_ns, arrival_ns);
+            let sender_wall_ns = self
+                .plan
+                .input
+                .sender_clock()
+                .then(|| ntp_time(buffer.as_ref()))
+                .flatten()
+                .map(|ntp| ntp.saturating_sub(NTP_UNIX_OFFSET_NS));
+            let (capture_ns, capture_clock) = match sender_wall_ns {
+                // The sender's capture time on this machine's monotonic clock
+                // (never after the arrival: clocks a little apart).
+                Some(wall) => (
+                    arrival_ns.saturating_sub(clock::wall_ns().saturating_sub(wall)),
+                    CaptureClock::Sender,
+                ),
+                None => self.capture_time(&sample, pts_ns, arrival_ns),
+            };
+            // A sender that came back (a `zenoh` camera node restarted):
+            // a gap in this same pipeline, and its PTS restart.
+            if self.plan.input.sender_clock()
+                && has_reference(buffer.as_ref(), RESUME_CAPS)
+                && carry.last_capture_ns.is_some()
+            {
+                carry.after_gap = true;
+                pts_offset = None;
+            }
             // After a rebuild the new pipeline's PTS restart: continue the
             // previous pipeline's, plus the time without frames.
             let pts_ns = pts_ns.map(|raw| {
@@ -373,7 +441,9 @@ impl GstSource {
                         duration_ns,
                         capture_ns,
                         capture_clock,
-                        capture_wall_ns: clock::wall_ns_of(capture_ns),
+                        capture_wall_ns: sender_wall_ns
+                            .unwrap_or_else(|| clock::wall_ns_of(capture_ns)),
+                        arrival_ns: sender_wall_ns.map(|_| arrival_ns),
                         deadline_ns,
                         ntp_ns,
                         time_source,

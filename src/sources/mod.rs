@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::source::SourceInput;
 
 pub mod appsink;
-kinds!(crate::config::resolve::SourceKind: file, uri, v4l2, test, gst);
+kinds!(crate::config::resolve::SourceKind: file, uri, v4l2, test, gst, #[cfg(feature = "zenoh")] zenoh);
 
 /// `--input`: a URI, a V4L2 device or a file path (relative to the working
 /// directory, `${VAR}` and `~` expanded); `Err` says why not.

@@ -43,7 +43,7 @@ fn time_of(frame: &Frame) -> (i64, PairClock) {
         return (ntp as i64, PairClock::Ntp);
     }
     match (frame.meta.capture_clock, frame.meta.pts_ns) {
-        (CaptureClock::Pipeline, _) | (_, None) => {
+        (CaptureClock::Pipeline | CaptureClock::Sender, _) | (_, None) => {
             (frame.meta.capture_ns as i64, PairClock::Pipeline)
         }
         (CaptureClock::Arrival, Some(pts)) => (pts as i64, PairClock::Pts),
