@@ -42,6 +42,7 @@ pub mod cvmat;
 pub mod messages;
 pub mod model;
 pub mod overlay;
+pub mod ros2;
 pub mod sink;
 pub mod source;
 pub mod stage;

@@ -1,0 +1,27 @@
+//! The ROS 2 wire format of percept's results: messages ([`msg`]), their
+//! CDR bytes ([`cdr`]) and their RIHS01 type hashes ([`hash`]). Pure
+//! functions over strings and bytes: no Zenoh here.
+
+pub mod cdr;
+pub mod hash;
+pub mod msg;
+
+pub use hash::type_hash;
+pub use msg::{CameraInfo, Detection2DArray, RosMessage};
+
+/// What building ROS 2 names and bytes can fail on.
+#[derive(Debug, thiserror::Error)]
+pub enum Ros2Error {
+    /// The CDR encoder or decoder refused a value or payload.
+    #[error("CDR: {0}")]
+    Cdr(String),
+    /// A type with no definition in [`hash::TYPES`].
+    #[error("no definition of ROS 2 type {0}")]
+    UnknownType(String),
+    /// A type name that is not `pkg/msg/Name` of `[A-Za-z0-9_]` words.
+    #[error("bad ROS 2 type name {0:?}")]
+    BadTypeName(String),
+    /// A topic, namespace, node name or Zenoh id that cannot be part of a key expression.
+    #[error("bad ROS 2 name: {0}")]
+    BadName(String),
+}
