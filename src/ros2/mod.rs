@@ -1,13 +1,16 @@
 //! The ROS 2 wire format of percept's results: messages ([`msg`]), their
-//! CDR bytes ([`cdr`]) and their RIHS01 type hashes ([`hash`]). Pure
-//! functions over strings and bytes: no Zenoh here.
+//! CDR bytes ([`cdr`]), their RIHS01 type hashes ([`hash`]) and
+//! rmw_zenoh's key expressions, liveliness tokens and sample attachment
+//! ([`rmw_zenoh`]). Pure functions over strings and bytes: no Zenoh here.
 
 pub mod cdr;
 pub mod hash;
 pub mod msg;
+pub mod rmw_zenoh;
 
 pub use hash::type_hash;
 pub use msg::{CameraInfo, Detection2DArray, RosMessage};
+pub use rmw_zenoh::{NodeInfo, Qos, RosType, attachment, topic_key_expr};
 
 /// What building ROS 2 names and bytes can fail on.
 #[derive(Debug, thiserror::Error)]
