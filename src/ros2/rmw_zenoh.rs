@@ -123,8 +123,9 @@ pub struct NodeInfo<'a> {
     pub domain_id: u32,
     /// The Zenoh session id as Zenoh prints it (`ZenohId`'s `Display`: lowercase hex).
     pub zid: &'a str,
-    /// The node's id within the session (rmw_zenoh counts entities of a
-    /// context from 0: nodes and their publishers share the counter).
+    /// The node's id, unique among the session's entities (rmw_zenoh
+    /// draws the ids of nodes and of their publishers from one counter per
+    /// context; a publisher's entity id must differ from its node's).
     pub node_id: u64,
     /// The node's namespace, `/` for none, e.g. `/robot1`.
     pub namespace: &'a str,
