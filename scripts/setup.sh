@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up for percept, used by both README commands.
 # Installs: Debian packages (GStreamer, OpenCV, clang), a Python venv with
-# onnxruntime (whose libonnxruntime.so the `ort` crate loads at run time),
+# onnxruntime (whose libonnxruntime.so the `ort` crate loads at run time) and
+# rosbags (the ROS 2 format check of tests/ros2.rs),
 # and the sample media from Debian's opencv-doc package.
 # A second run only checks.
 set -euo pipefail
@@ -60,6 +61,16 @@ if ! "$VENV/bin/python" -c "import onnxruntime, onnx, numpy, sys; sys.exit(onnxr
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" onnx numpy
 else
   log "onnxruntime $ORT_VERSION: present"
+fi
+# rosbags: the independent ROS 2 CDR and RIHS01 type-hash implementation
+# that tests/ros2_check.py checks src/ros2 against (pure Python itself;
+# pip brings its dependencies as wheels).
+ROSBAGS_VERSION="0.11.9"
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('rosbags') != '$ROSBAGS_VERSION')" 2>/dev/null; then
+  log "installing rosbags==$ROSBAGS_VERSION into the venv"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "rosbags==$ROSBAGS_VERSION"
+else
+  log "rosbags $ROSBAGS_VERSION: present"
 fi
 ORT_LIB="$(ls "$VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1)"
 [ -n "$ORT_LIB" ] || { log "libonnxruntime.so not found in $VENV"; exit 1; }

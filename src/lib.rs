@@ -44,6 +44,7 @@ pub mod model;
 pub mod overlay;
 #[cfg(feature = "zenoh")]
 pub mod pubsub;
+pub mod ros2;
 pub mod sink;
 pub mod source;
 pub mod stage;

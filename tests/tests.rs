@@ -22,6 +22,7 @@ mod outputs;
 mod parsers_never_panic;
 mod realtime;
 mod recording;
+mod ros2;
 mod runtime;
 mod signals;
 mod sources;

@@ -29,6 +29,27 @@ pub fn media(name: &str) -> PathBuf {
     path
 }
 
+/// The set-up script's venv python (`PERCEPT_PYTHON`, else
+/// `$PERCEPT_CACHE/venv/bin/python`, default `~/.cache/percept/venv`).
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("PERCEPT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("PERCEPT_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/percept")
+                })
+                .join("venv/bin/python")
+        });
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
