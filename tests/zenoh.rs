@@ -330,3 +330,175 @@ path = "{}"
     assert_eq!(cam1_stats["reconnects"], 1, "{cam1_stats}");
     assert!(cam1_stats["gap_s"].as_f64().unwrap() >= 1.0, "{cam1_stats}");
 }
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `ros2 = true`: detections reach Zenoh exactly as rmw_zenoh publishes
+/// them. Key expressions and liveliness tokens as rmw_zenoh names them,
+/// the attachment (sequence number from 1, the frame's capture time, a
+/// 16-byte GID), and the CDR bytes of a frame with tracks decoded by an
+/// independent implementation (rosbags, `tests/ros2_check.py`) into the
+/// JSON Lines record's tracks.
+#[test]
+fn ros2_mode_publishes_detections_as_rmw_zenoh_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let session = test_session(port);
+    let data = session
+        .declare_subscriber("0/**")
+        .with(zenoh::handlers::FifoChannel::new(1000))
+        .wait()
+        .unwrap();
+    let tokens = session
+        .liveliness()
+        .declare_subscriber("@ros2_lv/**")
+        .history(true)
+        .with(zenoh::handlers::FifoChannel::new(100))
+        .wait()
+        .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let p = pipeline(
+        dir.path(),
+        "ros2.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "cam0"
+kind = "file"
+location = "{}"
+format = "RGB"
+[[stage]]
+id = "detect"
+kind = "detect"
+layout = "yolov8"
+confidence = 0.25
+[stage.model]
+path = "{}"
+threads = 1
+[[stage]]
+id = "tracks"
+kind = "track"
+[[sink]]
+kind = "jsonl"
+path = "{}"
+[[sink]]
+kind = "zenoh"
+connect = ["tcp/127.0.0.1:{port}"]
+scouting = false
+congestion_control = "block"
+wait_for_subscribers_s = 10
+records = false
+ros2 = true
+frame_id = "{{stream}}_optical"
+"#,
+            repo().join("tests/media/squares.mkv").display(),
+            repo().join("tests/models/squares_yolov8.onnx").display(),
+            out.display()
+        ),
+    );
+    let run = finish(percept().args(["run"]).arg(&p).output().unwrap());
+    run.assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len(), 40);
+
+    let hash = percept::ros2::type_hash("vision_msgs/msg/Detection2DArray").unwrap();
+    let dds = "vision_msgs::msg::dds_::Detection2DArray_";
+    let mut token_keys = Vec::new();
+    while let Ok(Some(t)) = tokens.try_recv() {
+        token_keys.push(t.key_expr().as_str().to_string());
+    }
+    assert!(
+        token_keys
+            .iter()
+            .any(|k| k.starts_with("@ros2_lv/0/") && k.ends_with("/0/0/NN/%/%/percept")),
+        "node token: {token_keys:?}"
+    );
+    let publisher_token =
+        format!("/MP/%/%/percept/%percept%cam0%detections/{dds}/{hash}/::,10:,:,:,,");
+    assert!(
+        token_keys.iter().any(|k| k.ends_with(&publisher_token)),
+        "publisher token ending {publisher_token}: {token_keys:?}"
+    );
+
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < records.len() && Instant::now() < deadline {
+        if let Ok(Some(sample)) = data.recv_timeout(Duration::from_millis(100)) {
+            got.push(sample);
+        }
+    }
+    assert_eq!(got.len(), records.len(), "one Detection2DArray per frame");
+    let key = format!("0/percept/cam0/detections/{dds}/{hash}");
+    let mut checked_one = false;
+    for (i, (sample, record)) in got.iter().zip(&records).enumerate() {
+        assert_eq!(sample.key_expr().as_str(), key);
+        let a = sample.attachment().unwrap().to_bytes();
+        assert_eq!(a.len(), 33, "attachment of sample {i}");
+        assert_eq!(i64::from_le_bytes(a[..8].try_into().unwrap()), i as i64 + 1);
+        assert_eq!(
+            i64::from_le_bytes(a[8..16].try_into().unwrap()) as u64,
+            u64_field(record, "capture_wall_ns")
+        );
+        assert_eq!(a[16], 16, "GID length");
+        let tracks = record["tracks"].as_array().unwrap();
+        if checked_one || tracks.is_empty() {
+            continue;
+        }
+        // The first frame with tracks, through rosbags.
+        checked_one = true;
+        let claims = serde_json::json!({"vision_msgs/msg/Detection2DArray": {
+            "cdr": hex(&sample.payload().to_bytes()), "hash": hash, "key": key}});
+        let input = dir.path().join("claims.json");
+        std::fs::write(&input, serde_json::to_vec(&claims).unwrap()).unwrap();
+        let check = Command::new(crate::util::python())
+            .arg(repo().join("tests/ros2_check.py"))
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let c: Value = serde_json::from_slice(&check.stdout).unwrap();
+        let c = &c["vision_msgs/msg/Detection2DArray"];
+        assert_eq!(c["hash"], hash.as_str(), "rosbags' type hash");
+        assert_eq!(c["reserialized_equal"], true);
+        let m = &c["decoded"];
+        let wall = u64_field(record, "capture_wall_ns");
+        assert_eq!(m["header"]["stamp"]["sec"], wall / 1_000_000_000);
+        assert_eq!(m["header"]["stamp"]["nanosec"], wall % 1_000_000_000);
+        assert_eq!(m["header"]["frame_id"], "cam0_optical");
+        let dets = m["detections"].as_array().unwrap();
+        assert_eq!(dets.len(), tracks.len());
+        for (d, t) in dets.iter().zip(tracks) {
+            let b: Vec<f64> = t["bbox"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(d["id"], t["id"].as_u64().unwrap().to_string());
+            let close = |x: &Value, y: f64| (x.as_f64().unwrap() - y).abs() < 1e-3;
+            assert!(
+                close(&d["bbox"]["center"]["position"]["x"], (b[0] + b[2]) / 2.0),
+                "{d} {t}"
+            );
+            assert!(
+                close(&d["bbox"]["center"]["position"]["y"], (b[1] + b[3]) / 2.0),
+                "{d} {t}"
+            );
+            assert!(close(&d["bbox"]["size_x"], b[2] - b[0]), "{d} {t}");
+            assert!(close(&d["bbox"]["size_y"], b[3] - b[1]), "{d} {t}");
+            assert!(close(
+                &d["results"][0]["hypothesis"]["score"],
+                t["score"].as_f64().unwrap()
+            ));
+            assert_eq!(d["results"][0]["hypothesis"]["class_id"], t["class"]);
+        }
+    }
+    assert!(checked_one, "a frame with tracks");
+}

@@ -53,6 +53,8 @@ use zenoh::pubsub::Publisher;
 use zenoh::qos::CongestionControl;
 
 use crate::messages::Jpeg;
+use crate::ros2::rmw_zenoh::{GID_LEN, NodeInfo, Qos, RosType, attachment, topic_key_expr};
+use crate::ros2::{CameraInfo, Detection2DArray, Ros2Messages};
 use crate::pubsub::{Payload, SampleHeader, SessionOptions, check_key, stream_key};
 use crate::record::Work;
 use crate::schema::RecordLine;
@@ -75,6 +77,13 @@ pub static KIND: SinkKind = SinkKind {
         "jpeg_quality",
         "congestion_control",
         "wait_for_subscribers_s",
+        "ros2",
+        "domain_id",
+        "node_name",
+        "namespace",
+        "frame_id",
+        "detections_topic",
+        "camera_info_topic",
     ],
     path_options: &["config"],
     needs_path: false,
@@ -141,6 +150,35 @@ pub struct ZenohOptions {
     pub congestion_control: Congestion,
     /// How long a stream's first sample waits for a subscriber, seconds.
     pub wait_for_subscribers_s: Option<f64>,
+    /// Also publish detections and calibration as ROS 2 messages, exactly
+    /// as `rmw_zenoh` does (default false).
+    pub ros2: Option<bool>,
+    /// ROS domain id (default 0).
+    pub domain_id: Option<u32>,
+    /// The ROS 2 node the publishers belong to (default `percept`).
+    pub node_name: Option<String>,
+    /// Its namespace (default `/`).
+    pub namespace: Option<String>,
+    /// `header.frame_id` of the messages (default `{stream}`).
+    pub frame_id: Option<String>,
+    /// Topic of `vision_msgs/msg/Detection2DArray` (default `/percept/{stream}/detections`).
+    pub detections_topic: Option<String>,
+    /// Topic of `sensor_msgs/msg/CameraInfo` (default `/percept/{stream}/camera_info`).
+    pub camera_info_topic: Option<String>,
+}
+
+/// Default topic of the detections (ROS 2 mode).
+pub const DEFAULT_DETECTIONS_TOPIC: &str = "/percept/{stream}/detections";
+/// Default topic of the calibration (ROS 2 mode).
+pub const DEFAULT_CAMERA_INFO_TOPIC: &str = "/percept/{stream}/camera_info";
+
+/// A stream id as a ROS 2 name component: characters other than letters,
+/// digits and `_` become `_` (ROS names allow no `-`).
+fn ros_name(stream: &str) -> String {
+    stream
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect()
 }
 
 impl ZenohOptions {
@@ -181,7 +219,46 @@ fn options(options: &SinkOptions) -> Result<ZenohOptions, SinkCheckError> {
             format!("{w} is out of range: 0 to 3600 seconds"),
         ));
     }
-    if o.records == Some(false) && o.frames == Frames::None {
+    if o.ros2 == Some(true) {
+        let node = NodeInfo {
+            domain_id: o.domain_id.unwrap_or(0),
+            zid: "0123456789abcdef",
+            node_id: 0,
+            namespace: o.namespace.as_deref().unwrap_or("/"),
+            name: o.node_name.as_deref().unwrap_or("percept"),
+        };
+        node.liveliness_key().map_err(|e| {
+            let field = if e.to_string().contains("namespace") { "namespace" } else { "node_name" };
+            SinkCheckError::option(field, e.to_string())
+        })?;
+        for (field, topic, ty) in [
+            ("detections_topic", &o.detections_topic, DEFAULT_DETECTIONS_TOPIC),
+            ("camera_info_topic", &o.camera_info_topic, DEFAULT_CAMERA_INFO_TOPIC),
+        ] {
+            let topic = stream_key(topic.as_deref().unwrap_or(ty), "s");
+            let ros_type = RosType::of::<Detection2DArray>()
+                .map_err(|e| SinkCheckError::option(field, e.to_string()))?;
+            topic_key_expr(node.domain_id, &topic, &ros_type)
+                .map_err(|e| SinkCheckError::option(field, e.to_string()))?;
+        }
+    } else if let Some(field) = [
+        ("domain_id", o.domain_id.is_some()),
+        ("node_name", o.node_name.is_some()),
+        ("namespace", o.namespace.is_some()),
+        ("frame_id", o.frame_id.is_some()),
+        ("detections_topic", o.detections_topic.is_some()),
+        ("camera_info_topic", o.camera_info_topic.is_some()),
+    ]
+    .iter()
+    .find(|(_, set)| *set)
+    .map(|(f, _)| *f)
+    {
+        return Err(SinkCheckError::option(
+            field,
+            "a ROS 2 setting without `ros2 = true`",
+        ));
+    }
+    if o.records == Some(false) && o.frames == Frames::None && o.ros2 != Some(true) {
         return Err(SinkCheckError::option(
             "records",
             "records = false and no frames: this sink would publish nothing",
@@ -207,6 +284,45 @@ struct StreamOut {
     _alive: Option<LivelinessToken>,
     last_seq: u64,
     last_capture_wall_ns: u64,
+    /// ROS 2 mode: `Detection2DArray` and `CameraInfo` publishers.
+    detections: Option<RosPublisher>,
+    camera_info: Option<RosPublisher>,
+    /// ROS 2 mode: this stream's `header.frame_id`.
+    frame_id: String,
+}
+
+/// A ROS 2 publisher as rmw_zenoh declares one: the Zenoh publisher on the
+/// topic's key expression, its liveliness token, its GID and the sequence
+/// number of its next sample (from 1).
+struct RosPublisher {
+    publisher: Publisher<'static>,
+    _token: LivelinessToken,
+    gid: [u8; GID_LEN],
+    seq: i64,
+}
+
+impl RosPublisher {
+    fn put(&mut self, payload: &[u8], capture_wall_ns: u64) -> io::Result<()> {
+        let stamp = i64::try_from(capture_wall_ns).unwrap_or(i64::MAX);
+        let attachment = attachment(self.seq, stamp, &self.gid);
+        self.seq += 1;
+        put(&self.publisher, payload, &attachment)
+    }
+}
+
+/// ROS 2 mode's settings and state.
+struct Ros2 {
+    domain_id: u32,
+    node_name: String,
+    namespace: String,
+    frame_id: String,
+    detections_topic: String,
+    camera_info_topic: String,
+    /// The next publisher's entity id (the node is entity 0).
+    next_entity: u64,
+    /// The node's liveliness token (`ros2 node list` shows it).
+    _node: LivelinessToken,
+    messages: Ros2Messages,
 }
 
 /// Publishes records (and frames) on Zenoh.
@@ -223,12 +339,54 @@ pub struct ZenohSink {
     json: Vec<u8>,
     raw: Vec<u8>,
     header: Vec<u8>,
+    ros2: Option<Ros2>,
 }
 
 impl ZenohSink {
     fn open(o: ZenohOptions) -> io::Result<ZenohSink> {
         let session = crate::pubsub::session(&o.session()).map_err(io::Error::other)?;
+        let ros2 = match o.ros2 {
+            Some(true) => {
+                let domain_id = o.domain_id.unwrap_or(0);
+                let node_name = o.node_name.clone().unwrap_or_else(|| "percept".into());
+                let namespace = o.namespace.clone().unwrap_or_else(|| "/".into());
+                let zid = session.zid().to_string();
+                let key = NodeInfo {
+                    domain_id,
+                    zid: &zid,
+                    node_id: 0,
+                    namespace: &namespace,
+                    name: &node_name,
+                }
+                .liveliness_key()
+                .map_err(|e| io::Error::other(format!("ros2: {e}")))?;
+                let node = session
+                    .liveliness()
+                    .declare_token(key)
+                    .wait()
+                    .map_err(|e| io::Error::other(format!("zenoh: liveliness token: {e}")))?;
+                Some(Ros2 {
+                    domain_id,
+                    node_name,
+                    namespace,
+                    frame_id: o.frame_id.clone().unwrap_or_else(|| "{stream}".into()),
+                    detections_topic: o
+                        .detections_topic
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_DETECTIONS_TOPIC.into()),
+                    camera_info_topic: o
+                        .camera_info_topic
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_CAMERA_INFO_TOPIC.into()),
+                    next_entity: 1,
+                    _node: node,
+                    messages: Ros2Messages::new(),
+                })
+            }
+            _ => None,
+        };
         Ok(ZenohSink {
+            ros2,
             session,
             key: o.key.clone().unwrap_or_else(|| DEFAULT_KEY.to_string()),
             frame_key: o
@@ -259,6 +417,45 @@ impl ZenohSink {
             .map_err(|e| io::Error::other(format!("zenoh: cannot declare a publisher: {e}")))
     }
 
+    /// Declares a ROS 2 publisher of `T` on `topic` as rmw_zenoh does: the
+    /// topic key expression, the publisher's liveliness token (`ros2 topic
+    /// list` shows it), a GID from a hash of that token's key.
+    fn ros_publisher<T: crate::ros2::RosMessage>(&mut self, topic: &str) -> io::Result<RosPublisher> {
+        use sha2::Digest;
+        let fail = |e: String| io::Error::other(format!("ros2: topic `{topic}`: {e}"));
+        let zid = self.session.zid().to_string();
+        let Some(ros2) = self.ros2.as_mut() else {
+            return Err(fail("ROS 2 mode is off".into()));
+        };
+        let ty = RosType::of::<T>().map_err(|e| fail(e.to_string()))?;
+        let key = topic_key_expr(ros2.domain_id, topic, &ty).map_err(|e| fail(e.to_string()))?;
+        let entity = ros2.next_entity;
+        ros2.next_entity += 1;
+        let token_key = NodeInfo {
+            domain_id: ros2.domain_id,
+            zid: &zid,
+            node_id: 0,
+            namespace: &ros2.namespace,
+            name: &ros2.node_name,
+        }
+        .publisher_liveliness_key(entity, topic, &ty, &Qos::default())
+        .map_err(|e| fail(e.to_string()))?;
+        let mut gid = [0u8; GID_LEN];
+        gid.copy_from_slice(&sha2::Sha256::digest(token_key.as_bytes())[..GID_LEN]);
+        let token = self
+            .session
+            .liveliness()
+            .declare_token(token_key)
+            .wait()
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(RosPublisher {
+            publisher: self.publisher(key, Encoding::default())?,
+            _token: token,
+            gid,
+            seq: 1,
+        })
+    }
+
     /// Declares a stream's publishers (its first frame), waiting up to
     /// `wait_for_subscribers_s` for each to match a subscriber.
     fn stream_out(&mut self, stream: &Arc<str>) -> io::Result<()> {
@@ -285,8 +482,28 @@ impl ZenohSink {
                 .map_err(|e| io::Error::other(format!("zenoh: liveliness token: {e}")))?;
             (Some(self.publisher(key, encoding)?), Some(token))
         };
+        let (detections, camera_info, frame_id) = match &self.ros2 {
+            Some(r) => {
+                let name = ros_name(stream);
+                let (d, c) = (
+                    stream_key(&r.detections_topic, &name),
+                    stream_key(&r.camera_info_topic, &name),
+                );
+                let frame_id = stream_key(&r.frame_id, stream);
+                (
+                    Some(self.ros_publisher::<Detection2DArray>(&d)?),
+                    Some(self.ros_publisher::<CameraInfo>(&c)?),
+                    frame_id,
+                )
+            }
+            None => (None, None, String::new()),
+        };
         let until = Instant::now() + self.wait;
-        for p in record.iter().chain(frame.iter()) {
+        for p in record
+            .iter()
+            .chain(frame.iter())
+            .chain(detections.iter().map(|r| &r.publisher))
+        {
             while Instant::now() < until
                 && !p.matching_status().wait().is_ok_and(|m| m.matching())
             {
@@ -301,6 +518,9 @@ impl ZenohSink {
                 _alive: alive,
                 last_seq: 0,
                 last_capture_wall_ns: 0,
+                detections,
+                camera_info,
+                frame_id,
             },
         );
         Ok(())
@@ -393,6 +613,24 @@ impl Sink for ZenohSink {
             self.header(work, Payload::Record, "");
             if let Some(p) = self.streams.get(stream).and_then(|s| s.record.as_ref()) {
                 put(p, &self.json, &self.header)?;
+            }
+        }
+        if let (Some(ros2), Some(s)) = (self.ros2.as_mut(), self.streams.get_mut(stream)) {
+            let wall = work.frame.meta.capture_wall_ns;
+            let fail = |e: crate::ros2::Ros2Error| io::Error::other(format!("ros2: {e}"));
+            if let Some(p) = s.detections.as_mut() {
+                let bytes = ros2
+                    .messages
+                    .detections(&work.record, wall, &s.frame_id)
+                    .map_err(fail)?;
+                p.put(bytes, wall)?;
+            }
+            if let (Some(p), Some(camera)) = (s.camera_info.as_mut(), work.record.camera.as_deref()) {
+                let bytes = ros2
+                    .messages
+                    .camera_info(camera, wall, &s.frame_id)
+                    .map_err(fail)?;
+                p.put(bytes, wall)?;
             }
         }
         if let Some(s) = self.streams.get_mut(stream) {
