@@ -17,7 +17,26 @@
 //! jpeg_quality = 85
 //! congestion_control = "drop"          # or "block" (lossless, may slow the pipeline)
 //! wait_for_subscribers_s = 0.0         # a stream's first sample waits this long for a subscriber
+//! ros2 = false                         # true: also ROS 2 messages, as rmw_zenoh publishes them
+//! domain_id = 0                        # ROS 2 mode: ROS_DOMAIN_ID
+//! node_name = "percept"                # the node `ros2 node list` shows
+//! namespace = "/"
+//! frame_id = "{stream}"                # header.frame_id
+//! detections_topic = "/percept/{stream}/detections"    # vision_msgs/msg/Detection2DArray
+//! camera_info_topic = "/percept/{stream}/camera_info"  # sensor_msgs/msg/CameraInfo (calibrated streams)
 //! ```
+//!
+//! **ROS 2** (`ros2 = true`): a node on `rmw_zenoh` (ROS 2 Jazzy and later)
+//! receives the messages with no bridge. Each frame's tracks (else its
+//! detections) become one `Detection2DArray` (track id in `id`, class and
+//! score in `results`, box centre and size in pixels), and a calibrated
+//! stream's calibration one `CameraInfo` per frame; header stamps are the
+//! frame's capture wall time. They are published as rmw_zenoh does
+//! ([`crate::ros2`]): key expression `<domain>/<topic>/<DDS type>/<RIHS01
+//! hash>`, CDR little-endian payload, attachment with the sequence number,
+//! source time and GID, and liveliness tokens for the node and each
+//! publisher so `ros2 topic list` shows them. Stream ids become ROS names
+//! with characters other than letters, digits and `_` replaced by `_`.
 //!
 //! Every sample carries the header of [`crate::pubsub`] as its attachment:
 //! sequence number, capture wall time, media time, size, payload type. A
