@@ -502,3 +502,127 @@ frame_id = "{{stream}}_optical"
     }
     assert!(checked_one, "a frame with tracks");
 }
+
+/// Two camera nodes with live test sources (10 fps, clocks not in step)
+/// and one inference node pairing them as a stereo pair: pairs are made by
+/// the cameras' capture times (`clock = "ntp"`), and each pair's skew is
+/// exactly the difference of the two frames' capture times as the camera
+/// nodes recorded them.
+#[test]
+fn two_camera_nodes_pair_as_stereo_by_capture_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = dir.path().join("pairs.jsonl");
+    let infer = pipeline(
+        dir.path(),
+        "stereo.toml",
+        &format!(
+            r#"
+version = 1
+[[source]]
+id = "left"
+kind = "zenoh"
+listen = ["tcp/127.0.0.1:{port}"]
+scouting = false
+delivery = "lossless"
+[[source]]
+id = "right"
+kind = "zenoh"
+listen = ["tcp/127.0.0.1:{port}"]
+scouting = false
+delivery = "lossless"
+[[stereo]]
+id = "pair"
+left = "left"
+right = "right"
+max_skew_ms = 60.0
+[[sink]]
+kind = "jsonl"
+path = "{}"
+"#,
+            out.display()
+        ),
+    );
+    let mut inference = Running(Some(
+        percept()
+            .arg("run")
+            .arg(&infer)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let camera = |id: &str| {
+        let p = pipeline(
+            dir.path(),
+            &format!("{id}.toml"),
+            &format!(
+                r#"
+version = 1
+[[source]]
+id = "{id}"
+kind = "test"
+pattern = "ball"
+width = 160
+height = 120
+framerate = 10
+live = true
+max_frames = 30
+[[sink]]
+kind = "zenoh"
+connect = ["tcp/127.0.0.1:{port}"]
+scouting = false
+records = false
+frames = "raw"
+congestion_control = "block"
+wait_for_subscribers_s = 20
+[[sink]]
+kind = "jsonl"
+path = "{}"
+"#,
+                dir.path().join(format!("{id}.jsonl")).display()
+            ),
+        );
+        Running(Some(
+            percept()
+                .arg("run")
+                .arg(p)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ))
+    };
+    let mut nodes = [camera("left"), camera("right")];
+    for node in &mut nodes {
+        let out = node.0.take().unwrap().wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let done = inference.0.take().unwrap().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+
+    let left = read_records(&dir.path().join("left.jsonl"));
+    let right = read_records(&dir.path().join("right.jsonl"));
+    let pairs = read_records(&out);
+    assert!(
+        pairs.len() >= 20,
+        "{} pairs of 30 frames\n{stderr}",
+        pairs.len()
+    );
+    for p in &pairs {
+        assert_eq!(p["stream"], "pair");
+        let s = &p["stereo"];
+        assert_eq!(s["clock"], "ntp", "{p}");
+        let l = &left[s["left_seq"].as_u64().unwrap() as usize];
+        let r = &right[s["right_seq"].as_u64().unwrap() as usize];
+        let skew = u64_field(r, "capture_wall_ns") as i64 - u64_field(l, "capture_wall_ns") as i64;
+        assert_eq!(s["skew_ns"].as_i64().unwrap(), skew, "{p}");
+        assert!(skew.abs() <= 60_000_000, "{p}");
+        assert_eq!(p["capture_wall_ns"], l["capture_wall_ns"]);
+    }
+}
