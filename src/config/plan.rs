@@ -951,10 +951,10 @@ mod tests {
         let text = format!("{TEST_SOURCE}[[stage]]\nid = \"s\"\nkind = \"blur\"\n");
         let err = plan(&text).unwrap_err().to_string();
         assert!(err.contains("`stage[0].kind`: unknown stage kind `blur` (one of `image_stats`, `delay`, `detect`"), "{err}");
-        let text = format!("{TEST_SOURCE}[[sink]]\nkind = \"zenoh\"\npath = \"-\"\n");
+        let text = format!("{TEST_SOURCE}[[sink]]\nkind = \"ros_bridge\"\npath = \"-\"\n");
         let err = plan(&text).unwrap_err().to_string();
         assert!(
-            err.contains("unknown sink kind `zenoh` (one of `jsonl`, `depth_png`"),
+            err.contains("unknown sink kind `ros_bridge` (one of `jsonl`, `depth_png`"),
             "{err}"
         );
     }

@@ -387,21 +387,15 @@ impl RunStats {
             .collect();
         let mut drops = Vec::new();
         for (id, s) in &source_stats {
-            let n = load(&s.dropped_latest);
-            if n > 0 {
-                drops.push(DropCount {
-                    at: format!("source {id}"),
-                    reason: "latest",
-                    count: n,
-                });
-            }
-            let n = load(&s.lost);
-            if n > 0 {
-                drops.push(DropCount {
-                    at: format!("source {id}"),
-                    reason: "lost",
-                    count: n,
-                });
+            for (reason, counter) in [("latest", &s.dropped_latest), ("lost", &s.lost)] {
+                let n = load(counter);
+                if n > 0 {
+                    drops.push(DropCount {
+                        at: format!("source {id}"),
+                        reason,
+                        count: n,
+                    });
+                }
             }
         }
         let mut skips = Vec::new();
