@@ -149,7 +149,7 @@ pub fn annotations(work: &Work, out: &mut ImageAnnotations) {
     out.points.clear();
     out.texts.clear();
     out.circles.clear();
-    for b in boxes(work) {
+    for b in boxes(&work.record) {
         let [x1, y1, x2, y2] = b.bbox.map(f64::from);
         let rgb = b.colour();
         let (thickness, alpha) = if b.predicted { (1.0, 0.5) } else { (3.0, 1.0) };
@@ -369,7 +369,7 @@ impl Messages {
             out(Topic::Depth, &self.buf)?;
         }
 
-        if boxes(work).any(|b| b.position.is_some()) {
+        if boxes(&work.record).any(|b| b.position.is_some()) {
             // Stereo positions are in the left rectified camera frame unless
             // the stage was told `depth_frame = "left"`.
             let depth_camera = work.record.depth.as_ref().and_then(|d| d.camera.as_deref());
@@ -380,7 +380,7 @@ impl Messages {
                 frame_id.clone()
             };
             let focal_px = depth_camera.map(|c| (c.k[0][0], c.k[1][1]));
-            let entities = boxes(work)
+            let entities = boxes(&work.record)
                 .filter_map(|b| b.position.map(|p| (b, p)))
                 .enumerate()
                 .map(|(i, (b, p))| {

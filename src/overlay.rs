@@ -2,7 +2,7 @@
 //! boxes of a frame, one view whatever stage made them, and a colour per
 //! track id, so every output draws an id in the same colour.
 
-use crate::record::{Position, Work};
+use crate::record::{Position, Record};
 
 /// A colour per track id (or class), from a fixed palette, as RGB 0..=255.
 pub fn id_colour(id: u64) -> [u8; 3] {
@@ -57,9 +57,9 @@ impl BoxView<'_> {
     }
 }
 
-/// The boxes of a frame: its tracks when a tracker ran, else its detections.
-pub fn boxes(work: &Work) -> impl Iterator<Item = BoxView<'_>> {
-    let record = &work.record;
+/// The boxes of a frame's record: its tracks when a tracker ran, else its
+/// detections (image sinks, Foxglove annotations, ROS 2 messages).
+pub fn boxes(record: &Record) -> impl Iterator<Item = BoxView<'_>> {
     let tracks = record
         .tracks
         .as_deref()

@@ -16,46 +16,8 @@ use super::msg::{
     BoundingBox2D, CameraInfo, Detection2D, Detection2DArray, Header, ObjectHypothesisWithPose,
     Point2D, Pose2D, PoseWithCovariance, RegionOfInterest, Time,
 };
+use crate::overlay::{BoxView, boxes};
 use crate::record::{self, Record};
-
-/// One box of a frame, from a track or a detection.
-struct BoxOf<'a> {
-    bbox: [f32; 4],
-    track_id: Option<u64>,
-    class_id: u32,
-    class: &'a str,
-    score: f32,
-}
-
-/// A frame's boxes: its tracks when a tracker ran, else its detections.
-fn boxes(record: &Record) -> impl Iterator<Item = BoxOf<'_>> {
-    let tracks = record
-        .tracks
-        .as_deref()
-        .into_iter()
-        .flatten()
-        .map(|t| BoxOf {
-            bbox: t.bbox,
-            track_id: Some(t.id),
-            class_id: t.class_id,
-            class: &t.class,
-            score: t.score,
-        });
-    let detections = record
-        .detections
-        .as_deref()
-        .filter(|_| record.tracks.is_none())
-        .into_iter()
-        .flatten()
-        .map(|d| BoxOf {
-            bbox: d.bbox,
-            track_id: None,
-            class_id: d.class_id,
-            class: &d.class,
-            score: d.score,
-        });
-    tracks.chain(detections)
-}
 
 fn set_header(h: &mut Header, capture_wall_ns: u64, frame_id: &str) {
     h.stamp = Time::from_wall_ns(capture_wall_ns);
@@ -63,7 +25,7 @@ fn set_header(h: &mut Header, capture_wall_ns: u64, frame_id: &str) {
     h.frame_id.push_str(frame_id);
 }
 
-fn fill_detection(d: &mut Detection2D, b: &BoxOf<'_>, header: &Header) {
+fn fill_detection(d: &mut Detection2D, b: &BoxView<'_>, header: &Header) {
     d.header.stamp = header.stamp;
     d.header.frame_id.clear();
     d.header.frame_id.push_str(&header.frame_id);

@@ -304,7 +304,7 @@ impl VideoSink {
     fn draw(&mut self, work: &Work, emit_ns: u64) -> io::Result<()> {
         let seq = work.frame.meta.seq;
         let trail_len = self.trail_len();
-        for b in boxes(work) {
+        for b in boxes(&work.record) {
             let colour = bgr(b.colour());
             draw_box(&mut self.canvas, &b, colour)?;
             if let Some(id) = b.track_id.filter(|_| trail_len > 0) {
