@@ -172,8 +172,9 @@ pub struct SampleHeader {
     pub height: u32,
     /// What the payload is.
     pub payload: Payload,
-    /// The GStreamer format name of a raw frame, else empty.
-    pub format: String,
+    /// The GStreamer format name of a raw frame, else empty (borrowed when
+    /// publishing: a header costs no allocation).
+    pub format: std::borrow::Cow<'static, str>,
     /// The publishing run's id: a node that restarts has a new one.
     pub run: u64,
 }
@@ -241,7 +242,7 @@ impl SampleHeader {
             width: u32_at(36),
             height: u32_at(40),
             payload,
-            format: String::from_utf8_lossy(format).into_owned(),
+            format: String::from_utf8_lossy(format).into_owned().into(),
             run: u64_at(48),
         })
     }

@@ -571,7 +571,7 @@ impl ZenohSink {
         Ok(())
     }
 
-    fn header(&mut self, work: &Work, payload: Payload, format: &str) {
+    fn header(&mut self, work: &Work, payload: Payload, format: &'static str) {
         let meta = &work.frame.meta;
         self.header.clear();
         SampleHeader {
@@ -590,7 +590,7 @@ impl ZenohSink {
                 work.frame.height()
             },
             payload,
-            format: format.to_string(),
+            format: format.into(),
             run: crate::pubsub::run_id(),
         }
         .write(&mut self.header);
@@ -620,7 +620,7 @@ impl Sink for ZenohSink {
             }
             Frames::Raw => {
                 self.pack_raw(work)?;
-                self.header(work, Payload::Raw, work.frame.format().to_str());
+                self.header(work, Payload::Raw, work.frame.format().to_str().as_str());
                 if let Some(p) = self.streams.get(stream).and_then(|s| s.frame.as_ref()) {
                     put(p, &self.raw, &self.header)?;
                 }
@@ -678,7 +678,7 @@ impl Sink for ZenohSink {
                     width: 0,
                     height: 0,
                     payload: Payload::End,
-                    format: String::new(),
+                    format: "".into(),
                     run: crate::pubsub::run_id(),
                 }
                 .write(&mut self.header);

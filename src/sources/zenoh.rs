@@ -211,7 +211,7 @@ fn caps_of(header: &SampleHeader) -> Option<gst::Caps> {
         ),
         Payload::Raw => Some(
             gst::Caps::builder("video/x-raw")
-                .field("format", header.format.as_str())
+                .field("format", header.format.as_ref())
                 .field("width", w)
                 .field("height", h)
                 .field("framerate", gst::Fraction::new(0, 1))
@@ -224,7 +224,29 @@ fn caps_of(header: &SampleHeader) -> Option<gst::Caps> {
 /// Hands one sample to `appsrc`: a frame as a buffer (PTS, duration, the
 /// sender's sequence number as offset, its capture time as an NTP reference
 /// timestamp), an end of stream as end of stream.
-fn deliver(appsrc: &gst_app::AppSrc, sample: &Sample, state: &State, key: &str) {
+/// The caps of the last frame and what they were made from (payload type,
+/// size, format), so caps are built only when they change.
+type LastCaps = Option<((Payload, u32, u32, String), gst::Caps)>;
+
+/// The three reference timestamp caps, built once.
+fn meta_caps() -> &'static [gst::Caps; 3] {
+    static CAPS: std::sync::OnceLock<[gst::Caps; 3]> = std::sync::OnceLock::new();
+    CAPS.get_or_init(|| {
+        [
+            gst::Caps::new_empty_simple("timestamp/x-ntp"),
+            gst::Caps::new_empty_simple(SENDER_PTS_CAPS),
+            gst::Caps::new_empty_simple(RESUME_CAPS),
+        ]
+    })
+}
+
+fn deliver(
+    appsrc: &gst_app::AppSrc,
+    sample: &Sample,
+    state: &State,
+    key: &str,
+    last_caps: &mut LastCaps,
+) {
     let header = match sample.attachment().map(|a| a.to_bytes()) {
         Some(bytes) => match SampleHeader::read(&bytes) {
             Ok(h) => h,
@@ -243,11 +265,24 @@ fn deliver(appsrc: &gst_app::AppSrc, sample: &Sample, state: &State, key: &str) 
         let _ = appsrc.end_of_stream();
         return;
     }
-    let Some(caps) = caps_of(&header) else {
-        return;
-    };
-    if appsrc.caps().is_none_or(|c| c != caps) {
+    let same = last_caps.as_ref().is_some_and(|((p, w, h, f), _)| {
+        (*p, *w, *h, f.as_str())
+            == (header.payload, header.width, header.height, header.format.as_ref())
+    });
+    if !same {
+        let Some(caps) = caps_of(&header) else {
+            return;
+        };
         appsrc.set_caps(Some(&caps));
+        *last_caps = Some((
+            (
+                header.payload,
+                header.width,
+                header.height,
+                header.format.to_string(),
+            ),
+            caps,
+        ));
     }
     let mut buffer = gst::Buffer::from_mut_slice(sample.payload().to_bytes().into_owned());
     {
@@ -257,17 +292,17 @@ fn deliver(appsrc: &gst_app::AppSrc, sample: &Sample, state: &State, key: &str) 
         b.set_pts(header.pts_ns.map(gst::ClockTime::from_nseconds));
         b.set_duration(header.duration_ns.map(gst::ClockTime::from_nseconds));
         b.set_offset(header.seq);
-        let ntp = gst::Caps::new_empty_simple("timestamp/x-ntp");
+        let [ntp, pts_caps, resume_caps] = meta_caps();
         gst::ReferenceTimestampMeta::add(
             b,
-            &ntp,
+            ntp,
             gst::ClockTime::from_nseconds(header.capture_wall_ns.saturating_add(NTP_UNIX_OFFSET_NS)),
             gst::ClockTime::NONE,
         );
         if let Some(pts) = header.pts_ns {
             gst::ReferenceTimestampMeta::add(
                 b,
-                &gst::Caps::new_empty_simple(SENDER_PTS_CAPS),
+                pts_caps,
                 gst::ClockTime::from_nseconds(pts),
                 gst::ClockTime::NONE,
             );
@@ -284,7 +319,7 @@ fn deliver(appsrc: &gst_app::AppSrc, sample: &Sample, state: &State, key: &str) 
         if resumed {
             gst::ReferenceTimestampMeta::add(
                 b,
-                &gst::Caps::new_empty_simple(RESUME_CAPS),
+                resume_caps,
                 gst::ClockTime::ZERO,
                 gst::ClockTime::NONE,
             );
@@ -307,9 +342,12 @@ fn subscribe(
     let on_frame = (state.clone(), key.to_string());
     let frames = session
         .declare_subscriber(key.to_string())
-        .callback(move |sample| {
-            if let Some(appsrc) = weak.upgrade() {
-                deliver(&appsrc, &sample, &on_frame.0, &on_frame.1);
+        .callback_mut({
+            let mut last_caps: LastCaps = None;
+            move |sample| {
+                if let Some(appsrc) = weak.upgrade() {
+                    deliver(&appsrc, &sample, &on_frame.0, &on_frame.1, &mut last_caps);
+                }
             }
         })
         .wait()
