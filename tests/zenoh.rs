@@ -195,7 +195,8 @@ fn records_of(path: &Path, stream: &str) -> Vec<Value> {
 }
 
 /// Three processes on loopback: two camera nodes reading recordings, one
-/// inference node subscribed to both. Camera 1 is killed midway and started
+/// inference node subscribed to both (lossless: `delivery = "lossless"`
+/// and blocking queues, since live pipelines drop the oldest frame by default). Camera 1 is killed midway and started
 /// again: the inference node keeps running, counts the gap and resumes;
 /// every frame of camera 0 and of camera 1's second run has a record, in
 /// order, with the camera's capture time.
@@ -228,9 +229,11 @@ delivery = "lossless"
 [[stage]]
 id = "stats"
 kind = "image_stats"
+queue = {{ capacity = 4, policy = "block" }}
 [[sink]]
 kind = "jsonl"
 path = "{}"
+queue = {{ capacity = 4, policy = "block" }}
 "#,
             infer_out.display()
         ),
@@ -513,6 +516,7 @@ max_skew_ms = 60.0
 [[sink]]
 kind = "jsonl"
 path = "{}"
+queue = {{ capacity = 4, policy = "block" }}
 "#,
             out.display()
         ),
