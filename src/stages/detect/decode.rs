@@ -617,12 +617,12 @@ pub struct View<'a> {
 }
 
 /// Decodes one layout into `out` (cleared first). `best` is scratch space
-/// reused across frames (YOLOv8's per-anchor maximum).
+/// reused across frames (YOLOv8's per-anchor best score).
 pub fn candidates(
     contract: &OutputContract,
     views: &[View<'_>],
     filter: &Filter,
-    best: &mut Vec<(f32, u32)>,
+    best: &mut Vec<f32>,
     out: &mut Vec<Candidate>,
 ) -> Result<(), String> {
     out.clear();
@@ -650,19 +650,25 @@ pub fn candidates(
             let (channels, n) = (dim(v, 1), dim(v, 2));
             check_len(v, channels * n)?;
             best.clear();
-            best.resize(n, (f32::NEG_INFINITY, 0));
-            // Channel-major: walk each class row once, keeping each anchor's best.
-            for class in 0..class_limit(contract, channels, 4) {
+            best.resize(n, f32::NEG_INFINITY);
+            let classes = class_limit(contract, channels, 4);
+            // Channel-major: walk each class row once, keeping each anchor's
+            // best score (a branch-free max the compiler vectorises); the
+            // class is looked up only for the few anchors that pass.
+            for class in 0..classes {
                 let row = &v.data[(4 + class) * n..(5 + class) * n];
                 for (b, &s) in best.iter_mut().zip(row) {
-                    if s > b.0 {
-                        *b = (s, class as u32);
-                    }
+                    *b = b.max(s);
                 }
             }
-            for (i, &(score, class_id)) in best.iter().enumerate() {
+            for (i, &score) in best.iter().enumerate() {
+                if score < filter.confidence {
+                    continue;
+                }
+                let at = |c: usize| v.data[c * n + i];
+                // The first class with the best score, as a strict `>` scan finds it.
+                let class_id = (0..classes).position(|c| at(4 + c) == score).unwrap_or(0) as u32;
                 if filter.keeps(score, class_id) {
-                    let at = |c: usize| v.data[c * n + i];
                     out.push(Candidate {
                         bbox: xyxy(at(0), at(1), at(2), at(3)),
                         score,

@@ -66,7 +66,7 @@ enum Detector {
     Onnx {
         engine: Box<Engine>,
         contract: OutputContract,
-        best: Vec<(f32, u32)>,
+        best: Vec<f32>,
         /// Per batch slot: the letterbox of the frame preprocessed into it,
         /// `None` when its preprocessing failed (capacity: the engine's batch slots).
         letterboxes: Vec<Option<Letterbox>>,
@@ -250,7 +250,7 @@ fn decode_outputs(
     contract: &OutputContract,
     (slot, run): (usize, usize),
     filter: &Filter,
-    best: &mut Vec<(f32, u32)>,
+    best: &mut Vec<f32>,
     out: &mut Vec<Candidate>,
 ) -> Result<(), String> {
     let mut dims = [[0i64; MAX_RANK]; decode::MAX_OUTPUTS];

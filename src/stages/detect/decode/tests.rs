@@ -72,6 +72,35 @@ fn yolov8_is_channel_major_with_max_class_score() {
 }
 
 #[test]
+fn yolov8_takes_the_first_best_class_and_filters_after_choosing_it() {
+    // 3 anchors, 3 classes: a tie (classes 1 and 2 at 0.8), a best class the
+    // filter drops (class 0 at 0.9 beats class 2 at 0.6), and a NaN score.
+    let data = [
+        1.0, 2.0, 3.0, // cx
+        1.0, 2.0, 3.0, // cy
+        2.0, 2.0, 2.0, // w
+        2.0, 2.0, 2.0, // h
+        0.1, 0.9, f32::NAN, // class 0
+        0.8, 0.1, 0.7, // class 1
+        0.8, 0.6, 0.2, // class 2
+    ];
+    let view = [View {
+        dims: &[1, 7, 3],
+        data: &data,
+    }];
+    let c = run(Layout::Yolov8, &view, &all(0.5));
+    let got: Vec<(f32, u32)> = c.iter().map(|c| (c.score, c.class_id)).collect();
+    assert_eq!(got, [(0.8, 1), (0.9, 0), (0.7, 1)]);
+    let no_person = Filter {
+        confidence: 0.5,
+        classes: Some(vec![1, 2]),
+    };
+    let c = run(Layout::Yolov8, &view, &no_person);
+    let got: Vec<(f32, u32)> = c.iter().map(|c| (c.score, c.class_id)).collect();
+    assert_eq!(got, [(0.8, 1), (0.7, 1)], "anchor 1's best class is 0: dropped, not demoted");
+}
+
+#[test]
 fn yolov5_multiplies_objectness_and_class_probability() {
     let data = [
         20.0, 20.0, 10.0, 10.0, 0.8, 0.1, 0.9, // kept: 0.72, class 1
