@@ -1,12 +1,21 @@
-//! Fused preprocessing: one pass from a frame's pixels (any row stride) into
-//! a preallocated NCHW tensor: letterbox or stretch resize (bilinear, with
-//! OpenCV's `INTER_LINEAR` sampling of float images), colour order,
+//! Fused preprocessing: from a frame's pixels (any row stride) into a
+//! preallocated NCHW or NHWC tensor: letterbox or stretch resize, colour order,
 //! normalisation `(v / 255 - mean) / std`, f32 or u8.
 //!
-//! Sampling tables are built once per source size and reused; the pass
-//! allocates nothing. [`Letterbox`] maps network coordinates back to source
-//! pixels.
+//! The resize is bilinear without antialiasing, as OpenCV's `cv2.resize(...,
+//! INTER_LINEAR)` samples an 8-bit image (what a Python loop feeds the same
+//! model), run by `fast_image_resize` (SIMD: SSE4.1, AVX2) into an 8-bit
+//! buffer; one more pass scatters it into the tensor through a per-channel
+//! table of the normalised values. A frame already at the network size is
+//! not resized. Buffers are kept and reused across frames; the resize
+//! library builds its coefficient tables on each call (a few small
+//! allocations per frame, nothing else). [`Letterbox`] maps network
+//! coordinates back to source pixels.
 
+use std::marker::PhantomData;
+
+use fast_image_resize as fir;
+use fast_image_resize::pixels::{InnerPixel, U8x3, U8x4};
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
@@ -160,49 +169,46 @@ pub enum PreprocessError {
     },
 }
 
-/// One bilinear tap pair along an axis: two source indices and their weights.
-#[derive(Debug, Clone, Copy)]
-struct Tap {
-    i0: usize,
-    i1: usize,
-    w0: f32,
-    w1: f32,
+/// A frame's pixel rows, `stride` bytes apart, as `fast_image_resize` reads an image.
+struct Strided<'a, P> {
+    data: &'a [u8],
+    stride: usize,
+    width: u32,
+    height: u32,
+    pixel: PhantomData<P>,
 }
 
-/// OpenCV's `INTER_LINEAR` sampling along one axis (`resize.cpp`, non-area mode).
-/// Fills `out` (reusing its capacity) with the taps of `dst` samples over `src`.
-fn taps(src: u32, dst: u32, out: &mut Vec<Tap>) {
-    let scale = 1.0 / (f64::from(dst) / f64::from(src));
-    out.clear();
-    out.extend((0..dst).map(|d| {
-        let mut f = ((f64::from(d) + 0.5) * scale - 0.5) as f32;
-        let mut s = f.floor() as i64;
-        f -= s as f32;
-        if s < 0 {
-            f = 0.0;
-            s = 0;
-        }
-        if s >= i64::from(src) - 1 {
-            f = 0.0;
-            s = i64::from(src) - 1;
-        }
-        let i0 = s as usize;
-        let i1 = (i0 + 1).min(src as usize - 1);
-        Tap {
-            i0,
-            i1,
-            w0: 1.0 - f,
-            w1: f,
-        }
-    }));
+impl<P: InnerPixel + bytemuck::Pod> Strided<'_, P> {
+    /// Row `y`: exactly `width` pixels.
+    fn row(&self, y: u32) -> &[P] {
+        let bytes = self.width as usize * size_of::<P>();
+        bytemuck::cast_slice(&self.data[y as usize * self.stride..][..bytes])
+    }
+}
+
+// SAFETY: `ImageView` requires every row it yields to hold at least `width`
+// pixels; `row` yields exactly `width` (a checked slice of `data`, which
+// `Preprocessor::run_raw` has checked holds `height` rows of `stride` bytes).
+unsafe impl<P: InnerPixel + bytemuck::Pod> fir::ImageView for Strided<'_, P> {
+    type Pixel = P;
+
+    fn width(&self) -> u32 {
+        self.width
+    }
+
+    fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn iter_rows(&self, start_row: u32) -> impl Iterator<Item = &[P]> {
+        (start_row.min(self.height)..self.height).map(|y| self.row(y))
+    }
 }
 
 /// Tables for one source geometry.
 struct Geometry {
     src: (u32, u32, gst_video::VideoFormat),
     letterbox: Letterbox,
-    x: Vec<Tap>,
-    y: Vec<Tap>,
     /// Bytes per source pixel.
     bpp: usize,
     /// Source byte offset within a pixel of each network channel.
@@ -217,47 +223,69 @@ pub enum Target<'a> {
     U8(&'a mut [u8]),
 }
 
-/// Writes resampled values (0..255 scale) into the tensor, converting each
-/// with `conv(channel, value)`: three planes (NCHW) or interleaved (NHWC).
-struct Writer<'a, T, F: Fn(usize, f32) -> T> {
+/// Writes 8-bit pixels into the tensor through `lut[channel][value]`: three
+/// planes (NCHW) or interleaved (NHWC).
+struct Writer<'a, T> {
     t: &'a mut [T],
     plane: usize,
     interleaved: bool,
-    conv: F,
+    lut: &'a [[T; 256]; 3],
 }
 
-impl<T: Copy, F: Fn(usize, f32) -> T> Writer<'_, T, F> {
-    /// `vals` holds interleaved network channels of consecutive pixels from pixel index `start`.
-    fn put_row(&mut self, start: usize, vals: &[f32]) {
-        let n = vals.len() / 3;
-        let conv = &self.conv;
+impl<T: Copy> Writer<'_, T> {
+    /// One row of source pixels (`bpp` bytes each, network channel `c` at
+    /// byte `channel[c]`) from pixel index `start`.
+    fn put_row(&mut self, start: usize, row: &[u8], bpp: usize, channel: [usize; 3]) {
+        if bpp == 3 {
+            self.put_pixels(start, row.as_chunks::<3>().0, channel);
+        } else {
+            self.put_pixels(start, row.as_chunks::<4>().0, channel);
+        }
+    }
+
+    /// [`Self::put_row`] for `BPP`-byte pixels (a fixed size, so the loop has
+    /// no bounds checks).
+    fn put_pixels<const BPP: usize>(
+        &mut self,
+        start: usize,
+        row: &[[u8; BPP]],
+        channel: [usize; 3],
+    ) {
+        let n = row.len();
+        let [l0, l1, l2] = self.lut;
+        // Already below BPP; saying so lets the compiler drop the checks.
+        let [c0, c1, c2] = channel.map(|c| c.min(BPP - 1));
         if self.interleaved {
-            for (px, v) in self.t[start * 3..(start + n) * 3]
-                .chunks_exact_mut(3)
-                .zip(vals.chunks_exact(3))
-            {
-                px[0] = conv(0, v[0]);
-                px[1] = conv(1, v[1]);
-                px[2] = conv(2, v[2]);
+            let (out, _) = self.t[start * 3..(start + n) * 3].as_chunks_mut::<3>();
+            for (px, p) in out.iter_mut().zip(row) {
+                *px = [
+                    l0[usize::from(p[c0])],
+                    l1[usize::from(p[c1])],
+                    l2[usize::from(p[c2])],
+                ];
             }
             return;
         }
         let (p0, rest) = self.t.split_at_mut(self.plane);
         let (p1, p2) = rest.split_at_mut(self.plane);
-        let rows = p0[start..start + n]
+        let planes = p0[start..start + n]
             .iter_mut()
             .zip(&mut p1[start..start + n])
             .zip(&mut p2[start..start + n]);
-        for (((x, y), z), v) in rows.zip(vals.chunks_exact(3)) {
-            *x = conv(0, v[0]);
-            *y = conv(1, v[1]);
-            *z = conv(2, v[2]);
+        for (((x, y), z), p) in planes.zip(row) {
+            *x = l0[usize::from(p[c0])];
+            *y = l1[usize::from(p[c1])];
+            *z = l2[usize::from(p[c2])];
         }
     }
 
-    /// `count` pixels of padding from pixel index `start`.
-    fn put_pad(&mut self, start: usize, count: usize, v: f32) {
-        let values = [(self.conv)(0, v), (self.conv)(1, v), (self.conv)(2, v)];
+    /// `count` pixels of padding value `v` (0..255) from pixel index `start`.
+    fn put_pad(&mut self, start: usize, count: usize, v: u8) {
+        let values = [
+            self.lut[0][usize::from(v)],
+            self.lut[1][usize::from(v)],
+            self.lut[2][usize::from(v)],
+        ];
         if self.interleaved {
             for px in self.t[start * 3..(start + count) * 3].chunks_exact_mut(3) {
                 px.copy_from_slice(&values);
@@ -275,19 +303,34 @@ impl<T: Copy, F: Fn(usize, f32) -> T> Writer<'_, T, F> {
 pub struct Preprocessor {
     settings: PreprocessSettings,
     geometry: Option<Geometry>,
-    /// Two horizontally resampled source rows (interleaved channels) and their vertical mix.
-    rows: [Vec<f32>; 3],
-    row_of: [usize; 2],
+    resizer: fir::Resizer,
+    /// The resized image, 8-bit, source pixel format, `letterbox.width` pixels a row.
+    resized: Vec<u8>,
+    /// Normalised value of each 8-bit value, per network channel.
+    lut_f32: [[f32; 256]; 3],
+    /// 8-bit targets take the values as they are.
+    lut_u8: [[u8; 256]; 3],
 }
 
 impl Preprocessor {
     /// A preprocessor for `settings`.
     pub fn new(settings: PreprocessSettings) -> Preprocessor {
+        let mut lut_f32 = [[0.0f32; 256]; 3];
+        for (c, table) in lut_f32.iter_mut().enumerate() {
+            let gain = 1.0 / (255.0 * settings.std[c]);
+            let bias = -settings.mean[c] / settings.std[c];
+            for (v, out) in table.iter_mut().enumerate() {
+                *out = v as f32 * gain + bias;
+            }
+        }
+        let identity: [u8; 256] = std::array::from_fn(|v| v as u8);
         Preprocessor {
             settings,
             geometry: None,
-            rows: [Vec::new(), Vec::new(), Vec::new()],
-            row_of: [usize::MAX; 2],
+            resizer: fir::Resizer::new(),
+            resized: Vec::new(),
+            lut_f32,
+            lut_u8: [identity; 3],
         }
     }
 
@@ -325,23 +368,15 @@ impl Preprocessor {
             };
             let s = &self.settings;
             let letterbox = Letterbox::new((width, height), (s.width, s.height), s.resize);
-            // Reuse the old tables' memory: crops change size every time.
-            let (mut x, mut y) = self
-                .geometry
-                .take()
-                .map_or_else(Default::default, |g| (g.x, g.y));
-            taps(width, letterbox.width, &mut x);
-            taps(height, letterbox.height, &mut y);
-            for row in &mut self.rows {
-                row.clear();
-                row.resize(letterbox.width as usize * 3, 0.0);
-            }
-            self.row_of = [usize::MAX; 2];
+            // Keeps its capacity: crops change size every time.
+            self.resized.clear();
+            self.resized.resize(
+                letterbox.width as usize * letterbox.height as usize * bpp,
+                0,
+            );
             self.geometry = Some(Geometry {
                 src: (width, height, format),
                 letterbox,
-                x,
-                y,
                 bpp,
                 channel,
             });
@@ -388,66 +423,110 @@ impl Preprocessor {
         if got != need {
             return Err(PreprocessError::Size { got, need });
         }
-        self.geometry(width, height, format)?;
+        let bpp = self.geometry(width, height, format)?.bpp;
+        let row_bytes = width as usize * bpp;
+        let fits = height > 0
+            && stride >= row_bytes
+            && data.len() >= (height as usize - 1) * stride + row_bytes;
+        if width == 0 || !fits {
+            return Err(PreprocessError::Map(format!(
+                "{} bytes with a stride of {stride} do not hold {width}x{height} pixels of {bpp} bytes",
+                data.len()
+            )));
+        }
+        self.resize(data, stride, width, height)?;
         let plane = self.settings.width as usize * self.settings.height as usize;
         let interleaved = self.settings.layout == TensorLayout::Nhwc;
         match target {
-            Target::F32(t) => {
-                let s = &self.settings;
-                let mut gain = [0.0f32; 3];
-                let mut bias = [0.0f32; 3];
-                for c in 0..3 {
-                    gain[c] = 1.0 / (255.0 * s.std[c]);
-                    bias[c] = -s.mean[c] / s.std[c];
-                }
-                let conv = move |c: usize, v: f32| v * gain[c] + bias[c];
-                self.fill(
-                    data,
-                    stride,
-                    width,
-                    &mut Writer {
-                        t,
-                        plane,
-                        interleaved,
-                        conv,
-                    },
-                )
-            }
-            Target::U8(t) => {
-                let conv = |_: usize, v: f32| v.round().clamp(0.0, 255.0) as u8;
-                self.fill(
-                    data,
-                    stride,
-                    width,
-                    &mut Writer {
-                        t,
-                        plane,
-                        interleaved,
-                        conv,
-                    },
-                )
-            }
+            Target::F32(t) => self.fill(
+                data,
+                stride,
+                &mut Writer {
+                    t,
+                    plane,
+                    interleaved,
+                    lut: &self.lut_f32,
+                },
+            ),
+            Target::U8(t) => self.fill(
+                data,
+                stride,
+                &mut Writer {
+                    t,
+                    plane,
+                    interleaved,
+                    lut: &self.lut_u8,
+                },
+            ),
         }
     }
 
-    fn fill<T: Copy, F: Fn(usize, f32) -> T>(
+    /// Resizes the frame into `self.resized`, unless it is already the letterbox's size.
+    fn resize(
         &mut self,
         data: &[u8],
         stride: usize,
         width: u32,
-        out: &mut Writer<'_, T, F>,
-    ) -> Result<Letterbox, PreprocessError> {
-        let Preprocessor {
-            settings,
-            geometry,
-            rows,
-            row_of,
-        } = self;
-        let Some(g) = geometry.as_ref() else {
+        height: u32,
+    ) -> Result<(), PreprocessError> {
+        let Some(g) = self.geometry.as_ref() else {
             return Err(PreprocessError::Format("unknown".into()));
         };
-        let nw = settings.width as usize;
-        let nh = settings.height as usize;
+        let lb = g.letterbox;
+        if (lb.width, lb.height) == (width, height) {
+            return Ok(());
+        }
+        let options = fir::ResizeOptions::new()
+            .resize_alg(fir::ResizeAlg::Interpolation(fir::FilterType::Bilinear))
+            .use_alpha(false);
+        let resized = &mut self.resized;
+        let result = if g.bpp == 3 {
+            let src = Strided::<U8x3> {
+                data,
+                stride,
+                width,
+                height,
+                pixel: PhantomData,
+            };
+            let mut dst = fir::images::TypedImage::<U8x3>::from_pixels_slice(
+                lb.width,
+                lb.height,
+                bytemuck::cast_slice_mut(resized),
+            )
+            .map_err(|e| PreprocessError::Map(e.to_string()))?;
+            self.resizer.resize_typed(&src, &mut dst, &options)
+        } else {
+            let src = Strided::<U8x4> {
+                data,
+                stride,
+                width,
+                height,
+                pixel: PhantomData,
+            };
+            let mut dst = fir::images::TypedImage::<U8x4>::from_pixels_slice(
+                lb.width,
+                lb.height,
+                bytemuck::cast_slice_mut(resized),
+            )
+            .map_err(|e| PreprocessError::Map(e.to_string()))?;
+            self.resizer.resize_typed(&src, &mut dst, &options)
+        };
+        result.map_err(|e| PreprocessError::Map(format!("resize: {e}")))
+    }
+
+    /// Pads and writes the resized image (or the frame itself when it needs
+    /// no resize) into the tensor.
+    fn fill<T: Copy>(
+        &self,
+        data: &[u8],
+        stride: usize,
+        out: &mut Writer<'_, T>,
+    ) -> Result<Letterbox, PreprocessError> {
+        let Some(g) = self.geometry.as_ref() else {
+            return Err(PreprocessError::Format("unknown".into()));
+        };
+        let nw = self.settings.width as usize;
+        let nh = self.settings.height as usize;
         let lb = g.letterbox;
         let (left, top, rw, rh) = (
             lb.left as usize,
@@ -457,7 +536,7 @@ impl Preprocessor {
         );
 
         // Padding (none when stretching): whole rows above and below, then the sides.
-        let pad = f32::from(settings.pad_value);
+        let pad = self.settings.pad_value;
         out.put_pad(0, top * nw, pad);
         out.put_pad((top + rh) * nw, (nh - top - rh) * nw, pad);
         for y in top..top + rh {
@@ -465,34 +544,15 @@ impl Preprocessor {
             out.put_pad(y * nw + left + rw, nw - left - rw, pad);
         }
 
-        let [c0, c1, c2] = g.channel;
-        let bpp = g.bpp;
-        for (dy, ty) in g.y.iter().enumerate() {
-            for (slot, src_row) in [(0usize, ty.i0), (1, ty.i1)] {
-                if row_of[slot] == src_row {
-                    continue;
-                }
-                // Moving down, the lower row of the last pair is often the upper row of this one.
-                if slot == 0 && row_of[1] == src_row {
-                    rows.swap(0, 1);
-                    row_of.swap(0, 1);
-                    continue;
-                }
-                let line = &data[src_row * stride..src_row * stride + width as usize * bpp];
-                for (o, tx) in rows[slot].chunks_exact_mut(3).zip(&g.x) {
-                    let p0 = &line[tx.i0 * bpp..tx.i0 * bpp + bpp];
-                    let p1 = &line[tx.i1 * bpp..tx.i1 * bpp + bpp];
-                    o[0] = f32::from(p0[c0]) * tx.w0 + f32::from(p1[c0]) * tx.w1;
-                    o[1] = f32::from(p0[c1]) * tx.w0 + f32::from(p1[c1]) * tx.w1;
-                    o[2] = f32::from(p0[c2]) * tx.w0 + f32::from(p1[c2]) * tx.w1;
-                }
-                row_of[slot] = src_row;
-            }
-            let [r0, r1, mixed] = rows;
-            for ((m, a), b) in mixed.iter_mut().zip(r0.iter()).zip(r1.iter()) {
-                *m = a * ty.w0 + b * ty.w1;
-            }
-            out.put_row((top + dy) * nw + left, mixed);
+        let row_bytes = rw * g.bpp;
+        let resized = (lb.width, lb.height) != (g.src.0, g.src.1);
+        for dy in 0..rh {
+            let row = if resized {
+                &self.resized[dy * row_bytes..(dy + 1) * row_bytes]
+            } else {
+                &data[dy * stride..dy * stride + row_bytes]
+            };
+            out.put_row((top + dy) * nw + left, row, g.bpp, g.channel);
         }
         Ok(lb)
     }
@@ -519,19 +579,20 @@ mod tests {
         data
     }
 
-    /// The same image as an OpenCV float Mat (what blobFromImage resamples in float).
-    fn float_mat(data: &[u8], width: usize, height: usize, stride: usize) -> Mat {
+    /// The same image as an 8-bit OpenCV Mat (what `cv2.imread` gives a Python loop).
+    fn u8_mat(data: &[u8], width: usize, height: usize, stride: usize) -> Mat {
         let packed: Vec<u8> = (0..height)
             .flat_map(|y| data[y * stride..y * stride + width * 3].iter().copied())
             .collect();
         let m = Mat::new_rows_cols_with_data(height as i32, (width * 3) as i32, &packed).unwrap();
-        let m = m.reshape(3, height as i32).unwrap();
-        let mut f = Mat::default();
-        m.convert_to(&mut f, core::CV_32FC3, 1.0, 0.0).unwrap();
-        f
+        m.reshape(3, height as i32).unwrap().try_clone().unwrap()
     }
 
-    /// OpenCV's blob of a float image: resized to `size` (bilinear) when it differs.
+    /// One 8-bit step after scaling to 0..1: OpenCV's and fast_image_resize's
+    /// fixed-point bilinear sums may round a sample to neighbouring values.
+    const ONE_STEP: f32 = 1.0 / 255.0 + 1e-5;
+
+    /// OpenCV's blob of an 8-bit image: resized to `size` (bilinear, 8-bit) when it differs.
     fn blob(src: &Mat, size: (u32, u32), swap_rb: bool) -> Vec<f32> {
         let size = Size::new(size.0 as i32, size.1 as i32);
         let blob = opencv::dnn::blob_from_image(
@@ -586,7 +647,7 @@ mod tests {
     }
 
     #[test]
-    fn stretch_matches_opencv_blob_from_image() {
+    fn stretch_matches_opencv_8bit_resize_and_blob() {
         // Odd width, padded rows; down- and up-scaling.
         for (w, h, stride, nw, nh) in [(333, 217, 1004, 160, 128), (33, 17, 100, 64, 48)] {
             let data = image(w, h, stride);
@@ -598,10 +659,13 @@ mod tests {
                     ..PreprocessSettings::yolo(nw, nh)
                 };
                 let (mine, _) = ours(&settings, &data, w as u32, h as u32, stride);
-                let src = float_mat(&data, w, h, stride);
+                let src = u8_mat(&data, w, h, stride);
                 let swap = color == ColorOrder::Bgr;
                 let d = max_abs_diff(&mine, &blob(&src, (nw, nh), swap));
-                assert!(d < 1e-5, "{w}x{h} -> {nw}x{nh} {color:?}: max abs diff {d}");
+                assert!(
+                    d <= ONE_STEP,
+                    "{w}x{h} -> {nw}x{nh} {color:?}: max abs diff {d}"
+                );
             }
         }
     }
@@ -615,7 +679,7 @@ mod tests {
                 ..PreprocessSettings::yolo(n, n)
             };
             let (mine, lb) = ours(&settings, &data, w as u32, h as u32, stride);
-            let src = float_mat(&data, w, h, stride);
+            let src = u8_mat(&data, w, h, stride);
             let mut resized = Mat::default();
             opencv::imgproc::resize(
                 &src,
@@ -640,7 +704,10 @@ mod tests {
             )
             .unwrap();
             let d = max_abs_diff(&mine, &blob(&padded, (n, n), false));
-            assert!(d < 1e-5, "{w}x{h} letterboxed into {n}: max abs diff {d}");
+            assert!(
+                d <= ONE_STEP,
+                "{w}x{h} letterboxed into {n}: max abs diff {d}"
+            );
         }
     }
 
@@ -683,6 +750,102 @@ mod tests {
             lb.to_source([-10.0, 0.0, 700.0, 700.0]),
             [0.0, 0.0, 768.0, 576.0]
         );
+    }
+
+    #[test]
+    fn a_frame_at_the_network_size_is_copied_exactly_from_any_format() {
+        let (w, h) = (24usize, 16usize);
+        let rgb = image(w, h, w * 3 + 5);
+        // The same pixels as BGRx, rows padded.
+        let stride4 = w * 4 + 12;
+        let mut bgrx = vec![0u8; stride4 * h];
+        for y in 0..h {
+            for x in 0..w {
+                let p = &rgb[y * (w * 3 + 5) + x * 3..][..3];
+                bgrx[y * stride4 + x * 4..][..4].copy_from_slice(&[p[2], p[1], p[0], 0]);
+            }
+        }
+        let settings = PreprocessSettings {
+            resize: Resize::Stretch,
+            ..PreprocessSettings::yolo(w as u32, h as u32)
+        };
+        let mut pre = Preprocessor::new(settings);
+        let (mut a, mut b) = (vec![0.0; pre.tensor_len()], vec![0.0; pre.tensor_len()]);
+        let fmt = gst_video::VideoFormat::Rgb;
+        pre.run_raw(
+            &rgb,
+            w * 3 + 5,
+            w as u32,
+            h as u32,
+            fmt,
+            Target::F32(&mut a),
+        )
+        .unwrap();
+        let fmt = gst_video::VideoFormat::Bgrx;
+        pre.run_raw(&bgrx, stride4, w as u32, h as u32, fmt, Target::F32(&mut b))
+            .unwrap();
+        assert_eq!(a, b);
+        let plane = w * h;
+        for (i, v) in a.iter().enumerate() {
+            let (c, px) = (i / plane, i % plane);
+            let want = f32::from(rgb[(px / w) * (w * 3 + 5) + (px % w) * 3 + c]) / 255.0;
+            assert!((v - want).abs() < 1e-6, "value {i}: {v} vs {want}");
+        }
+        // Downscaled from RGBx it equals downscaled from RGB.
+        let settings = PreprocessSettings::yolo(16, 16);
+        let mut rgb_pre = Preprocessor::new(settings.clone());
+        let mut bgrx_pre = Preprocessor::new(settings);
+        let (mut a, mut b) = (vec![0.0; 768], vec![0.0; 768]);
+        rgb_pre
+            .run_raw(
+                &rgb,
+                w * 3 + 5,
+                w as u32,
+                h as u32,
+                gst_video::VideoFormat::Rgb,
+                Target::F32(&mut a),
+            )
+            .unwrap();
+        bgrx_pre
+            .run_raw(
+                &bgrx,
+                stride4,
+                w as u32,
+                h as u32,
+                gst_video::VideoFormat::Bgrx,
+                Target::F32(&mut b),
+            )
+            .unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn short_pixel_data_is_an_error_not_a_panic() {
+        let mut pre = Preprocessor::new(PreprocessSettings::yolo(32, 32));
+        let mut out = vec![0.0; pre.tensor_len()];
+        let data = vec![0u8; 100 * 3 * 10];
+        let err = pre
+            .run_raw(
+                &data,
+                300,
+                100,
+                20,
+                gst_video::VideoFormat::Rgb,
+                Target::F32(&mut out),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("do not hold 100x20"), "{err}");
+        let err = pre
+            .run_raw(
+                &data,
+                200,
+                100,
+                10,
+                gst_video::VideoFormat::Rgb,
+                Target::F32(&mut out),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("stride of 200"), "{err}");
     }
 
     #[test]
