@@ -157,10 +157,18 @@ impl GstSource {
         }
 
         let orientation = Arc::new(AtomicU8::new(0));
-        if let Some(pad) = pipeline
-            .by_name(FLIP_NAME)
-            .and_then(|flip| flip.static_pad("sink"))
-        {
+        let flip = pipeline.by_name(FLIP_NAME);
+        if let Some(flip) = &flip {
+            // `videoflip` starts with identity as its active method, and
+            // `auto` only turns on passthrough when the method it resolves to
+            // changes: set once to `auto`, it copies every upright frame (a
+            // full-frame memcpy, `perf`). Going through `90r` first makes
+            // `auto` a change, so an upright stream passes through uncopied;
+            // an orientation tag still turns frames (tests/inputs.rs).
+            flip.set_property_from_str("video-direction", "90r");
+            flip.set_property_from_str("video-direction", "auto");
+        }
+        if let Some(pad) = flip.and_then(|flip| flip.static_pad("sink")) {
             let seen = orientation.clone();
             pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
                 if let Some(gst::PadProbeData::Event(event)) = &info.data
