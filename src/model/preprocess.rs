@@ -205,6 +205,34 @@ unsafe impl<P: InnerPixel + bytemuck::Pod> fir::ImageView for Strided<'_, P> {
     }
 }
 
+/// Resizes `data` (`src`: width, height, row stride in bytes) of `P` pixels
+/// into `resized` (`dst`: width, height; packed rows).
+fn resize_pixels<P: fir::PixelTrait + InnerPixel + bytemuck::Pod>(
+    resizer: &mut fir::Resizer,
+    options: &fir::ResizeOptions,
+    data: &[u8],
+    (width, height, stride): (u32, u32, usize),
+    (dst_width, dst_height): (u32, u32),
+    resized: &mut [u8],
+) -> Result<(), PreprocessError> {
+    let src = Strided::<P> {
+        data,
+        stride,
+        width,
+        height,
+        pixel: PhantomData,
+    };
+    let mut dst = fir::images::TypedImage::<P>::from_pixels_slice(
+        dst_width,
+        dst_height,
+        bytemuck::cast_slice_mut(resized),
+    )
+    .map_err(|e| PreprocessError::Map(e.to_string()))?;
+    resizer
+        .resize_typed(&src, &mut dst, options)
+        .map_err(|e| PreprocessError::Map(format!("resize: {e}")))
+}
+
 /// Tables for one source geometry.
 struct Geometry {
     src: (u32, u32, gst_video::VideoFormat),
@@ -479,39 +507,26 @@ impl Preprocessor {
         let options = fir::ResizeOptions::new()
             .resize_alg(fir::ResizeAlg::Interpolation(fir::FilterType::Bilinear))
             .use_alpha(false);
-        let resized = &mut self.resized;
-        let result = if g.bpp == 3 {
-            let src = Strided::<U8x3> {
+        let (src, dst) = ((width, height, stride), (lb.width, lb.height));
+        if g.bpp == 3 {
+            resize_pixels::<U8x3>(
+                &mut self.resizer,
+                &options,
                 data,
-                stride,
-                width,
-                height,
-                pixel: PhantomData,
-            };
-            let mut dst = fir::images::TypedImage::<U8x3>::from_pixels_slice(
-                lb.width,
-                lb.height,
-                bytemuck::cast_slice_mut(resized),
+                src,
+                dst,
+                &mut self.resized,
             )
-            .map_err(|e| PreprocessError::Map(e.to_string()))?;
-            self.resizer.resize_typed(&src, &mut dst, &options)
         } else {
-            let src = Strided::<U8x4> {
+            resize_pixels::<U8x4>(
+                &mut self.resizer,
+                &options,
                 data,
-                stride,
-                width,
-                height,
-                pixel: PhantomData,
-            };
-            let mut dst = fir::images::TypedImage::<U8x4>::from_pixels_slice(
-                lb.width,
-                lb.height,
-                bytemuck::cast_slice_mut(resized),
+                src,
+                dst,
+                &mut self.resized,
             )
-            .map_err(|e| PreprocessError::Map(e.to_string()))?;
-            self.resizer.resize_typed(&src, &mut dst, &options)
-        };
-        result.map_err(|e| PreprocessError::Map(format!("resize: {e}")))
+        }
     }
 
     /// Pads and writes the resized image (or the frame itself when it needs
