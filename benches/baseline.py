@@ -8,7 +8,7 @@ result) p50/p99 in ms, the time inside session.run, and the detection count.
 
 Usage: baseline.py MODEL.onnx VIDEO FRAMES THREADS [--layout yolov8|nanodet|end2end]
                    [--pad N] [--conf X] [--iou X] [--classes 0,1,2] [--max N] [--jsonl PATH]
-                   [--pace FPS [--latest]]
+                   [--track] [--pace FPS [--latest]]
 
 Layouts (the same contracts percept's `layout` reads; see models/README.md):
   yolov8   [1, 4+C, N]: cx, cy, w, h, C class scores; class-aware NMS (default).
@@ -16,6 +16,10 @@ Layouts (the same contracts percept's `layout` reads; see models/README.md):
            [1, n, 4*11] GFL logits (side-major, sides l, t, r, b); class-aware NMS.
   end2end  [1, N, 6]: x1, y1, x2, y2, score, class in input pixels; no NMS.
 Boxes are mapped back through the letterbox to frame pixels.
+
+--track runs ByteTrack on each frame's detections (numpy Kalman filter, scipy's
+Hungarian assignment; the reference implementation's rules and thresholds),
+the work percept's `track` stage does; the JSON then counts `track_boxes`.
 
 --jsonl PATH writes one JSON object per frame, after the timed loop (so it does
 not change the timing): {"seq", "pts_ns", "detections": [{"bbox", "class_id",
@@ -154,6 +158,132 @@ def decode_end2end(outs, a):
     return out[keep, :4], scores[keep], cls[keep], False
 
 
+class KalmanXYAH:
+    """ByteTrack's constant-velocity Kalman filter on (cx, cy, aspect, height)
+    (Zhang et al., ECCV 2022; the reference code's kalman_filter.py)."""
+    ndim, std_pos, std_vel = 4, 1.0 / 20, 1.0 / 160
+
+    def __init__(self):
+        self.F = np.eye(8)
+        self.F[:4, 4:] = np.eye(4)
+        self.H = np.eye(4, 8)
+
+    def initiate(self, z):
+        mean = np.r_[z, np.zeros(4)]
+        h = z[3]
+        std = [2 * self.std_pos * h, 2 * self.std_pos * h, 1e-2, 2 * self.std_pos * h,
+               10 * self.std_vel * h, 10 * self.std_vel * h, 1e-5, 10 * self.std_vel * h]
+        return mean, np.diag(np.square(std))
+
+    def predict(self, mean, cov):
+        h = mean[3]
+        q = np.diag(np.square([self.std_pos * h, self.std_pos * h, 1e-2, self.std_pos * h,
+                               self.std_vel * h, self.std_vel * h, 1e-5, self.std_vel * h]))
+        return self.F @ mean, self.F @ cov @ self.F.T + q
+
+    def update(self, mean, cov, z):
+        h = mean[3]
+        r = np.diag(np.square([self.std_pos * h, self.std_pos * h, 1e-1, self.std_pos * h]))
+        s = self.H @ cov @ self.H.T + r
+        k = np.linalg.solve(s, self.H @ cov).T
+        return mean + k @ (z - self.H @ mean), cov - k @ s @ k.T
+
+
+def xyah(b):
+    w, h = b[2] - b[0], b[3] - b[1]
+    return np.array([b[0] + w / 2, b[1] + h / 2, w / max(h, 1e-6), h])
+
+
+def tlbr(m):
+    w, h = m[2] * m[3], m[3]
+    return np.array([m[0] - w / 2, m[1] - h / 2, m[0] + w / 2, m[1] + h / 2])
+
+
+def iou_matrix(a, b):
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    a, b = np.asarray(a)[:, None], np.asarray(b)[None]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+
+
+class ByteTrack:
+    """ByteTrack (Zhang et al., ECCV 2022) as the reference byte_tracker.py does it:
+    high-score boxes matched first (IoU fused with score), then low-score boxes
+    to the tracks left, unconfirmed tracks last; Hungarian assignment (scipy)."""
+
+    def __init__(self, high=0.5, low=0.1, new=0.6, match=0.8, max_lost=30):
+        from scipy.optimize import linear_sum_assignment
+        self.assign = linear_sum_assignment
+        self.high, self.low, self.new, self.match, self.max_lost = high, low, new, match, max_lost
+        self.kf = KalmanXYAH()
+        self.tracks = []                   # dicts: id, mean, cov, score, cls, confirmed, lost, box
+        self.next_id = 1
+        self.frame = 0
+
+    def _match(self, tracks, boxes, scores, thresh, fuse):
+        cost = 1 - iou_matrix([t["box"] for t in tracks], boxes)
+        if fuse and len(tracks) and len(boxes):
+            cost = 1 - (1 - cost) * np.asarray(scores)[None]
+        if cost.size == 0:
+            return [], list(range(len(tracks))), list(range(len(boxes)))
+        rows, cols = self.assign(cost)
+        pairs = [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= thresh]
+        mr, mc = {r for r, _ in pairs}, {c for _, c in pairs}
+        return pairs, [r for r in range(len(tracks)) if r not in mr], [c for c in range(len(boxes)) if c not in mc]
+
+    def _update(self, t, box, score, cls):
+        t["mean"], t["cov"] = self.kf.update(t["mean"], t["cov"], xyah(box))
+        t["box"], t["score"], t["cls"], t["lost"] = tlbr(t["mean"]), score, cls, 0
+
+    def update(self, boxes, scores, cls):
+        self.frame += 1
+        for t in self.tracks:
+            t["mean"], t["cov"] = self.kf.predict(t["mean"], t["cov"])
+            t["box"] = tlbr(t["mean"])
+        hi = np.where(scores >= self.high)[0]
+        lo = np.where((scores >= self.low) & (scores < self.high))[0]
+        confirmed = [t for t in self.tracks if t["confirmed"]]
+        unconfirmed = [t for t in self.tracks if not t["confirmed"]]
+        pairs, left, free = self._match(confirmed, boxes[hi], scores[hi], self.match, True)
+        for r, c in pairs:
+            self._update(confirmed[r], boxes[hi[c]], scores[hi[c]], cls[hi[c]])
+        active = [confirmed[r] for r in left if confirmed[r]["lost"] == 0]
+        pairs, left2, _ = self._match(active, boxes[lo], scores[lo], 0.5, False)
+        for r, c in pairs:
+            self._update(active[r], boxes[lo[c]], scores[lo[c]], cls[lo[c]])
+        matched = {id(confirmed[r]) for r in range(len(confirmed)) if r not in left}
+        matched |= {id(active[r]) for r, _ in pairs}
+        hi = hi[free]
+        pairs, dead, free = self._match(unconfirmed, boxes[hi], scores[hi], 0.7, True)
+        for r, c in pairs:
+            self._update(unconfirmed[r], boxes[hi[c]], scores[hi[c]], cls[hi[c]])
+            unconfirmed[r]["confirmed"] = True
+            matched.add(id(unconfirmed[r]))
+        gone = {id(unconfirmed[r]) for r in dead}
+        kept = []
+        for t in self.tracks:
+            if id(t) in gone:
+                continue
+            if id(t) not in matched:
+                t["lost"] += 1
+                if t["lost"] > self.max_lost:
+                    continue
+            kept.append(t)
+        for c in hi[free]:
+            if scores[c] < self.new:
+                continue
+            mean, cov = self.kf.initiate(xyah(boxes[c]))
+            kept.append({"id": self.next_id, "mean": mean, "cov": cov, "score": scores[c], "cls": cls[c],
+                         "confirmed": self.frame == 1, "lost": 0, "box": np.asarray(boxes[c], float)})
+            self.next_id += 1
+        self.tracks = kept
+        return [t for t in kept if t["confirmed"] and t["lost"] == 0]
+
+
 DECODERS = {"yolov8": decode_yolov8, "nanodet": decode_nanodet, "end2end": decode_end2end}
 
 
@@ -173,6 +303,8 @@ def parse_args():
     p.add_argument("--jsonl", default=None, help="write one JSON object per frame here")
     p.add_argument("--pace", type=float, default=None,
                    help="read the video like a camera at FPS frames per second (0: the file's rate)")
+    p.add_argument("--track", action="store_true",
+                   help="track the detections with ByteTrack (numpy + scipy), as percept's track stage does")
     p.add_argument("--latest", action="store_true",
                    help="with --pace: detect only the newest frame, dropping the ones that came meanwhile")
     a = p.parse_args()
@@ -220,7 +352,8 @@ def main():
     if a.pace is not None:
         paced(a, cap, a.pace or fps, detect, infer)
         return
-    latencies, n, detections, per_frame = [], 0, 0, []
+    latencies, n, detections, per_frame, tracked = [], 0, 0, [], 0
+    tracker = ByteTrack() if a.track else None
     start = time.perf_counter()
     while n < a.frames:
         t0 = time.perf_counter()
@@ -230,6 +363,8 @@ def main():
             break
         boxes, scores, cls = detect(bgr)
         detections += len(cls)
+        if tracker is not None:
+            tracked += len(tracker.update(boxes, scores, cls))
         latencies.append((time.perf_counter() - t0) * 1e3)
         if a.jsonl:
             per_frame.append((boxes, scores, cls, captured, time.time_ns()))
@@ -241,7 +376,8 @@ def main():
                 f.write(record(i, round(i * 1e9 / fps), captured, emitted, boxes, scores, cls))
     lat = np.array(latencies)
     print(json.dumps({"frames": n, "seconds": secs, "fps": n / secs, "latency_p50_ms": float(np.percentile(lat, 50)),
-                      "latency_p99_ms": float(np.percentile(lat, 99)), "inference_s": infer[0], "detections": detections}))
+                      "latency_p99_ms": float(np.percentile(lat, 99)), "inference_s": infer[0], "detections": detections,
+                      "track_boxes": tracked}))
 
 
 def record(seq, pts_ns, captured, emitted, boxes, scores, cls):
