@@ -839,28 +839,17 @@ mod tests {
         let mut pre = Preprocessor::new(PreprocessSettings::yolo(32, 32));
         let mut out = vec![0.0; pre.tensor_len()];
         let data = vec![0u8; 100 * 3 * 10];
-        let err = pre
-            .run_raw(
-                &data,
-                300,
-                100,
-                20,
-                gst_video::VideoFormat::Rgb,
-                Target::F32(&mut out),
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains("do not hold 100x20"), "{err}");
-        let err = pre
-            .run_raw(
-                &data,
-                200,
-                100,
-                10,
-                gst_video::VideoFormat::Rgb,
-                Target::F32(&mut out),
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains("stride of 200"), "{err}");
+        let mut refusal = |stride: usize, height: u32| {
+            let rgb = gst_video::VideoFormat::Rgb;
+            pre.run_raw(&data, stride, 100, height, rgb, Target::F32(&mut out))
+                .unwrap_err()
+                .to_string()
+        };
+        // Too few rows for the height, then a stride shorter than a row.
+        let err = refusal(300, 20);
+        assert!(err.contains("do not hold 100x20"), "{err}");
+        let err = refusal(200, 10);
+        assert!(err.contains("stride of 200"), "{err}");
     }
 
     #[test]
