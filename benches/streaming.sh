@@ -20,7 +20,8 @@
 #                   high_score up), scored against its own offline run
 # Paced runs get budget_ms = 2 frame periods. Every run is scored with
 # `percept eval --json` (per frame) and `--streaming --json` against its
-# reference. Prints a Markdown table per factor and writes them to --out.
+# reference; paced percept runs also with `--streaming --extrapolate` (boxes
+# moved by their tracks' velocities to the scored instant). Prints a Markdown table per factor and writes them to --out.
 #
 # Usage: benches/streaming.sh [--fps F]... [--frames N] [--out FILE] [FACTORS...]
 #   FACTORS  overload = detection time / frame period (default: 1.5 2.5)
@@ -174,8 +175,8 @@ def det_mota(m):
     return 1 - (m["fp"] + m["fn"]) / max(m["gt"], 1)
 
 def row(args):
-    # row NAME SUMMARY(.json|-) KIND(percept|python) PERFRAME.json STREAMING.json|-
-    name, summary, kind, pf, st = args
+    # row NAME SUMMARY(.json|-) KIND(percept|python) PERFRAME.json STREAMING.json|- EXTRAPOLATED.json|-
+    name, summary, kind, pf, st, ex = args
     s = json.load(open(summary))
     if kind in ("percept", "offline"):
         d = next(x for x in s["stages"] if x["id"] == "detect")
@@ -186,11 +187,13 @@ def row(args):
         rate, lat, cost = s.get("run_rate", 1.0), s["latency_p50_ms"], s.get("detect_p50_ms")
     p = json.load(open(pf))
     q = json.load(open(st)) if st != "-" else None
+    x = json.load(open(ex)) if ex != "-" else None
     ids = kind != "python"
     def mi(m):
         return f"{fmt(m['mota'])} / {fmt(m['idf1'])}" if ids else f"({fmt(m['mota'])}) / —"
     cols = [name, f"{rate * 100:.0f} %", f"{cost:.0f} ms" if cost is not None else "—",
             f"{lat:.0f} ms" if kind != "offline" else "—", mi(p), mi(q) if q else "—",
+            mi(x) if x else "—",
             f"{fmt(det_mota(p))} / {fmt(det_mota(q))}" if q else f"{fmt(det_mota(p))} / —"]
     print("| " + " | ".join(cols) + " |")
 
@@ -225,10 +228,13 @@ run() { # run NAME VIDEO PACED(0/1) PERIOD_MS key=value...: a percept run
   fi
 }
 
-score() { # score NAME GT STREAMING(0/1)
+score() { # score NAME GT STREAMING(0/1/2: and extrapolated by the tracks' velocities)
   "$bin" eval --json --gt "$2" --pred "$tmp/$1.jsonl" >"$tmp/$1.eval.json"
-  if [ "$3" = 1 ]; then
+  if [ "$3" -ge 1 ]; then
     "$bin" eval --streaming --json --gt "$2" --pred "$tmp/$1.jsonl" >"$tmp/$1.stream.json"
+  fi
+  if [ "$3" = 2 ]; then
+    "$bin" eval --streaming --extrapolate --json --gt "$2" --pred "$tmp/$1.jsonl" >"$tmp/$1.fore.json"
   fi
 }
 
@@ -246,7 +252,7 @@ read -r -a base_args <<<"$(helper baseline-args "$pipeline")"
 
 if [ ${#factors[@]} -gt 0 ]; then
   saved=$frames
-  frames=30
+  frames=100
   det_ms=$(measure)
   frames=$saved
   echo "detection (NanoDet, unpaced, median of 3 short runs' p50): $det_ms ms" >&2
@@ -262,7 +268,7 @@ fi
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the start;"
   echo "pipeline $(realpath --relative-to="$root" "$pipeline"); percept $("$bin" --version 2>/dev/null || echo '?')."
-  [ -n "${det_ms:-}" ] && echo "NanoDet's detection cost, measured unpaced first: $det_ms ms (median of three 30-frame runs' p50)."
+  [ -n "${det_ms:-}" ] && echo "NanoDet's detection cost, measured unpaced first: $det_ms ms (median of three 100-frame runs' p50)."
 } >"$out"
 
 for fps in "${fpss[@]}"; do
@@ -284,7 +290,7 @@ for fps in "${fpss[@]}"; do
   run auto "$video" 1 "$period" 'interval="auto"' admission=true
   run sched "$video" 1 "$period" 'schedule="auto"' admission=true
   for r in interval2 interval3; do score $r "$ref" 0; done
-  for r in async1 async2 auto sched; do score $r "$ref" 1; done
+  for r in async1 async2 auto sched; do score $r "$ref" 2; done
   # The Python loop: its own offline run is its reference.
   "$py" benches/baseline.py "${base_args[0]}" "$video" "$frames" 2 "${base_args[@]:1}" \
     --jsonl "$tmp/py-ref.jsonl" >"$tmp/py-ref.json"
@@ -302,20 +308,26 @@ for fps in "${fpss[@]}"; do
     echo "vtest.avi's $n_ref frames$([ "$n_ref" -lt 795 ] && echo " (a subset: max_frames = $frames)") re-timed to $period ms;"
     echo "reference detection p50 $ref_det ms; paced runs: budget_ms = $(python3 -c "print(round(2 * $period))")."
     echo "Scores against the reference (percept rows) or the Python loop's own offline run (python rows);"
-    echo "det-MOTA = 1 − (FP + FN) / GT, without ID switches."
+    echo "det-MOTA = 1 − (FP + FN) / GT, without ID switches. Streaming, extrapolated: each box of the newest"
+    echo "record moved by its track's velocity_px_s to the scored frame's capture instant, as a consumer"
+    echo "forecasts the tracks it holds (percept eval --streaming --extrapolate)."
     echo
-    echo "| schedule | detection ran on | detect p50 | output latency p50 | per-frame MOTA / IDF1 | streaming MOTA / IDF1 | per-frame / streaming det-MOTA |"
-    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    echo "| schedule | detection ran on | detect p50 | output latency p50 | per-frame MOTA / IDF1 | streaming MOTA / IDF1 | streaming, extrapolated | per-frame / streaming det-MOTA |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
     helper row "reference: offline, every frame" "$tmp/reference.json" offline \
-      <(echo '{"mota":1,"idf1":1,"fp":0,"fn":0,"gt":1}') -
-    helper row "in line, interval = 2 (unpaced)" "$tmp/interval2.json" offline "$tmp/interval2.eval.json" -
-    helper row "in line, interval = 3 (unpaced)" "$tmp/interval3.json" offline "$tmp/interval3.eval.json" -
-    helper row "paced, async, 1 thread" "$tmp/async1.json" percept "$tmp/async1.eval.json" "$tmp/async1.stream.json"
-    helper row "paced, async, 2 threads" "$tmp/async2.json" percept "$tmp/async2.eval.json" "$tmp/async2.stream.json"
-    helper row "paced, interval = \"auto\" + admission" "$tmp/auto.json" percept "$tmp/auto.eval.json" "$tmp/auto.stream.json"
-    helper row "paced, schedule = \"auto\" + admission" "$tmp/sched.json" percept "$tmp/sched.eval.json" "$tmp/sched.stream.json"
-    helper row "Python, drop to latest, 1 thread" "$tmp/py1.json" python "$tmp/py1.eval.json" "$tmp/py1.stream.json"
-    helper row "Python, drop to latest, 2 threads" "$tmp/py2.json" python "$tmp/py2.eval.json" "$tmp/py2.stream.json"
+      <(echo '{"mota":1,"idf1":1,"fp":0,"fn":0,"gt":1}') - -
+    helper row "in line, interval = 2 (unpaced)" "$tmp/interval2.json" offline "$tmp/interval2.eval.json" - -
+    helper row "in line, interval = 3 (unpaced)" "$tmp/interval3.json" offline "$tmp/interval3.eval.json" - -
+    helper row "paced, async, 1 thread" "$tmp/async1.json" percept "$tmp/async1.eval.json" "$tmp/async1.stream.json" \
+      "$tmp/async1.fore.json"
+    helper row "paced, async, 2 threads" "$tmp/async2.json" percept "$tmp/async2.eval.json" "$tmp/async2.stream.json" \
+      "$tmp/async2.fore.json"
+    helper row "paced, interval = \"auto\" + admission" "$tmp/auto.json" percept "$tmp/auto.eval.json" "$tmp/auto.stream.json" \
+      "$tmp/auto.fore.json"
+    helper row "paced, schedule = \"auto\" + admission" "$tmp/sched.json" percept "$tmp/sched.eval.json" "$tmp/sched.stream.json" \
+      "$tmp/sched.fore.json"
+    helper row "Python, drop to latest, 1 thread" "$tmp/py1.json" python "$tmp/py1.eval.json" "$tmp/py1.stream.json" -
+    helper row "Python, drop to latest, 2 threads" "$tmp/py2.json" python "$tmp/py2.eval.json" "$tmp/py2.stream.json" -
     echo
     echo "Python rows: no tracker, so boxes scoring at least the tracker's high_score and per-frame"
     echo "index ids; MOTA in parentheses counts index changes as ID switches and IDF1 means nothing:"

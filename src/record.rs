@@ -169,7 +169,9 @@ pub struct TrackOut {
     pub class: Arc<str>,
     /// Score of the last matched detection.
     pub score: f32,
-    /// Box centre velocity, pixels per second.
+    /// Box centre velocity, pixels per second: the Kalman filter's, zero
+    /// until the track has been measured three times; with `motion = "flow"`,
+    /// the pixels' shift over the last three frames (the filter's until then).
     pub velocity_px_s: [f32; 2],
     /// Seconds since the track started.
     pub age_s: f32,

@@ -115,6 +115,17 @@ fn eval_reads_motchallenge_text_and_json_lines_alike() {
         r.stderr
     );
     assert!(r.stdout.is_empty(), "{}", r.stdout);
+    // Extrapolating to a scored instant needs streaming evaluation.
+    let r = run(&[
+        "eval",
+        "--gt",
+        txt.to_str().unwrap(),
+        "--pred",
+        jsonl.to_str().unwrap(),
+        "--extrapolate",
+    ]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--streaming"), "{}", r.stderr);
 }
 
 /// Runs `pipeline` (on `input` when given) and scores it against the crossing ground truth.

@@ -28,6 +28,11 @@ pub struct EvalArgs {
     /// newest output written by its capture instant (needs percept's JSON Lines).
     #[arg(long)]
     streaming: bool,
+    /// With --streaming: move each box by its track's `velocity_px_s` from
+    /// its record's capture instant to the scored frame's, as a consumer of
+    /// timestamped tracks forecasts the newest one it holds.
+    #[arg(long, requires = "streaming")]
+    extrapolate: bool,
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
@@ -64,14 +69,19 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         }));
     }
     let pred = if args.streaming {
-        percept::eval::streaming_predictions(&args.pred, args.stream.as_deref(), &gt)
-            .map_err(|e| {
-                percept::Error::Config(percept::config::ConfigError::Plan {
-                    path: args.pred.clone(),
-                    message: format!("line {}: {}", e.line, e.message),
-                })
+        percept::eval::streaming_predictions(
+            &args.pred,
+            args.stream.as_deref(),
+            &gt,
+            args.extrapolate,
+        )
+        .map_err(|e| {
+            percept::Error::Config(percept::config::ConfigError::Plan {
+                path: args.pred.clone(),
+                message: format!("line {}: {}", e.line, e.message),
             })
-            .with_context(|| format!("cannot score {}", args.pred.display()))?
+        })
+        .with_context(|| format!("cannot score {}", args.pred.display()))?
     } else {
         load(&args.pred, false)?
     };

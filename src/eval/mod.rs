@@ -159,6 +159,8 @@ struct Emitted {
     capture_wall_ns: u64,
     emit_wall_ns: u64,
     objects: Vec<Object>,
+    /// Each object's `velocity_px_s` (zero when absent), in `objects` order.
+    velocities: Vec<[f32; 2]>,
 }
 
 /// Streaming evaluation (Li et al., "Towards Streaming Perception"): for
@@ -168,10 +170,18 @@ struct Emitted {
 /// `capture_wall_ns`; for frames without a record (dropped), it follows from
 /// their media time (`pts_ns`, or the frame index at the recording's rate).
 /// Needs percept's JSON Lines output.
+///
+/// With `extrapolate`, each box of that record is moved by its track's
+/// `velocity_px_s` over the time from the record's capture instant to the
+/// frame's: what a consumer of timestamped tracks does with the newest one
+/// it holds (constant-velocity forecasting to the query time, as in Li et
+/// al.'s streaming detectors, §5). A record newer than the frame (written
+/// before it was captured: none in a causal run) is not moved back.
 pub fn streaming_predictions(
     path: &Path,
     stream: Option<&str>,
     gt: &Sequence,
+    extrapolate: bool,
 ) -> Result<Sequence, EvalError> {
     let err = |line: usize, message: String| EvalError {
         path: path.display().to_string(),
@@ -202,12 +212,14 @@ pub fn streaming_predictions(
                 .ok_or_else(|| err(n, format!("no `{k}`: not percept's output")))
         };
         let objects = objects_of(&v["tracks"], true).map_err(|m| err(n, m.into()))?;
+        let velocities = velocities_of(&v["tracks"]).map_err(|m| err(n, m.into()))?;
         records.push(Emitted {
             seq: num("seq")?,
             pts_ns: v["pts_ns"].as_u64(),
             capture_wall_ns: num("capture_wall_ns")?,
             emit_wall_ns: num("emit_wall_ns")?,
             objects,
+            velocities,
         });
     }
     let Some(first) = records.iter().min_by_key(|r| r.seq) else {
@@ -243,11 +255,23 @@ pub fn streaming_predictions(
         };
         // The newest record written by then.
         let k = emitted.partition_point(|&i| records[i].emit_wall_ns <= at);
-        let objects = if k == 0 {
-            Vec::new()
-        } else {
-            records[emitted[k - 1]].objects.clone()
-        };
+        let mut objects = Vec::new();
+        if k > 0 {
+            let r = &records[emitted[k - 1]];
+            objects.clone_from(&r.objects);
+            if extrapolate {
+                let dt_s = at.saturating_sub(r.capture_wall_ns) as f32 * 1e-9;
+                for (o, v) in objects.iter_mut().zip(&r.velocities) {
+                    let (dx, dy) = (v[0] * dt_s, v[1] * dt_s);
+                    o.bbox = [
+                        o.bbox[0] + dx,
+                        o.bbox[1] + dy,
+                        o.bbox[2] + dx,
+                        o.bbox[3] + dy,
+                    ];
+                }
+            }
+        }
         out.insert(f, objects);
     }
     Ok(out)
@@ -276,6 +300,31 @@ fn objects_of(list: &serde_json::Value, confirmed_only: bool) -> Result<Vec<Obje
         out.push(Object { id, bbox });
     }
     Ok(out)
+}
+
+/// The `velocity_px_s` of the confirmed tracks of a `tracks` array, in
+/// [`objects_of`] order; zero for a track without one.
+fn velocities_of(list: &serde_json::Value) -> Result<Vec<[f32; 2]>, &'static str> {
+    let Some(list) = list.as_array() else {
+        return Ok(Vec::new());
+    };
+    let confirmed = list
+        .iter()
+        .filter(|o| o["state"].as_str().is_none_or(|s| s == "confirmed"));
+    confirmed
+        .map(|o| match o.get("velocity_px_s") {
+            None => Ok([0.0; 2]),
+            Some(v) => match v.as_array().map(|v| v.as_slice()) {
+                Some([x, y]) => match (x.as_f64(), y.as_f64()) {
+                    (Some(x), Some(y)) if x.is_finite() && y.is_finite() => {
+                        Ok([x as f32, y as f32])
+                    }
+                    _ => Err("`velocity_px_s` holds a non-number"),
+                },
+                _ => Err("`velocity_px_s` is not [vx, vy]"),
+            },
+        })
+        .collect()
 }
 
 /// Scores `pred` against `gt` with a minimum IoU for a match (0.5 in MOTChallenge).
@@ -461,7 +510,7 @@ mod tests {
         for k in 0..5u64 {
             let x = 10.0 * k as f64;
             text += &format!(
-                "{{\"seq\":{k},\"pts_ns\":{},\"capture_wall_ns\":{},\"emit_wall_ns\":{},\"tracks\":[{{\"id\":1,\"bbox\":[{x},0,{},10],\"state\":\"confirmed\"}}]}}\n",
+                "{{\"seq\":{k},\"pts_ns\":{},\"capture_wall_ns\":{},\"emit_wall_ns\":{},\"tracks\":[{{\"id\":1,\"bbox\":[{x},0,{},10],\"velocity_px_s\":[100,0],\"state\":\"confirmed\"}}]}}\n",
                 k * 100_000_000,
                 1_000_000_000 + k * 100_000_000,
                 1_150_000_000 + k * 100_000_000,
@@ -474,7 +523,7 @@ mod tests {
             bbox: [x, 0.0, x + 10.0, 10.0],
         };
         let gt: Sequence = (0..5).map(|k| (k, vec![obj(10.0 * k as f32)])).collect();
-        let pred = streaming_predictions(&path, None, &gt).unwrap();
+        let pred = streaming_predictions(&path, None, &gt, false).unwrap();
         assert!(pred[&0].is_empty() && pred[&1].is_empty());
         assert_eq!(pred[&2][0].bbox[0], 0.0, "frame 2 sees frame 0's output");
         assert_eq!(pred[&4][0].bbox[0], 20.0);
@@ -484,6 +533,30 @@ mod tests {
         // Offline, every frame matches.
         let offline = read_tracks(&path, false, None).unwrap();
         assert_eq!(evaluate(&gt, &offline, 0.5).tp, 5);
+        // Extrapolated by 100 px/s over the 200 ms since frame 0's capture,
+        // frame 0's box lands where the object is at frame 2.
+        let forecast = streaming_predictions(&path, None, &gt, true).unwrap();
+        assert!(
+            (forecast[&2][0].bbox[0] - 20.0).abs() < 1e-3,
+            "{:?}",
+            forecast[&2]
+        );
+        assert!(
+            (forecast[&4][0].bbox[2] - 50.0).abs() < 1e-3,
+            "{:?}",
+            forecast[&4]
+        );
+        let m = evaluate(&gt, &forecast, 0.5);
+        assert_eq!((m.tp, m.fn_, m.fp), (3, 2, 0));
+        // A velocity that is not two numbers is refused, naming the line.
+        std::fs::write(
+            &path,
+            "{\"seq\":0,\"capture_wall_ns\":1,\"emit_wall_ns\":2,\"tracks\":[{\"id\":1,\"bbox\":[0,0,1,1],\"velocity_px_s\":[1]}]}\n",
+        )
+        .unwrap();
+        let e = streaming_predictions(&path, None, &gt, true).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("velocity_px_s"), "{e}");
     }
 
     /// Hand-worked: two objects, the tracker swaps their ids at frame 2.
