@@ -11,6 +11,21 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     if union > 0.0 { inter / union } else { 0.0 }
 }
 
+/// Clips an `[x1, y1, x2, y2]` box to a `width` x `height` image (px), in
+/// place, and says whether at least `min_inside` (0..=1) of its area was
+/// inside. A box with nothing inside (none, or no area) never is.
+pub fn clip_to_image(bbox: &mut [f32; 4], width: f32, height: f32, min_inside: f32) -> bool {
+    let area = (bbox[2] - bbox[0]).max(0.0) * (bbox[3] - bbox[1]).max(0.0);
+    *bbox = [
+        bbox[0].clamp(0.0, width),
+        bbox[1].clamp(0.0, height),
+        bbox[2].clamp(0.0, width),
+        bbox[3].clamp(0.0, height),
+    ];
+    let inside = (bbox[2] - bbox[0]) * (bbox[3] - bbox[1]);
+    inside > 0.0 && inside >= min_inside * area
+}
+
 /// The median of `samples` as depth at pixel `centre` of a pinhole camera
 /// `(f, cx, cy)`: `[x, y, z]` metres. `None` when fewer than 5 samples.
 pub fn median_position(
@@ -26,4 +41,32 @@ pub fn median_position(
     let z = *z;
     let (f, cx, cy) = camera;
     Some([(centre.0 - cx) * z / f, (centre.1 - cy) * z / f, z])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxes_are_clipped_to_the_image_and_kept_while_enough_is_inside() {
+        // Inside: unchanged.
+        let mut b = [10.0, 20.0, 50.0, 80.0];
+        assert!(clip_to_image(&mut b, 100.0, 100.0, 0.5));
+        assert_eq!(b, [10.0, 20.0, 50.0, 80.0]);
+        // 60 % past the right edge: clipped to 40 % of its area.
+        let mut b = [80.0, 0.0, 130.0, 10.0];
+        assert!(!clip_to_image(&mut b, 100.0, 100.0, 0.5));
+        assert_eq!(b, [80.0, 0.0, 100.0, 10.0]);
+        let mut b = [80.0, 0.0, 130.0, 10.0];
+        assert!(clip_to_image(&mut b, 100.0, 100.0, 0.35));
+        // Above and left of the image, a quarter inside.
+        let mut b = [-10.0, -10.0, 10.0, 10.0];
+        assert!(!clip_to_image(&mut b, 100.0, 100.0, 0.5));
+        assert_eq!(b, [0.0, 0.0, 10.0, 10.0]);
+        // Wholly outside, or no area: never inside.
+        let mut b = [200.0, 0.0, 230.0, 10.0];
+        assert!(!clip_to_image(&mut b, 100.0, 100.0, 0.0));
+        let mut b = [5.0, 5.0, 5.0, 9.0];
+        assert!(!clip_to_image(&mut b, 100.0, 100.0, 0.0));
+    }
 }

@@ -23,7 +23,7 @@ pub use settings::KIND;
 use std::sync::Arc;
 
 
-use crate::geometry::iou;
+use crate::geometry::{clip_to_image, iou};
 use crate::frame::Frame;
 use crate::pool::VecPool;
 pub use crate::record::{TrackOut, TrackState};
@@ -36,6 +36,13 @@ use kalman::Kalman;
 /// `benches/track_replay.rs` on vtest: costs 0.003 to 0.03 of MOTA on
 /// walking people, and keeps single-difference jitter out of slow objects.
 pub const VELOCITY_MIN_HITS: u32 = 3;
+
+/// A track is written only while at least this share of its box is inside
+/// the image. On vtest re-timed to 21 ms with asynchronous detection, boxes
+/// moved past the edge after their people had left were a third of the
+/// false positives away from any reference box; clipping and this rule
+/// scored MOTA 0.834 against 0.828 unclipped (0.829 at 0.25, 0.834 at 0.75).
+pub const MIN_INSIDE: f32 = 0.5;
 
 /// A confirmed track becomes lost after this many detection rounds in a row
 /// without a match (ByteTrack: one). Two (DeepSORT reports tracks up to one
@@ -857,6 +864,15 @@ impl Stage for TrackStage {
                 tracker.caught_up(index, &self.path, all, tracks.as_mut_vec());
             }
         }
+        // Boxes are where the object is seen in the image: one moved past an
+        // edge (by its velocity or the pixels) is clipped there, as the
+        // detector's boxes are, and a track less than half inside is not
+        // written (its object has left the view; the track lives on, unseen,
+        // until it is matched again or `max_lost_s` ends it).
+        let (w, h) = (frame.width() as f32, frame.height() as f32);
+        tracks
+            .as_mut_vec()
+            .retain_mut(|t| clip_to_image(&mut t.bbox, w, h, MIN_INSIDE));
         record.tracks = Some(tracks);
         Ok(())
     }
@@ -888,13 +904,14 @@ mod tests {
     fn run_stream(stage: &mut TrackStage, stream: &str, n: u64) -> Vec<u64> {
         use gstreamer_video as gst_video;
         gstreamer::init().unwrap();
-        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Gray8, 4, 4)
+        // An image the boxes lie in (reported boxes are clipped to it).
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Gray8, 240, 100)
             .build()
             .unwrap();
         let pool = crate::pool::VecPool::<Detection>::default();
         let mut ids = Vec::new();
         for seq in 0..n {
-            let mut frame = crate::frame::test_frame(info.clone(), vec![0; 16], seq);
+            let mut frame = crate::frame::test_frame(info.clone(), vec![0; 240 * 100], seq);
             frame.meta.stream = Arc::from(stream);
             frame.meta.pts_ns = Some(seq * 100_000_000);
             let mut record = Record::default();
