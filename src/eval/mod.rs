@@ -174,8 +174,8 @@ struct Emitted {
 /// With `extrapolate`, each box of that record is moved by its track's
 /// `velocity_px_s` over the time from the record's capture instant to the
 /// frame's: what a consumer of timestamped tracks does with the newest one
-/// it holds (constant-velocity forecasting to the query time, as in Li et
-/// al.'s streaming detectors, §5). A record newer than the frame (written
+/// it holds (constant-velocity forecasting to the query time, as the Kalman-filter
+/// forecasting of Li et al. does). A record newer than the frame (written
 /// before it was captured: none in a causal run) is not moved back.
 pub fn streaming_predictions(
     path: &Path,
