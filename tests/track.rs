@@ -67,13 +67,18 @@ fn eval_reads_motchallenge_text_and_json_lines_alike() {
     let media = repo().join("tests/media");
     let txt = media.join("crossing.gt.txt");
     let jsonl = media.join("crossing.gt.jsonl");
-    let r = run(&[
-        "eval",
-        "--gt",
-        txt.to_str().unwrap(),
-        "--pred",
-        jsonl.to_str().unwrap(),
-    ]);
+    let eval = |gt: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--gt",
+            gt.to_str().unwrap(),
+            "--pred",
+            jsonl.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let r = eval(&txt, &[]);
     r.assert_code(0);
     assert!(
         r.stdout.contains("MOTA         100.0 %") && r.stdout.contains("IDF1         100.0 %"),
@@ -85,13 +90,7 @@ fn eval_reads_motchallenge_text_and_json_lines_alike() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.txt");
     std::fs::write(&bad, "1,1,0,0,10,10\nnot,a,row\n").unwrap();
-    let r = run(&[
-        "eval",
-        "--gt",
-        bad.to_str().unwrap(),
-        "--pred",
-        jsonl.to_str().unwrap(),
-    ]);
+    let r = eval(&bad, &[]);
     r.assert_code(2);
     assert!(
         r.stderr.contains("bad.txt") && r.stderr.contains("line 2"),
@@ -101,13 +100,7 @@ fn eval_reads_motchallenge_text_and_json_lines_alike() {
     // Empty ground truth: the metrics are undefined, not 0.
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, "").unwrap();
-    let r = run(&[
-        "eval",
-        "--gt",
-        empty.to_str().unwrap(),
-        "--pred",
-        jsonl.to_str().unwrap(),
-    ]);
+    let r = eval(&empty, &[]);
     r.assert_code(2);
     assert!(
         r.stderr.contains("empty.txt") && r.stderr.contains("MOTA, IDF1 and recall are undefined"),
@@ -116,14 +109,7 @@ fn eval_reads_motchallenge_text_and_json_lines_alike() {
     );
     assert!(r.stdout.is_empty(), "{}", r.stdout);
     // Extrapolating to a scored instant needs streaming evaluation.
-    let r = run(&[
-        "eval",
-        "--gt",
-        txt.to_str().unwrap(),
-        "--pred",
-        jsonl.to_str().unwrap(),
-        "--extrapolate",
-    ]);
+    let r = eval(&txt, &["--extrapolate"]);
     r.assert_code(2);
     assert!(r.stderr.contains("--streaming"), "{}", r.stderr);
 }
