@@ -20,8 +20,10 @@
 #                   high_score up), scored against its own offline run
 # Paced runs get budget_ms = 2 frame periods. Every run is scored with
 # `percept eval --json` (per frame) and `--streaming --json` against its
-# reference; paced percept runs also with `--streaming --extrapolate` (boxes
-# moved by their tracks' velocities to the scored instant). Prints a Markdown table per factor and writes them to --out.
+# reference. Paced percept runs forecast their tracks (tracker forecast_s =
+# "auto") and are also scored with `--streaming --no-forecast` (the boxes at
+# capture) and `--streaming --extrapolate` (moved by their tracks' velocities
+# to the scored instant). Prints a Markdown table per factor and writes them to --out.
 #
 # Usage: benches/streaming.sh [--fps F]... [--frames N] [--out FILE] [FACTORS...]
 #   FACTORS  overload = detection time / frame period (default: 1.5 2.5)
@@ -113,6 +115,8 @@ def pipeline(args):
         v = tomllib.loads(f"x = {v}")["x"]
         if k == "threads":
             det["model"]["threads"] = v
+        elif k.startswith("tracker."):
+            trk.setdefault("tracker", {})[k.split(".", 1)[1]] = v
         elif k == "-":
             det.pop(v, None)
         else:
@@ -175,8 +179,8 @@ def det_mota(m):
     return 1 - (m["fp"] + m["fn"]) / max(m["gt"], 1)
 
 def row(args):
-    # row NAME SUMMARY(.json|-) KIND(percept|python) PERFRAME.json STREAMING.json|- EXTRAPOLATED.json|-
-    name, summary, kind, pf, st, ex = args
+    # row NAME SUMMARY(.json|-) KIND(percept|python) PERFRAME.json STREAMING.json|- EXTRAPOLATED.json|- NOFORECAST.json|-
+    name, summary, kind, pf, st, ex, nf = args
     s = json.load(open(summary))
     if kind in ("percept", "offline"):
         d = next(x for x in s["stages"] if x["id"] == "detect")
@@ -188,12 +192,13 @@ def row(args):
     p = json.load(open(pf))
     q = json.load(open(st)) if st != "-" else None
     x = json.load(open(ex)) if ex != "-" else None
+    b = json.load(open(nf)) if nf != "-" else None
     ids = kind != "python"
     def mi(m):
         return f"{fmt(m['mota'])} / {fmt(m['idf1'])}" if ids else f"({fmt(m['mota'])}) / —"
     cols = [name, f"{rate * 100:.0f} %", f"{cost:.0f} ms" if cost is not None else "—",
             f"{lat:.0f} ms" if kind != "offline" else "—", mi(p), mi(q) if q else "—",
-            mi(x) if x else "—",
+            mi(b) if b else "—", mi(x) if x else "—",
             f"{fmt(det_mota(p))} / {fmt(det_mota(q))}" if q else f"{fmt(det_mota(p))} / —"]
     print("| " + " | ".join(cols) + " |")
 
@@ -228,12 +233,13 @@ run() { # run NAME VIDEO PACED(0/1) PERIOD_MS key=value...: a percept run
   fi
 }
 
-score() { # score NAME GT STREAMING(0/1/2: and extrapolated by the tracks' velocities)
+score() { # score NAME GT STREAMING(0/1/2: also without forecasts, and extrapolated by the tracks' velocities)
   "$bin" eval --json --gt "$2" --pred "$tmp/$1.jsonl" >"$tmp/$1.eval.json"
   if [ "$3" -ge 1 ]; then
     "$bin" eval --streaming --json --gt "$2" --pred "$tmp/$1.jsonl" >"$tmp/$1.stream.json"
   fi
   if [ "$3" = 2 ]; then
+    "$bin" eval --streaming --no-forecast --json --gt "$2" --pred "$tmp/$1.jsonl" >"$tmp/$1.boxes.json"
     "$bin" eval --streaming --extrapolate --json --gt "$2" --pred "$tmp/$1.jsonl" >"$tmp/$1.fore.json"
   fi
 }
@@ -285,10 +291,11 @@ for fps in "${fpss[@]}"; do
   run reference "$video" 0 "$period"
   run interval2 "$video" 0 "$period" interval=2 admission=false
   run interval3 "$video" 0 "$period" interval=3 admission=false
-  run async1 "$video" 1 "$period" async=true threads=1
-  run async2 "$video" 1 "$period" async=true threads=2
-  run auto "$video" 1 "$period" 'interval="auto"' admission=true
-  run sched "$video" 1 "$period" 'schedule="auto"' admission=true
+  fc='tracker.forecast_s="auto"'
+  run async1 "$video" 1 "$period" async=true threads=1 "$fc"
+  run async2 "$video" 1 "$period" async=true threads=2 "$fc"
+  run auto "$video" 1 "$period" 'interval="auto"' admission=true "$fc"
+  run sched "$video" 1 "$period" 'schedule="auto"' admission=true "$fc"
   for r in interval2 interval3; do score $r "$ref" 0; done
   for r in async1 async2 auto sched; do score $r "$ref" 2; done
   # The Python loop: its own offline run is its reference.
@@ -308,26 +315,26 @@ for fps in "${fpss[@]}"; do
     echo "vtest.avi's $n_ref frames$([ "$n_ref" -lt 795 ] && echo " (a subset: max_frames = $frames)") re-timed to $period ms;"
     echo "reference detection p50 $ref_det ms; paced runs: budget_ms = $(python3 -c "print(round(2 * $period))")."
     echo "Scores against the reference (percept rows) or the Python loop's own offline run (python rows);"
-    echo "det-MOTA = 1 − (FP + FN) / GT, without ID switches. Streaming, extrapolated: each box of the newest"
-    echo "record moved by its track's velocity_px_s to the scored frame's capture instant, as a consumer"
-    echo "forecasts the tracks it holds (percept eval --streaming --extrapolate)."
+    echo "det-MOTA = 1 − (FP + FN) / GT, without ID switches. Paced percept runs forecast their tracks to the"
+    echo "next readable frame (tracker forecast_s = \"auto\"): streaming scores those forecast boxes as written;"
+    echo "\"boxes at capture\" scores the same records' boxes instead (percept eval --streaming --no-forecast)."
+    echo "Streaming, extrapolated: each box moved on by its track's velocity_px_s to the scored frame's"
+    echo "capture instant, as a consumer forecasts the tracks it holds (percept eval --streaming --extrapolate)."
     echo
-    echo "| schedule | detection ran on | detect p50 | output latency p50 | per-frame MOTA / IDF1 | streaming MOTA / IDF1 | streaming, extrapolated | per-frame / streaming det-MOTA |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| schedule | detection ran on | detect p50 | output latency p50 | per-frame MOTA / IDF1 | streaming MOTA / IDF1 | streaming, boxes at capture | streaming, extrapolated | per-frame / streaming det-MOTA |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     helper row "reference: offline, every frame" "$tmp/reference.json" offline \
-      <(echo '{"mota":1,"idf1":1,"fp":0,"fn":0,"gt":1}') - -
-    helper row "in line, interval = 2 (unpaced)" "$tmp/interval2.json" offline "$tmp/interval2.eval.json" - -
-    helper row "in line, interval = 3 (unpaced)" "$tmp/interval3.json" offline "$tmp/interval3.eval.json" - -
-    helper row "paced, async, 1 thread" "$tmp/async1.json" percept "$tmp/async1.eval.json" "$tmp/async1.stream.json" \
-      "$tmp/async1.fore.json"
-    helper row "paced, async, 2 threads" "$tmp/async2.json" percept "$tmp/async2.eval.json" "$tmp/async2.stream.json" \
-      "$tmp/async2.fore.json"
-    helper row "paced, interval = \"auto\" + admission" "$tmp/auto.json" percept "$tmp/auto.eval.json" "$tmp/auto.stream.json" \
-      "$tmp/auto.fore.json"
-    helper row "paced, schedule = \"auto\" + admission" "$tmp/sched.json" percept "$tmp/sched.eval.json" "$tmp/sched.stream.json" \
-      "$tmp/sched.fore.json"
-    helper row "Python, drop to latest, 1 thread" "$tmp/py1.json" python "$tmp/py1.eval.json" "$tmp/py1.stream.json" -
-    helper row "Python, drop to latest, 2 threads" "$tmp/py2.json" python "$tmp/py2.eval.json" "$tmp/py2.stream.json" -
+      <(echo '{"mota":1,"idf1":1,"fp":0,"fn":0,"gt":1}') - - -
+    helper row "in line, interval = 2 (unpaced)" "$tmp/interval2.json" offline "$tmp/interval2.eval.json" - - -
+    helper row "in line, interval = 3 (unpaced)" "$tmp/interval3.json" offline "$tmp/interval3.eval.json" - - -
+    for r in "async1:paced, async, 1 thread" "async2:paced, async, 2 threads" \
+      "auto:paced, interval = \"auto\" + admission" "sched:paced, schedule = \"auto\" + admission"; do
+      n=${r%%:*}
+      helper row "${r#*:}" "$tmp/$n.json" percept "$tmp/$n.eval.json" "$tmp/$n.stream.json" \
+        "$tmp/$n.fore.json" "$tmp/$n.boxes.json"
+    done
+    helper row "Python, drop to latest, 1 thread" "$tmp/py1.json" python "$tmp/py1.eval.json" "$tmp/py1.stream.json" - -
+    helper row "Python, drop to latest, 2 threads" "$tmp/py2.json" python "$tmp/py2.eval.json" "$tmp/py2.stream.json" - -
     echo
     echo "Python rows: no tracker, so boxes scoring at least the tracker's high_score and per-frame"
     echo "index ids; MOTA in parentheses counts index changes as ID switches and IDF1 means nothing:"

@@ -182,6 +182,24 @@ pub struct TrackOut {
     /// Where it is in 3D, once a depth stage has run.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
+    /// Where the track is forecast to be a little after the frame (the
+    /// tracker's `forecast_s`); `None` when the tracker does not forecast.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<Forecast>,
+}
+
+/// A track's box forecast `after_ns` past its frame's capture instant, by
+/// constant velocity (`velocity_px_s`): where a consumer reading the record
+/// later should look (streaming perception, Li et al. 2020, forecasts the
+/// same way).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Forecast {
+    /// Horizon past the frame's capture instant (`capture_wall_ns`), ns.
+    pub after_ns: u64,
+    /// `[x1, y1, x2, y2]` in source pixels, clipped to the image; `None` when
+    /// less than half of it would be inside (the object is forecast to have
+    /// left the view).
+    pub bbox: Option<[f32; 4]>,
 }
 
 /// A frame's tracks.

@@ -222,6 +222,7 @@ mod tests {
             state: TrackState::Confirmed,
             predicted: false,
             position: None,
+            forecast: None,
         });
         let stage: Arc<str> = Arc::from("detect");
         let mut record = Record {

@@ -31,6 +31,7 @@ fn track(id: u64, bbox: [f32; 4], class_id: u32, class: &str, score: f32) -> Tra
         state: TrackState::Confirmed,
         predicted: false,
         position: None,
+        forecast: None,
     }
 }
 

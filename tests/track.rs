@@ -114,6 +114,68 @@ fn eval_reads_motchallenge_text_and_json_lines_alike() {
     assert!(r.stderr.contains("--streaming"), "{}", r.stderr);
 }
 
+#[test]
+fn tracks_carry_forecasts_that_streaming_eval_reads_and_a_bad_horizon_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tracks.jsonl");
+    let text = std::fs::read_to_string(repo().join("pipelines/tracking.toml"))
+        .unwrap()
+        .replace("\"../", &format!("\"{}/", repo().display()));
+    let with = |line: &str| text.replace("confirm_s = 0.0", &format!("confirm_s = 0.0\n{line}"));
+    let p = pipeline(dir.path(), "forecast.toml", &with("forecast_s = 0.2"));
+    run(&["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert_code(0);
+    let records = read_records(&out);
+    assert_eq!(records.len(), 40);
+    // The red square moves 50 px/s: its forecast is 10 px on, 0.2 s ahead.
+    let red = records[20]["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["class"] == "red")
+        .unwrap();
+    assert_eq!(red["forecast"]["after_ns"], 200_000_000, "{red}");
+    let (x, ahead) = (
+        red["bbox"][0].as_f64().unwrap(),
+        red["forecast"]["bbox"][0].as_f64().unwrap(),
+    );
+    assert!((ahead - x - 10.0).abs() < 1.0, "{red}");
+    // Scored per frame, the boxes at capture are what count.
+    let gt = repo().join("tests/media/squares.gt.jsonl");
+    assert_eq!(eval_json(&gt, &out, &[])["mota"], 1.0);
+    // Paced like a camera, forecast to the next frame ("auto"): each frame
+    // is scored against the previous frame's record, whose forecast boxes
+    // are where the squares are by then (5 px a frame on 24 to 36 px boxes:
+    // a frame's lag alone is below IoU 0.85).
+    let paced =
+        with("forecast_s = \"auto\"").replace("location = ", "realtime = true\nlocation = ");
+    let p = pipeline(dir.path(), "paced.toml", &paced);
+    run(&["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert_code(0);
+    let records = read_records(&out);
+    let after_ns = records[20]["tracks"][0]["forecast"]["after_ns"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        after_ns >= 100_000_000 && after_ns.is_multiple_of(100_000_000),
+        "{after_ns}"
+    );
+    let tp = |extra: &[&str]| {
+        let mut args = vec!["--streaming", "--iou", "0.85"];
+        args.extend_from_slice(extra);
+        eval_json(&gt, &out, &args)["tp"].as_u64().unwrap()
+    };
+    let (forecast, boxes) = (tp(&[]), tp(&["--no-forecast"]));
+    assert!(forecast > boxes + 60, "{forecast} against {boxes} of 120");
+    // A horizon that is not seconds or "auto" names the file and field.
+    let bad = pipeline(dir.path(), "bad.toml", &with("forecast_s = \"soon\""));
+    let r = run(&["run", bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("bad.toml") && r.stderr.contains("tracker.forecast_s"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// Runs `pipeline` (on `input` when given) and scores it against the crossing ground truth.
 fn crossing_scores(pipeline: &str, input: Option<&str>) -> Value {
     let dir = tempfile::tempdir().unwrap();

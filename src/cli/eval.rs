@@ -25,7 +25,8 @@ pub struct EvalArgs {
     #[arg(long)]
     json: bool,
     /// Streaming evaluation: each ground-truth frame is scored against the
-    /// newest output written by its capture instant (needs percept's JSON Lines).
+    /// newest output written by its capture instant (needs percept's JSON
+    /// Lines), taking tracks where their records forecast them when they do.
     #[arg(long)]
     streaming: bool,
     /// With --streaming: move each box by its track's `velocity_px_s` from
@@ -33,6 +34,10 @@ pub struct EvalArgs {
     /// timestamped tracks forecasts the newest one it holds.
     #[arg(long, requires = "streaming")]
     extrapolate: bool,
+    /// With --streaming: score the tracks' boxes at their frames' capture,
+    /// not their `forecast` boxes (written with the tracker's `forecast_s`).
+    #[arg(long, requires = "streaming")]
+    no_forecast: bool,
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
@@ -73,7 +78,10 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             &args.pred,
             args.stream.as_deref(),
             &gt,
-            args.extrapolate,
+            percept::eval::StreamingOptions {
+                extrapolate: args.extrapolate,
+                forecasts: !args.no_forecast,
+            },
         )
         .map_err(|e| {
             percept::Error::Config(percept::config::ConfigError::Plan {

@@ -159,8 +159,26 @@ struct Emitted {
     capture_wall_ns: u64,
     emit_wall_ns: u64,
     objects: Vec<Object>,
-    /// Each object's `velocity_px_s` (zero when absent), in `objects` order.
-    velocities: Vec<[f32; 2]>,
+    /// Each object's motion, in `objects` order.
+    motion: Vec<TrackMotion>,
+}
+
+/// What a record says about where a track goes next.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct TrackMotion {
+    /// `velocity_px_s` (zero when absent).
+    velocity_px_s: [f32; 2],
+    /// `forecast`: `after_ns` and its box (`None`: forecast out of view).
+    forecast: Option<(u64, Option<[f32; 4]>)>,
+}
+
+/// How [`streaming_predictions`] reads the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamingOptions {
+    /// Move each box by its track's `velocity_px_s` to the scored instant.
+    pub extrapolate: bool,
+    /// Use the tracks' `forecast` boxes where the records carry them.
+    pub forecasts: bool,
 }
 
 /// Streaming evaluation (Li et al., "Towards Streaming Perception"): for
@@ -171,17 +189,20 @@ struct Emitted {
 /// their media time (`pts_ns`, or the frame index at the recording's rate).
 /// Needs percept's JSON Lines output.
 ///
-/// With `extrapolate`, each box of that record is moved by its track's
-/// `velocity_px_s` over the time from the record's capture instant to the
-/// frame's: what a consumer of timestamped tracks does with the newest one
-/// it holds (constant-velocity forecasting to the query time, as the Kalman-filter
-/// forecasting of Li et al. does). A record newer than the frame (written
-/// before it was captured: none in a causal run) is not moved back.
+/// With `options.forecasts`, a track that carries a `forecast` (the tracker's
+/// `forecast_s`) is taken where it was forecast, `after_ns` past its record's
+/// capture instant; a forecast with no box (out of view) leaves the track out.
+/// With `options.extrapolate`, each box is moved by its track's
+/// `velocity_px_s` over the time from the instant it describes (its record's
+/// capture, or its forecast's) to the frame's: what a consumer of
+/// timestamped tracks does with the newest one it holds (constant-velocity
+/// forecasting to the query time, as the Kalman-filter forecasting of Li et
+/// al. does).
 pub fn streaming_predictions(
     path: &Path,
     stream: Option<&str>,
     gt: &Sequence,
-    extrapolate: bool,
+    options: StreamingOptions,
 ) -> Result<Sequence, EvalError> {
     let err = |line: usize, message: String| EvalError {
         path: path.display().to_string(),
@@ -212,14 +233,14 @@ pub fn streaming_predictions(
                 .ok_or_else(|| err(n, format!("no `{k}`: not percept's output")))
         };
         let objects = objects_of(&v["tracks"], true).map_err(|m| err(n, m.into()))?;
-        let velocities = velocities_of(&v["tracks"]).map_err(|m| err(n, m.into()))?;
+        let motion = motion_of(&v["tracks"]).map_err(|m| err(n, m.into()))?;
         records.push(Emitted {
             seq: num("seq")?,
             pts_ns: v["pts_ns"].as_u64(),
             capture_wall_ns: num("capture_wall_ns")?,
             emit_wall_ns: num("emit_wall_ns")?,
             objects,
-            velocities,
+            motion,
         });
     }
     let Some(first) = records.iter().min_by_key(|r| r.seq) else {
@@ -258,11 +279,18 @@ pub fn streaming_predictions(
         let mut objects = Vec::new();
         if k > 0 {
             let r = &records[emitted[k - 1]];
-            objects.clone_from(&r.objects);
-            if extrapolate {
-                let dt_s = at.saturating_sub(r.capture_wall_ns) as f32 * 1e-9;
-                for (o, v) in objects.iter_mut().zip(&r.velocities) {
-                    let (dx, dy) = (v[0] * dt_s, v[1] * dt_s);
+            for (o, m) in r.objects.iter().zip(&r.motion) {
+                let (bbox, from_ns) = match m.forecast {
+                    Some((after_ns, bbox)) if options.forecasts => match bbox {
+                        Some(b) => (b, r.capture_wall_ns.saturating_add(after_ns)),
+                        None => continue,
+                    },
+                    _ => (o.bbox, r.capture_wall_ns),
+                };
+                let mut o = Object { id: o.id, bbox };
+                if options.extrapolate {
+                    let dt_s = (at as i128 - from_ns as i128) as f32 * 1e-9;
+                    let (dx, dy) = (m.velocity_px_s[0] * dt_s, m.velocity_px_s[1] * dt_s);
                     o.bbox = [
                         o.bbox[0] + dx,
                         o.bbox[1] + dy,
@@ -270,6 +298,7 @@ pub fn streaming_predictions(
                         o.bbox[3] + dy,
                     ];
                 }
+                objects.push(o);
             }
         }
         out.insert(f, objects);
@@ -302,27 +331,58 @@ fn objects_of(list: &serde_json::Value, confirmed_only: bool) -> Result<Vec<Obje
     Ok(out)
 }
 
-/// The `velocity_px_s` of the confirmed tracks of a `tracks` array, in
-/// [`objects_of`] order; zero for a track without one.
-fn velocities_of(list: &serde_json::Value) -> Result<Vec<[f32; 2]>, &'static str> {
+/// The `velocity_px_s` and `forecast` of the confirmed tracks of a `tracks`
+/// array, in [`objects_of`] order.
+fn motion_of(list: &serde_json::Value) -> Result<Vec<TrackMotion>, &'static str> {
     let Some(list) = list.as_array() else {
         return Ok(Vec::new());
+    };
+    let pair = |v: &serde_json::Value| -> Option<[f32; 2]> {
+        match v.as_array()?.as_slice() {
+            [x, y] => match (x.as_f64()?, y.as_f64()?) {
+                (x, y) if x.is_finite() && y.is_finite() => Some([x as f32, y as f32]),
+                _ => None,
+            },
+            _ => None,
+        }
     };
     let confirmed = list
         .iter()
         .filter(|o| o["state"].as_str().is_none_or(|s| s == "confirmed"));
     confirmed
-        .map(|o| match o.get("velocity_px_s") {
-            None => Ok([0.0; 2]),
-            Some(v) => match v.as_array().map(|v| v.as_slice()) {
-                Some([x, y]) => match (x.as_f64(), y.as_f64()) {
-                    (Some(x), Some(y)) if x.is_finite() && y.is_finite() => {
-                        Ok([x as f32, y as f32])
-                    }
-                    _ => Err("`velocity_px_s` holds a non-number"),
-                },
-                _ => Err("`velocity_px_s` is not [vx, vy]"),
-            },
+        .map(|o| {
+            let velocity_px_s = match o.get("velocity_px_s") {
+                None => [0.0; 2],
+                Some(v) => pair(v).ok_or("`velocity_px_s` is not two finite numbers [vx, vy]")?,
+            };
+            let forecast = match o.get("forecast") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(f) => {
+                    let after_ns = f["after_ns"]
+                        .as_u64()
+                        .ok_or("`forecast.after_ns` is not a whole number of ns")?;
+                    let bbox = match &f["bbox"] {
+                        serde_json::Value::Null => None,
+                        b => {
+                            let b = b
+                                .as_array()
+                                .filter(|b| b.len() == 4)
+                                .ok_or("`forecast.bbox` is not [x1, y1, x2, y2] or null")?;
+                            let mut out = [0f32; 4];
+                            for (slot, v) in out.iter_mut().zip(b) {
+                                *slot =
+                                    v.as_f64().ok_or("`forecast.bbox` holds a non-number")? as f32;
+                            }
+                            Some(out)
+                        }
+                    };
+                    Some((after_ns, bbox))
+                }
+            };
+            Ok(TrackMotion {
+                velocity_px_s,
+                forecast,
+            })
         })
         .collect()
 }
@@ -476,6 +536,14 @@ mod tests {
     const A: [f32; 4] = [0.0, 0.0, 10.0, 10.0];
     const B: [f32; 4] = [100.0, 0.0, 110.0, 10.0];
     const FAR: [f32; 4] = [300.0, 300.0, 310.0, 310.0];
+    const PLAIN: StreamingOptions = StreamingOptions {
+        extrapolate: false,
+        forecasts: true,
+    };
+    const EXTRAPOLATE: StreamingOptions = StreamingOptions {
+        extrapolate: true,
+        forecasts: true,
+    };
 
     fn seq(frames: &[&[(u64, [f32; 4])]]) -> Sequence {
         frames
@@ -523,7 +591,7 @@ mod tests {
             bbox: [x, 0.0, x + 10.0, 10.0],
         };
         let gt: Sequence = (0..5).map(|k| (k, vec![obj(10.0 * k as f32)])).collect();
-        let pred = streaming_predictions(&path, None, &gt, false).unwrap();
+        let pred = streaming_predictions(&path, None, &gt, PLAIN).unwrap();
         assert!(pred[&0].is_empty() && pred[&1].is_empty());
         assert_eq!(pred[&2][0].bbox[0], 0.0, "frame 2 sees frame 0's output");
         assert_eq!(pred[&4][0].bbox[0], 20.0);
@@ -535,7 +603,7 @@ mod tests {
         assert_eq!(evaluate(&gt, &offline, 0.5).tp, 5);
         // Extrapolated by 100 px/s over the 200 ms since frame 0's capture,
         // frame 0's box lands where the object is at frame 2.
-        let forecast = streaming_predictions(&path, None, &gt, true).unwrap();
+        let forecast = streaming_predictions(&path, None, &gt, EXTRAPOLATE).unwrap();
         assert!(
             (forecast[&2][0].bbox[0] - 20.0).abs() < 1e-3,
             "{:?}",
@@ -554,9 +622,71 @@ mod tests {
             "{\"seq\":0,\"capture_wall_ns\":1,\"emit_wall_ns\":2,\"tracks\":[{\"id\":1,\"bbox\":[0,0,1,1],\"velocity_px_s\":[1]}]}\n",
         )
         .unwrap();
-        let e = streaming_predictions(&path, None, &gt, true).unwrap_err();
+        let e = streaming_predictions(&path, None, &gt, EXTRAPOLATE).unwrap_err();
         assert_eq!(e.line, 1);
         assert!(e.message.contains("velocity_px_s"), "{e}");
+    }
+
+    #[test]
+    fn streaming_takes_each_track_where_its_record_forecast_it() {
+        // As above (frames every 100 ms, written 150 ms late), but each record
+        // forecasts its track 200 ms ahead: 20 px on, where the object is when
+        // the record is first read. Frame 4's record forecasts its track out
+        // of view.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut text = String::new();
+        for k in 0..5u64 {
+            let x = 10.0 * k as f64;
+            let ahead = if k == 4 {
+                "null".to_string()
+            } else {
+                format!("[{},0,{},10]", x + 20.0, x + 30.0)
+            };
+            text += &format!(
+                "{{\"seq\":{k},\"pts_ns\":{},\"capture_wall_ns\":{},\"emit_wall_ns\":{},\"tracks\":[{{\"id\":1,\"bbox\":[{x},0,{},10],\"velocity_px_s\":[100,0],\"state\":\"confirmed\",\"forecast\":{{\"after_ns\":200000000,\"bbox\":{ahead}}}}}]}}\n",
+                k * 100_000_000,
+                1_000_000_000 + k * 100_000_000,
+                1_150_000_000 + k * 100_000_000,
+                x + 10.0
+            );
+        }
+        std::fs::write(&path, text).unwrap();
+        let obj = |x: f32| Object {
+            id: 1,
+            bbox: [x, 0.0, x + 10.0, 10.0],
+        };
+        let gt: Sequence = (0..7).map(|k| (k, vec![obj(10.0 * k as f32)])).collect();
+        let pred = streaming_predictions(&path, None, &gt, PLAIN).unwrap();
+        assert_eq!(pred[&2][0].bbox[0], 20.0, "frame 0's forecast for frame 2");
+        assert_eq!(pred[&4][0].bbox[0], 40.0);
+        assert!(
+            pred[&6].is_empty(),
+            "frame 4's track is forecast out of view"
+        );
+        let m = evaluate(&gt, &pred, 0.5);
+        assert_eq!((m.tp, m.fn_, m.fp), (4, 3, 0));
+        // Without forecasts, the boxes as they were at capture.
+        let boxes = StreamingOptions {
+            extrapolate: false,
+            forecasts: false,
+        };
+        let pred = streaming_predictions(&path, None, &gt, boxes).unwrap();
+        assert_eq!(pred[&2][0].bbox[0], 0.0);
+        assert_eq!(pred[&6][0].bbox[0], 40.0);
+        // Extrapolated from the forecast's instant: frame 2 is captured at the
+        // instant frame 0's forecast describes, so nothing moves.
+        let pred = streaming_predictions(&path, None, &gt, EXTRAPOLATE).unwrap();
+        assert!((pred[&2][0].bbox[0] - 20.0).abs() < 1e-3, "{:?}", pred[&2]);
+        // A forecast without a whole `after_ns` is refused, naming the line.
+        std::fs::write(
+            &path,
+            "{\"seq\":0,\"capture_wall_ns\":1,\"emit_wall_ns\":2,\"tracks\":[{\"id\":1,\"bbox\":[0,0,1,1],\"forecast\":{\"after_ns\":-1,\"bbox\":null}}]}\n",
+        )
+        .unwrap();
+        let e = streaming_predictions(&path, None, &gt, PLAIN).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("after_ns"), "{e}");
     }
 
     /// Hand-worked: two objects, the tracker swaps their ids at frame 2.

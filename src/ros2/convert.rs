@@ -226,6 +226,7 @@ mod tests {
             state: TrackState::Confirmed,
             predicted: false,
             position: None,
+            forecast: None,
         }
     }
 

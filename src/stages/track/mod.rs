@@ -23,10 +23,11 @@ pub use settings::KIND;
 use std::sync::Arc;
 
 
+use crate::clock;
 use crate::geometry::{clip_to_image, iou};
 use crate::frame::Frame;
 use crate::pool::VecPool;
-pub use crate::record::{TrackOut, TrackState};
+pub use crate::record::{Forecast, TrackOut, TrackState};
 use crate::record::{Detection, Record};
 use crate::stage::{Stage, StageError};
 use kalman::Kalman;
@@ -83,6 +84,24 @@ pub struct TrackSettings {
     pub reacquire_sizes: f32,
     /// How boxes move between detections.
     pub motion: Motion,
+    /// Whether and how far ahead each track's box is forecast
+    /// ([`TrackOut::forecast`]).
+    pub forecast: Horizon,
+}
+
+/// How far past its frame's capture instant a track's box is forecast.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Horizon {
+    /// No forecast (the default).
+    Off,
+    /// This many seconds.
+    Fixed(f64),
+    /// The first capture instant at which a consumer can hold the record:
+    /// the frame period (the frame's duration, else the time since the
+    /// stream's previous frame) times the periods the record has already
+    /// taken to reach this stage, rounded up, at least one. A record that
+    /// leaves within a period is read until the next frame is captured.
+    Auto,
 }
 
 /// How a track's box moves between its detections.
@@ -111,6 +130,7 @@ impl Default for TrackSettings {
             embedding_ema: 0.9,
             reacquire_sizes: 3.0,
             motion: Motion::Velocity,
+            forecast: Horizon::Off,
         }
     }
 }
@@ -517,6 +537,7 @@ impl Tracker {
                 state: t.state,
                 predicted: !t.matched,
                 position: None,
+                forecast: None,
             });
         }
     }
@@ -769,6 +790,17 @@ impl Tracker {
     }
 }
 
+/// The forecast horizon in seconds for `horizon`, given the stream's frame
+/// period (`None` when not known yet) and the time since the frame's capture
+/// (`delay_s`); `None` when there is no forecast.
+fn horizon_s(horizon: Horizon, period_s: Option<f64>, delay_s: f64) -> Option<f64> {
+    match horizon {
+        Horizon::Off => None,
+        Horizon::Fixed(s) => Some(s),
+        Horizon::Auto => period_s.map(|p| p * (delay_s / p).ceil().max(1.0)),
+    }
+}
+
 /// The `track` stage: one tracker per stream.
 pub struct TrackStage {
     settings: TrackSettings,
@@ -834,6 +866,7 @@ impl Stage for TrackStage {
         let mut tracks = self.results.take();
         let embeddings = record.embeddings.as_ref().map(|e| (&*e.values, e.dim));
         let (_, tracker, flow) = &mut self.trackers[index];
+        let previous_s = tracker.last_s;
         if let Some(flow) = flow {
             tracker.reported_boxes(&mut self.boxes);
             flow.step(frame, t_s, &self.boxes, &mut self.shifts)
@@ -873,6 +906,28 @@ impl Stage for TrackStage {
         tracks
             .as_mut_vec()
             .retain_mut(|t| clip_to_image(&mut t.bbox, w, h, MIN_INSIDE));
+        let period_s = meta
+            .duration_ns
+            .map(|d| d as f64 * 1e-9)
+            .or(previous_s.map(|p| t_s - p))
+            .filter(|p| *p > 0.0);
+        let delay_s = clock::monotonic_ns().saturating_sub(meta.capture_ns) as f64 * 1e-9;
+        if let Some(after_s) = horizon_s(self.settings.forecast, period_s, delay_s) {
+            let after_ns = (after_s * 1e9).round() as u64;
+            for t in tracks.as_mut_vec() {
+                let (dx, dy) = (
+                    t.velocity_px_s[0] * after_s as f32,
+                    t.velocity_px_s[1] * after_s as f32,
+                );
+                let b = t.bbox;
+                let mut bbox = [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy];
+                let inside = clip_to_image(&mut bbox, w, h, MIN_INSIDE);
+                t.forecast = Some(Forecast {
+                    after_ns,
+                    bbox: inside.then_some(bbox),
+                });
+            }
+        }
         record.tracks = Some(tracks);
         Ok(())
     }
@@ -925,6 +980,73 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         ids
+    }
+
+    #[test]
+    fn tracks_are_forecast_by_their_velocity_and_out_of_view_ones_have_no_box() {
+        use gstreamer_video as gst_video;
+        gstreamer::init().unwrap();
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Gray8, 240, 100)
+            .build()
+            .unwrap();
+        let pool = crate::pool::VecPool::<Detection>::default();
+        // One object moving right at 50 px/s at 10 Hz, one still; 0.2 s, the
+        // next frame ("auto": the record reached the stage within a period)
+        // and 5 s ahead, where the moving one has left the 240 px image.
+        let run = |forecast: Horizon| {
+            let mut stage = TrackStage::new(TrackSettings {
+                forecast,
+                ..TrackSettings::default()
+            });
+            let mut last = Vec::new();
+            for seq in 0..10u64 {
+                let mut frame = crate::frame::test_frame(info.clone(), vec![0; 240 * 100], seq);
+                frame.meta.pts_ns = Some(seq * 100_000_000);
+                frame.meta.capture_ns = clock::monotonic_ns();
+                let mut record = Record::default();
+                let mut dets = pool.take();
+                dets.push(det(10.0 + 5.0 * seq as f32, 0.9));
+                dets.push(det(200.0, 0.9));
+                record.detections = Some(dets);
+                stage.process(&frame, &mut record).unwrap();
+                last = record.tracks.unwrap().to_vec();
+                if seq == 0 && forecast == Horizon::Auto {
+                    assert!(
+                        last.iter().all(|t| t.forecast.is_none()),
+                        "no period known on the first frame"
+                    );
+                }
+            }
+            last
+        };
+        let off = run(Horizon::Off);
+        assert!(off.iter().all(|t| t.forecast.is_none()));
+        for (horizon, after_ns) in [(Horizon::Fixed(0.2), 200_000_000), (Horizon::Auto, 100_000_000)] {
+            let out = run(horizon);
+            assert_eq!(out.len(), 2);
+            for t in &out {
+                let f = t.forecast.expect("forecast");
+                assert_eq!(f.after_ns, after_ns, "{horizon:?}");
+                let b = f.bbox.expect("inside");
+                let dt = after_ns as f32 * 1e-9;
+                for i in [0, 2] {
+                    assert!((b[i] - (t.bbox[i] + t.velocity_px_s[0] * dt)).abs() < 1e-3, "{t:?}");
+                }
+                assert_eq!((b[1], b[3]), (t.bbox[1], t.bbox[3]));
+            }
+            let moving = &out[0];
+            assert!((moving.velocity_px_s[0] - 50.0).abs() < 5.0, "{moving:?}");
+            assert!(moving.forecast.unwrap().bbox.unwrap()[0] > moving.bbox[0] + 0.4 * dt_px(after_ns));
+            assert_eq!(out[1].forecast.unwrap().bbox, Some(out[1].bbox), "still: stays");
+        }
+        let far = run(Horizon::Fixed(5.0));
+        assert_eq!(far[0].forecast.unwrap().bbox, None, "{:?}", far[0]);
+        assert!(far[1].forecast.unwrap().bbox.is_some());
+    }
+
+    /// Pixels moved at 50 px/s over `ns`.
+    fn dt_px(ns: u64) -> f32 {
+        50.0 * ns as f32 * 1e-9
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml::de::DeTable;
 
-use super::{Motion, TrackSettings, TrackStage};
+use super::{Horizon, Motion, TrackSettings, TrackStage};
 use crate::config::ConfigError;
 use crate::config::resolve::{field_names, Resolver, StageContext, StageKind};
 use crate::model::ModelError;
@@ -46,6 +46,17 @@ struct TrackerSpec {
     reacquire_sizes: Option<Spanned<f32>>,
     /// `"velocity"` (default) or `"flow"`: how boxes move between detections.
     motion: Option<Spanned<String>>,
+    /// Seconds past each frame's capture at which its tracks are forecast,
+    /// or `"auto"`. Default: no forecast.
+    forecast_s: Option<Spanned<HorizonSpec>>,
+}
+
+/// `forecast_s`: seconds or `"auto"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum HorizonSpec {
+    Seconds(f64),
+    Named(String),
 }
 
 fn resolve(
@@ -125,6 +136,19 @@ fn tracker(
             }
         };
     }
+    if let Some(h) = &spec.forecast_s {
+        t.forecast = match h.get_ref() {
+            HorizonSpec::Seconds(s) if s.is_finite() && *s >= 0.0 => Horizon::Fixed(*s),
+            HorizonSpec::Named(n) if n == "auto" => Horizon::Auto,
+            _ => {
+                return Err(r.invalid(
+                    h.span(),
+                    f("forecast_s"),
+                    "seconds past the frame's capture (at least 0), or \"auto\" (the next frame a consumer can read the record at)",
+                ));
+            }
+        };
+    }
     if let Some(l) = &spec.low_score
         && t.low_score > t.high_score
     {
@@ -143,7 +167,7 @@ impl StageSettings for TrackSettings {
 
     fn describe(&self) -> String {
         format!(
-            "high score {}, new track score {}, match IoU {}, max lost {} s, motion {}{}",
+            "high score {}, new track score {}, match IoU {}, max lost {} s, motion {}{}{}",
             self.high_score,
             self.new_track_score,
             self.match_iou,
@@ -156,6 +180,11 @@ impl StageSettings for TrackSettings {
                 format!(", appearance weight {} (with re-ID)", self.appearance_weight)
             } else {
                 String::new()
+            },
+            match self.forecast {
+                Horizon::Off => String::new(),
+                Horizon::Fixed(s) => format!(", forecast {s} s ahead"),
+                Horizon::Auto => ", forecast to the next readable frame".to_string(),
             }
         )
     }
