@@ -271,8 +271,9 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
             })?;
     }
 
-    let done = Arc::new(AtomicBool::new(false));
-    let monitor = start_monitor(plan, options, stats.clone(), done.clone(), started)?;
+    // Dropped when the run ends: wakes the monitor at once instead of at its next tick.
+    let (done, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let monitor = start_monitor(plan, options, stats.clone(), done_rx, started)?;
     let control = control_server
         .map(|server| {
             control::Control::serve(server, plan, stats.clone(), streams.clone(), started)
@@ -290,7 +291,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
             error.get_or_insert(e);
         }
     }
-    done.store(true, Ordering::Relaxed);
+    drop(done);
     if let Some(m) = monitor {
         let _ = m.join();
     }
@@ -358,7 +359,7 @@ fn start_monitor(
     plan: &Plan,
     options: &RunOptions,
     stats: Arc<RunStats>,
-    done: Arc<AtomicBool>,
+    done: crossbeam_channel::Receiver<()>,
     started: Instant,
 ) -> Result<Option<JoinHandle<()>>, Error> {
     let has_file = plan.sources.iter().any(|s| s.input.file().is_some());
@@ -390,9 +391,16 @@ fn start_monitor(
         .spawn(move || {
             let mut next_stats = print_every.map(|e| Instant::now() + e);
             let mut next_metrics = Instant::now() + metrics_every;
-            while !done.load(Ordering::Relaxed) {
-                thread::sleep(MONITOR_TICK);
+            loop {
+                // Ticks until the run drops the sender (Disconnected).
+                let ended = !matches!(
+                    done.recv_timeout(MONITOR_TICK),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                );
                 stats.memory.sample(started.elapsed());
+                if ended {
+                    break;
+                }
                 if let Some(out) = metrics.as_mut()
                     && Instant::now() >= next_metrics
                 {
