@@ -4,6 +4,14 @@ use serde_json::Value;
 
 use crate::util::*;
 
+/// The track of `class` in a record (the squares have one each).
+fn track_of_class<'a>(record: &'a Value, class: &str) -> &'a Value {
+    record["tracks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["class"] == class))
+        .unwrap_or_else(|| panic!("no {class} track in {record}"))
+}
+
 #[test]
 fn squares_keep_one_stable_id_each_and_eval_scores_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -29,12 +37,7 @@ fn squares_keep_one_stable_id_each_and_eval_scores_them() {
     ids.sort();
     assert_eq!(ids, vec![1, 2, 3]);
     // The red square moves 5 px per frame at 10 fps: 50 px/s.
-    let red = records[20]["tracks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["class"] == "red")
-        .unwrap();
+    let red = track_of_class(&records[20], "red");
     assert!(
         (red["velocity_px_s"][0].as_f64().unwrap() - 50.0).abs() < 3.0,
         "{red}"
@@ -127,12 +130,7 @@ fn tracks_carry_forecasts_that_streaming_eval_reads_and_a_bad_horizon_is_refused
     let records = read_records(&out);
     assert_eq!(records.len(), 40);
     // The red square moves 50 px/s: its forecast is 10 px on, 0.2 s ahead.
-    let red = records[20]["tracks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["class"] == "red")
-        .unwrap();
+    let red = track_of_class(&records[20], "red");
     assert_eq!(red["forecast"]["after_ns"], 200_000_000, "{red}");
     let (x, ahead) = (
         red["bbox"][0].as_f64().unwrap(),

@@ -568,29 +568,44 @@ mod tests {
         );
     }
 
+    /// Writes five records of one track moving 10 px a frame (100 px/s, 10 px
+    /// boxes) at 100 ms a frame, each written 150 ms after its capture;
+    /// `extra(k, x1)` adds fields to frame k's track.
+    fn late_records(path: &Path, extra: impl Fn(u64, f64) -> String) {
+        let mut text = String::new();
+        for k in 0..5u64 {
+            let x = 10.0 * k as f64;
+            text += &format!(
+                "{{\"seq\":{k},\"pts_ns\":{},\"capture_wall_ns\":{},\"emit_wall_ns\":{},\"tracks\":[{{\"id\":1,\"bbox\":[{x},0,{},10],\"velocity_px_s\":[100,0],\"state\":\"confirmed\"{}}}]}}\n",
+                k * 100_000_000,
+                1_000_000_000 + k * 100_000_000,
+                1_150_000_000 + k * 100_000_000,
+                x + 10.0,
+                extra(k, x)
+            );
+        }
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Ground truth of [`late_records`]' object on frames `0..frames`.
+    fn walking(frames: u64) -> Sequence {
+        (0..frames)
+            .map(|k| {
+                let x = 10.0 * k as f32;
+                let bbox = [x, 0.0, x + 10.0, 10.0];
+                (k, vec![Object { id: 1, bbox }])
+            })
+            .collect()
+    }
+
     #[test]
     fn streaming_scores_each_frame_against_the_newest_output_written_by_then() {
         // Frames every 100 ms; each record is written 150 ms after its capture,
         // so at frame k's capture the newest written record is frame k - 2's.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let mut text = String::new();
-        for k in 0..5u64 {
-            let x = 10.0 * k as f64;
-            text += &format!(
-                "{{\"seq\":{k},\"pts_ns\":{},\"capture_wall_ns\":{},\"emit_wall_ns\":{},\"tracks\":[{{\"id\":1,\"bbox\":[{x},0,{},10],\"velocity_px_s\":[100,0],\"state\":\"confirmed\"}}]}}\n",
-                k * 100_000_000,
-                1_000_000_000 + k * 100_000_000,
-                1_150_000_000 + k * 100_000_000,
-                x + 10.0
-            );
-        }
-        std::fs::write(&path, text).unwrap();
-        let obj = |x: f32| Object {
-            id: 1,
-            bbox: [x, 0.0, x + 10.0, 10.0],
-        };
-        let gt: Sequence = (0..5).map(|k| (k, vec![obj(10.0 * k as f32)])).collect();
+        late_records(&path, |_, _| String::new());
+        let gt = walking(5);
         let pred = streaming_predictions(&path, None, &gt, PLAIN).unwrap();
         assert!(pred[&0].is_empty() && pred[&1].is_empty());
         assert_eq!(pred[&2][0].bbox[0], 0.0, "frame 2 sees frame 0's output");
@@ -635,28 +650,15 @@ mod tests {
         // of view.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let mut text = String::new();
-        for k in 0..5u64 {
-            let x = 10.0 * k as f64;
+        late_records(&path, |k, x| {
             let ahead = if k == 4 {
                 "null".to_string()
             } else {
                 format!("[{},0,{},10]", x + 20.0, x + 30.0)
             };
-            text += &format!(
-                "{{\"seq\":{k},\"pts_ns\":{},\"capture_wall_ns\":{},\"emit_wall_ns\":{},\"tracks\":[{{\"id\":1,\"bbox\":[{x},0,{},10],\"velocity_px_s\":[100,0],\"state\":\"confirmed\",\"forecast\":{{\"after_ns\":200000000,\"bbox\":{ahead}}}}}]}}\n",
-                k * 100_000_000,
-                1_000_000_000 + k * 100_000_000,
-                1_150_000_000 + k * 100_000_000,
-                x + 10.0
-            );
-        }
-        std::fs::write(&path, text).unwrap();
-        let obj = |x: f32| Object {
-            id: 1,
-            bbox: [x, 0.0, x + 10.0, 10.0],
-        };
-        let gt: Sequence = (0..7).map(|k| (k, vec![obj(10.0 * k as f32)])).collect();
+            format!(",\"forecast\":{{\"after_ns\":200000000,\"bbox\":{ahead}}}")
+        });
+        let gt = walking(7);
         let pred = streaming_predictions(&path, None, &gt, PLAIN).unwrap();
         assert_eq!(pred[&2][0].bbox[0], 20.0, "frame 0's forecast for frame 2");
         assert_eq!(pred[&4][0].bbox[0], 40.0);
