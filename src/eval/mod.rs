@@ -318,17 +318,23 @@ fn objects_of(list: &serde_json::Value, confirmed_only: bool) -> Result<Vec<Obje
             continue;
         }
         let id = o["id"].as_u64().ok_or("an object has no integer `id`")?;
-        let b = o["bbox"]
-            .as_array()
-            .filter(|b| b.len() == 4)
-            .ok_or("`bbox` is not [x1, y1, x2, y2]")?;
-        let mut bbox = [0f32; 4];
-        for (slot, v) in bbox.iter_mut().zip(b) {
-            *slot = v.as_f64().ok_or("`bbox` holds a non-number")? as f32;
-        }
+        let bbox = four_numbers(&o["bbox"]).ok_or("`bbox` is not four numbers [x1, y1, x2, y2]")?;
         out.push(Object { id, bbox });
     }
     Ok(out)
+}
+
+/// `[a, b, c, d]` of a JSON array of exactly four numbers.
+fn four_numbers(v: &serde_json::Value) -> Option<[f32; 4]> {
+    match v.as_array()?.as_slice() {
+        [a, b, c, d] => Some([
+            a.as_f64()? as f32,
+            b.as_f64()? as f32,
+            c.as_f64()? as f32,
+            d.as_f64()? as f32,
+        ]),
+        _ => None,
+    }
 }
 
 /// The `velocity_px_s` and `forecast` of the confirmed tracks of a `tracks`
@@ -363,18 +369,9 @@ fn motion_of(list: &serde_json::Value) -> Result<Vec<TrackMotion>, &'static str>
                         .ok_or("`forecast.after_ns` is not a whole number of ns")?;
                     let bbox = match &f["bbox"] {
                         serde_json::Value::Null => None,
-                        b => {
-                            let b = b
-                                .as_array()
-                                .filter(|b| b.len() == 4)
-                                .ok_or("`forecast.bbox` is not [x1, y1, x2, y2] or null")?;
-                            let mut out = [0f32; 4];
-                            for (slot, v) in out.iter_mut().zip(b) {
-                                *slot =
-                                    v.as_f64().ok_or("`forecast.bbox` holds a non-number")? as f32;
-                            }
-                            Some(out)
-                        }
+                        b => Some(four_numbers(b).ok_or(
+                            "`forecast.bbox` is not four numbers [x1, y1, x2, y2] or null",
+                        )?),
                     };
                     Some((after_ns, bbox))
                 }
