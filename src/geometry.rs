@@ -11,6 +11,22 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     if union > 0.0 { inter / union } else { 0.0 }
 }
 
+/// An `[x1, y1, x2, y2]` box moved by `by` = `[dx, dy]` pixels.
+pub fn moved(bbox: [f32; 4], by: [f32; 2]) -> [f32; 4] {
+    [
+        bbox[0] + by[0],
+        bbox[1] + by[1],
+        bbox[2] + by[0],
+        bbox[3] + by[1],
+    ]
+}
+
+/// An `[x1, y1, x2, y2]` box moved by `velocity_px_s` for `dt_s` seconds
+/// (constant velocity; `dt_s` may be negative).
+pub fn moved_for(bbox: [f32; 4], velocity_px_s: [f32; 2], dt_s: f32) -> [f32; 4] {
+    moved(bbox, [velocity_px_s[0] * dt_s, velocity_px_s[1] * dt_s])
+}
+
 /// Clips an `[x1, y1, x2, y2]` box to a `width` x `height` image (px), in
 /// place, and says whether at least `min_inside` (0..=1) of its area was
 /// inside. A box with nothing inside (none, or no area) never is.

@@ -19,7 +19,7 @@ use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 use serde::Serialize;
 
-use crate::geometry::iou;
+use crate::geometry::{iou, moved_for};
 use crate::stages::track::assign::assign;
 
 /// One box of one identity in one frame.
@@ -287,18 +287,13 @@ pub fn streaming_predictions(
                     },
                     _ => (o.bbox, r.capture_wall_ns),
                 };
-                let mut o = Object { id: o.id, bbox };
-                if options.extrapolate {
+                let bbox = if options.extrapolate {
                     let dt_s = (at as i128 - from_ns as i128) as f32 * 1e-9;
-                    let (dx, dy) = (m.velocity_px_s[0] * dt_s, m.velocity_px_s[1] * dt_s);
-                    o.bbox = [
-                        o.bbox[0] + dx,
-                        o.bbox[1] + dy,
-                        o.bbox[2] + dx,
-                        o.bbox[3] + dy,
-                    ];
-                }
-                objects.push(o);
+                    moved_for(bbox, m.velocity_px_s, dt_s)
+                } else {
+                    bbox
+                };
+                objects.push(Object { id: o.id, bbox });
             }
         }
         out.insert(f, objects);

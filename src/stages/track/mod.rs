@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 
 use crate::clock;
-use crate::geometry::{clip_to_image, iou};
-use crate::frame::Frame;
+use crate::geometry::{clip_to_image, iou, moved, moved_for};
+use crate::frame::{Frame, FrameMeta};
 use crate::pool::VecPool;
 pub use crate::record::{Forecast, TrackOut, TrackState};
 use crate::record::{Detection, Record};
@@ -177,12 +177,13 @@ impl Track {
     /// With pixel motion: the box at its last measurement moved by the
     /// pixels' shift since.
     fn flow_box(&self) -> [f32; 4] {
-        let b = self.kf.bbox();
-        let (dx, dy) = (
-            self.flow_cum[0] - self.anchor_cum[0],
-            self.flow_cum[1] - self.anchor_cum[1],
-        );
-        [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy]
+        moved(
+            self.kf.bbox(),
+            [
+                self.flow_cum[0] - self.anchor_cum[0],
+                self.flow_cum[1] - self.anchor_cum[1],
+            ],
+        )
     }
 
     /// With pixel motion: the box's recent velocity, px/s: its shift over the
@@ -790,14 +791,22 @@ impl Tracker {
     }
 }
 
-/// The forecast horizon in seconds for `horizon`, given the stream's frame
-/// period (`None` when not known yet) and the time since the frame's capture
-/// (`delay_s`); `None` when there is no forecast.
-fn horizon_s(horizon: Horizon, period_s: Option<f64>, delay_s: f64) -> Option<f64> {
+/// The forecast horizon in seconds for `horizon` on the frame `meta`
+/// (`previous_s`: the stream's previous frame time, s); `None` when there is
+/// no forecast, or for `Auto` while the frame period is not known.
+fn horizon_s(horizon: Horizon, meta: &FrameMeta, previous_s: Option<f64>) -> Option<f64> {
     match horizon {
         Horizon::Off => None,
         Horizon::Fixed(s) => Some(s),
-        Horizon::Auto => period_s.map(|p| p * (delay_s / p).ceil().max(1.0)),
+        Horizon::Auto => {
+            let period_s = meta
+                .duration_ns
+                .map(|d| d as f64 * 1e-9)
+                .or(previous_s.map(|p| meta.time_s() - p))
+                .filter(|p| *p > 0.0)?;
+            let delay_s = clock::monotonic_ns().saturating_sub(meta.capture_ns) as f64 * 1e-9;
+            Some(period_s * (delay_s / period_s).ceil().max(1.0))
+        }
     }
 }
 
@@ -906,21 +915,10 @@ impl Stage for TrackStage {
         tracks
             .as_mut_vec()
             .retain_mut(|t| clip_to_image(&mut t.bbox, w, h, MIN_INSIDE));
-        let period_s = meta
-            .duration_ns
-            .map(|d| d as f64 * 1e-9)
-            .or(previous_s.map(|p| t_s - p))
-            .filter(|p| *p > 0.0);
-        let delay_s = clock::monotonic_ns().saturating_sub(meta.capture_ns) as f64 * 1e-9;
-        if let Some(after_s) = horizon_s(self.settings.forecast, period_s, delay_s) {
+        if let Some(after_s) = horizon_s(self.settings.forecast, meta, previous_s) {
             let after_ns = (after_s * 1e9).round() as u64;
             for t in tracks.as_mut_vec() {
-                let (dx, dy) = (
-                    t.velocity_px_s[0] * after_s as f32,
-                    t.velocity_px_s[1] * after_s as f32,
-                );
-                let b = t.bbox;
-                let mut bbox = [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy];
+                let mut bbox = moved_for(t.bbox, t.velocity_px_s, after_s as f32);
                 let inside = clip_to_image(&mut bbox, w, h, MIN_INSIDE);
                 t.forecast = Some(Forecast {
                     after_ns,
