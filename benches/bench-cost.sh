@@ -18,7 +18,9 @@
 #     and CPU per frame of the whole process.
 #  3. equal work with a real detector (NanoDet-m 416 from models/, and
 #     YOLOv8n 640 when $PERCEPT_YOLOV8N names its ONNX file): percept's frames per second
-#     and its time outside ONNX Runtime (1 - inference / wall), against a bare
+#     in steady state (first to last record, as the other two time only their
+#     loops; also over the whole run) and its time outside ONNX Runtime
+#     (1 - inference / wall), against a bare
 #     session.run loop on one pre-decoded tensor (examples/bare_session_loop.rs)
 #     and the Python loop; 2 intra-op threads everywhere. The share outside
 #     ONNX Runtime is given over the whole run (start-up and model loading
@@ -123,6 +125,14 @@ lines = open(sys.argv[1]).read().splitlines()
 first, last = json.loads(lines[0])['emit_wall_ns'], json.loads(lines[-1])['emit_wall_ns']
 s = json.load(open(sys.argv[2]))
 print(round(100 * (1 - (s['inference_s'] / s['inference_runs']) / ((last - first) / 1e9 / (len(lines) - 1))), 2))" "$1" "$tmp/s.json"; }
+# Steady-state frames per second: records between the first and the last one
+# written, over the time between them (no start-up, model loading or warm-up,
+# as the bare loop and the Python loop time only their loops).
+steady_fps() { python3 -c "
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+first, last = json.loads(lines[0])['emit_wall_ns'], json.loads(lines[-1])['emit_wall_ns']
+print(round((len(lines) - 1) / ((last - first) / 1e9), 2))" "$1"; }
 pyfield() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['$1'])" "$tmp/stdout"; }
 
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -148,6 +158,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for b in "${bins[@]}"; do
       measure "$(bin_of "$b")" run "$tmp/$m.toml" --no-progress --summary-json "$tmp/s.json" >/dev/null
       add "${m}_${b}_fps" "$(summary "s['fps']")"
+      add "${m}_${b}_steady_fps" "$(steady_fps "$tmp/$m.jsonl")"
       add "${m}_${b}_out" "$(summary "round(100 * (1 - s['inference_s'] / s['elapsed_s']), 2)")"
       add "${m}_${b}_steady" "$(steady "$tmp/$m.jsonl")"
     done
@@ -187,10 +198,12 @@ for b in "${bins[@]}"; do row+=" $(fmt "cost_${b}_fps" 1) | $(ratio "cost_${b}_f
 row="| constant model + ByteTrack: CPU ms per frame (Python / percept) | $(fmt cost_py_cpu 2) |"
 for b in "${bins[@]}"; do row+=" $(fmt "cost_${b}_cpu" 2) | $(ratio cost_py_cpu "cost_${b}_cpu") |"; done; echo "$row"
 for m in "${models[@]}"; do
-  row="| $m, $DET_FRAMES frames: frames/s (percept / bare session.run loop) | $(fmt "${m}_bare_fps" 1) |"
+  row="| $m, $DET_FRAMES frames: frames/s in steady state (percept / bare session.run loop) | $(fmt "${m}_bare_fps" 1) |"
+  for b in "${bins[@]}"; do row+=" $(fmt "${m}_${b}_steady_fps" 1) | $(ratio "${m}_${b}_steady_fps" "${m}_bare_fps") |"; done; echo "$row"
+  row="| $m: frames/s in steady state (percept / Python loop) | $(fmt "${m}_py_fps" 1) |"
+  for b in "${bins[@]}"; do row+=" $(fmt "${m}_${b}_steady_fps" 1) | $(ratio "${m}_${b}_steady_fps" "${m}_py_fps") |"; done; echo "$row"
+  row="| $m: frames/s over the whole run, start-up and model loading included (percept / bare loop) | $(fmt "${m}_bare_fps" 1) |"
   for b in "${bins[@]}"; do row+=" $(fmt "${m}_${b}_fps" 1) | $(ratio "${m}_${b}_fps" "${m}_bare_fps") |"; done; echo "$row"
-  row="| $m: frames/s (percept / Python loop) | $(fmt "${m}_py_fps" 1) |"
-  for b in "${bins[@]}"; do row+=" $(fmt "${m}_${b}_fps" 1) | $(ratio "${m}_${b}_fps" "${m}_py_fps") |"; done; echo "$row"
   row="| $m: time outside ONNX Runtime, % of wall (whole run, start-up included) | — |"
   for b in "${bins[@]}"; do row+=" $(fmt "${m}_${b}_out" 2) | |"; done; echo "$row"
   row="| $m: time outside ONNX Runtime, % of wall (steady state: first to last record) | — |"
