@@ -64,6 +64,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_box_moves_by_its_velocity_for_the_time_given_both_ways() {
+        let b = [10.0, 20.0, 50.0, 80.0];
+        assert_eq!(moved(b, [3.0, -4.0]), [13.0, 16.0, 53.0, 76.0]);
+        // 100 px/s right, 50 px/s down, for 0.2 s: 20 px and 10 px.
+        assert_eq!(moved_for(b, [100.0, 50.0], 0.2), [30.0, 30.0, 70.0, 90.0]);
+        // Backwards in time moves it back; the size never changes.
+        let back = moved_for(b, [100.0, 50.0], -0.1);
+        assert_eq!(back, [0.0, 15.0, 40.0, 75.0]);
+        assert_eq!(back[2] - back[0], b[2] - b[0]);
+    }
+
+    #[test]
     fn boxes_are_clipped_to_the_image_and_kept_while_enough_is_inside() {
         // Inside: unchanged.
         let mut b = [10.0, 20.0, 50.0, 80.0];
