@@ -313,23 +313,20 @@ fn objects_of(list: &serde_json::Value, confirmed_only: bool) -> Result<Vec<Obje
             continue;
         }
         let id = o["id"].as_u64().ok_or("an object has no integer `id`")?;
-        let bbox = four_numbers(&o["bbox"]).ok_or("`bbox` is not four numbers [x1, y1, x2, y2]")?;
+        let bbox = numbers::<4>(&o["bbox"]).ok_or("`bbox` is not four numbers [x1, y1, x2, y2]")?;
         out.push(Object { id, bbox });
     }
     Ok(out)
 }
 
-/// `[a, b, c, d]` of a JSON array of exactly four numbers.
-fn four_numbers(v: &serde_json::Value) -> Option<[f32; 4]> {
-    match v.as_array()?.as_slice() {
-        [a, b, c, d] => Some([
-            a.as_f64()? as f32,
-            b.as_f64()? as f32,
-            c.as_f64()? as f32,
-            d.as_f64()? as f32,
-        ]),
-        _ => None,
+/// The values of a JSON array of exactly `N` finite numbers.
+fn numbers<const N: usize>(v: &serde_json::Value) -> Option<[f32; N]> {
+    let list = v.as_array().filter(|l| l.len() == N)?;
+    let mut out = [0f32; N];
+    for (slot, x) in out.iter_mut().zip(list) {
+        *slot = x.as_f64().filter(|x| x.is_finite())? as f32;
     }
+    Some(out)
 }
 
 /// The `velocity_px_s` and `forecast` of the confirmed tracks of a `tracks`
@@ -338,15 +335,6 @@ fn motion_of(list: &serde_json::Value) -> Result<Vec<TrackMotion>, &'static str>
     let Some(list) = list.as_array() else {
         return Ok(Vec::new());
     };
-    let pair = |v: &serde_json::Value| -> Option<[f32; 2]> {
-        match v.as_array()?.as_slice() {
-            [x, y] => match (x.as_f64()?, y.as_f64()?) {
-                (x, y) if x.is_finite() && y.is_finite() => Some([x as f32, y as f32]),
-                _ => None,
-            },
-            _ => None,
-        }
-    };
     let confirmed = list
         .iter()
         .filter(|o| o["state"].as_str().is_none_or(|s| s == "confirmed"));
@@ -354,7 +342,9 @@ fn motion_of(list: &serde_json::Value) -> Result<Vec<TrackMotion>, &'static str>
         .map(|o| {
             let velocity_px_s = match o.get("velocity_px_s") {
                 None => [0.0; 2],
-                Some(v) => pair(v).ok_or("`velocity_px_s` is not two finite numbers [vx, vy]")?,
+                Some(v) => {
+                    numbers::<2>(v).ok_or("`velocity_px_s` is not two finite numbers [vx, vy]")?
+                }
             };
             let forecast = match o.get("forecast") {
                 None | Some(serde_json::Value::Null) => None,
@@ -364,7 +354,7 @@ fn motion_of(list: &serde_json::Value) -> Result<Vec<TrackMotion>, &'static str>
                         .ok_or("`forecast.after_ns` is not a whole number of ns")?;
                     let bbox = match &f["bbox"] {
                         serde_json::Value::Null => None,
-                        b => Some(four_numbers(b).ok_or(
+                        b => Some(numbers::<4>(b).ok_or(
                             "`forecast.bbox` is not four numbers [x1, y1, x2, y2] or null",
                         )?),
                     };
