@@ -635,7 +635,10 @@ pub fn candidates(
             check_len(v, n * width)?;
             let classes = class_limit(contract, width, 4);
             for row in v.data.chunks_exact(width) {
-                let (class_id, score) = argmax(&row[4..4 + classes]);
+                let Some((class_id, score)) = best_class(&row[4..4 + classes], filter.confidence)
+                else {
+                    continue;
+                };
                 if filter.keeps(score, class_id) {
                     out.push(Candidate {
                         bbox: xyxy(row[0], row[1], row[2], row[3]),
@@ -718,7 +721,9 @@ pub fn candidates(
             check_len(b, n * 4)?;
             check_len(s, n * classes)?;
             for (bx, sc) in b.data.chunks_exact(4).zip(s.data.chunks_exact(classes)) {
-                let (class_id, score) = argmax(sc);
+                let Some((class_id, score)) = best_class(sc, filter.confidence) else {
+                    continue;
+                };
                 if filter.keeps(score, class_id) {
                     out.push(Candidate {
                         bbox: [bx[0], bx[1], bx[2], bx[3]],
@@ -765,8 +770,10 @@ fn gfl_candidates(
         let stride = level.stride as f32;
         for cell in 0..cells {
             let row = level.first + cell;
-            let (class_id, score) =
-                argmax(&cls.data[row * gfl.cls_width..][..classes.min(gfl.cls_width)]);
+            let scores = &cls.data[row * gfl.cls_width..][..classes.min(gfl.cls_width)];
+            let Some((class_id, score)) = best_class(scores, filter.confidence) else {
+                continue;
+            };
             if !filter.keeps(score, class_id) {
                 continue;
             }
@@ -843,6 +850,32 @@ fn check_len(v: &View<'_>, need: usize) -> Result<(), String> {
 #[inline]
 fn xyxy(cx: f32, cy: f32, w: f32, h: f32) -> [f32; 4] {
     [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+}
+
+/// The first best class of one row of class scores and its score, `None`
+/// when even the best is below `confidence`. Most rows are: a vectorised max
+/// ([`max_score`]) rules them out before the serial argmax runs.
+#[inline]
+fn best_class(scores: &[f32], confidence: f32) -> Option<(u32, f32)> {
+    (max_score(scores) >= confidence).then(|| argmax(scores))
+}
+
+/// The largest of `values` (`-inf` when empty; NaN is skipped, as
+/// [`argmax`] skips it), in eight independent lanes so the compiler
+/// vectorises it.
+#[inline]
+fn max_score(values: &[f32]) -> f32 {
+    let (chunks, rest) = values.as_chunks::<8>();
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(v);
+        }
+    }
+    lanes
+        .into_iter()
+        .chain(rest.iter().copied())
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 #[inline]

@@ -450,3 +450,21 @@ fn transposed_yolov8_rows_decode_like_channel_major_columns() {
     let e = check_probabilities(&contract, &out).unwrap_err();
     assert!(e.contains("not a probability"), "{e}");
 }
+
+#[test]
+fn best_class_rules_out_rows_below_the_threshold_at_every_length_and_skips_nan() {
+    // Lengths around the eight lanes, the best value at every position.
+    for len in [1usize, 2, 7, 8, 9, 15, 16, 17, 80, 81] {
+        for at in 0..len {
+            let mut v: Vec<f32> = (0..len).map(|i| (i % 5) as f32 * 0.1).collect();
+            v[at] = 0.95;
+            assert_eq!(max_score(&v), argmax(&v).1, "len {len}, best at {at}");
+            assert_eq!(best_class(&v, 0.95), Some((at as u32, 0.95)));
+            assert_eq!(best_class(&v, 0.96), None);
+        }
+    }
+    assert_eq!(max_score(&[]), f32::NEG_INFINITY);
+    assert_eq!(max_score(&[f32::NAN, 0.3, f32::NAN]), 0.3);
+    assert_eq!(max_score(&[f32::NAN; 9]), f32::NEG_INFINITY);
+    assert_eq!(argmax(&[f32::NAN; 9]).1, f32::NEG_INFINITY);
+}
