@@ -206,9 +206,11 @@ fn ids(seq: &Sequence) -> usize {
     all.len()
 }
 
-/// Writes `seq` as JSON (`{seq: [[id, x1, y1, x2, y2], ...]}`) into `dir`.
+/// Writes `seq` as JSON (`{seq: [[id, x1, y1, x2, y2], ...]}`) into `dir`
+/// (created when missing).
 fn dump(dir: Option<&String>, name: &str, seq: &Sequence) {
     let Some(dir) = dir else { return };
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{dir}: {e}"));
     let v: BTreeMap<String, Vec<[f64; 5]>> = seq
         .iter()
         .map(|(k, objs)| {
