@@ -8,6 +8,7 @@
 #        benches/bench-ab.sh /tmp/before/target/release/percept target/release/percept
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. benches/alone.sh
 # shellcheck disable=SC1091
 . "${PERCEPT_CACHE:-$HOME/.cache/percept}/env.sh"
 A="$(realpath "$1")"; B="$(realpath "$2")"

@@ -12,6 +12,7 @@
 #   PERCEPT_BIN=path  use this binary instead of building target/release/percept
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. benches/alone.sh
 bash scripts/setup.sh >/dev/null 2>&1 || bash scripts/setup.sh
 # shellcheck disable=SC1091
 . "${PERCEPT_CACHE:-$HOME/.cache/percept}/env.sh"

@@ -37,6 +37,7 @@
 # About 2 minutes a round, plus 1 minute per binary for memory.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. benches/alone.sh
 ROUNDS=3; BEFORE=""; MEMORY=1
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -19,6 +19,7 @@
 #   benches/bench-detect.sh models/centernet-512.onnx 300 3 2 end2end
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. benches/alone.sh
 bash scripts/setup.sh >/dev/null 2>&1 || bash scripts/setup.sh
 # shellcheck disable=SC1091
 . "${PERCEPT_CACHE:-$HOME/.cache/percept}/env.sh"

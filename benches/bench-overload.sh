@@ -11,6 +11,7 @@
 # Usage: benches/bench-overload.sh [SECONDS] [MODEL]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. benches/alone.sh
 bash scripts/setup.sh >/dev/null 2>&1 || bash scripts/setup.sh
 # shellcheck disable=SC1091
 . "${PERCEPT_CACHE:-$HOME/.cache/percept}/env.sh"

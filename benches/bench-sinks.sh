@@ -14,6 +14,7 @@
 # Usage: benches/bench-sinks.sh [ROUNDS] [FRAMES]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. benches/alone.sh
 # shellcheck disable=SC1091
 . "${PERCEPT_CACHE:-$HOME/.cache/percept}/env.sh"
 BIN="$PWD/target/release/percept"

@@ -6,6 +6,7 @@
 #   bash benches/bench-zenoh.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. benches/alone.sh
 # shellcheck disable=SC1091
 . "${PERCEPT_CACHE:-$HOME/.cache/percept}/env.sh"
 cargo bench --locked --bench zenoh -- "${1:-3}"

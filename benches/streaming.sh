@@ -34,6 +34,7 @@
 # PERCEPT_PIPELINE (default pipelines/default.toml), KEEP=1 keeps the work folder.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. benches/alone.sh
 root="$PWD"
 env_sh="${PERCEPT_CACHE:-$HOME/.cache/percept}/env.sh"
 [ -f "$env_sh" ] || bash scripts/setup.sh
