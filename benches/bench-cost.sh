@@ -25,6 +25,11 @@
 #     and the Python loop; 2 intra-op threads everywhere. The share outside
 #     ONNX Runtime is given over the whole run (start-up and model loading
 #     included) and in steady state (from the first record written to the last).
+#     Then the same cores used another way: percept's detect stage with
+#     `instances = 2` and 1 thread each (two sessions, two frames at once)
+#     against the bare loop run the same way (`instances=2`: two 1-thread
+#     sessions at once) and against the 2-thread bare loop above (the new
+#     build only: `--before` binaries may not know `instances`).
 #  4. memory: percept's resident set after the first second, at its peak and
 #     at the end of a 60 s paced run of pipelines/default.toml (600 frames of
 #     vtest.avi at 10 fps, NanoDet-m + ByteTrack), from --summary-json.
@@ -79,7 +84,7 @@ DET_FRAMES=100
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-# A detect (+ track) pipeline on vtest.avi: MODEL LAYOUT PAD FRAMES TRACK OUT
+# A detect (+ track) pipeline on vtest.avi: MODEL LAYOUT PAD FRAMES TRACK OUT [THREADS] [INSTANCES]
 pipeline() {
   local classes=""
   [ "$2" = nanodet ] && classes="classes = [0, 1, 2, 3, 5, 7]"
@@ -97,10 +102,11 @@ layout = "$2"
 confidence = 0.25
 iou = $([ "$2" = nanodet ] && echo 0.5 || echo 0.45)
 max_detections = 100
+instances = ${8:-1}
 $classes
 [stage.model]
 path = "$1"
-threads = 2
+threads = ${7:-2}
 resize = "letterbox"
 pad_value = $3
 $([ "$5" = 1 ] && printf '[[stage]]\nid = "tracks"\nkind = "track"\n')
@@ -111,7 +117,11 @@ TOML
 }
 pipeline "$CONST" yolov8 114 795 1 "$tmp/cost.jsonl" >"$tmp/cost.toml"
 pipeline "$NANODET" nanodet 0 "$DET_FRAMES" 0 "$tmp/nanodet.jsonl" >"$tmp/nanodet.toml"
-[ -n "$YOLOV8N" ] && [ -f "$YOLOV8N" ] && pipeline "$YOLOV8N" yolov8 114 "$DET_FRAMES" 0 "$tmp/yolov8n.jsonl" >"$tmp/yolov8n.toml"
+pipeline "$NANODET" nanodet 0 "$DET_FRAMES" 0 "$tmp/nanodet-i2.jsonl" 1 2 >"$tmp/nanodet-i2.toml"
+if [ -n "$YOLOV8N" ] && [ -f "$YOLOV8N" ]; then
+  pipeline "$YOLOV8N" yolov8 114 "$DET_FRAMES" 0 "$tmp/yolov8n.jsonl" >"$tmp/yolov8n.toml"
+  pipeline "$YOLOV8N" yolov8 114 "$DET_FRAMES" 0 "$tmp/yolov8n-i2.jsonl" 1 2 >"$tmp/yolov8n-i2.toml"
+fi
 
 declare -A V   # key -> space-separated values, one per round
 add() { V[$1]+="$2 "; }
@@ -165,6 +175,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
     measure "$PERCEPT_PYTHON" benches/baseline.py "$model" "$VTEST" "$DET_FRAMES" 2 "${py[@]}" --conf 0.25 >/dev/null
     add "${m}_py_fps" "$(pyfield fps)"
+    add "${m}_bare2_fps" "$("$BARE" "$model" "$DET_FRAMES" 1 instances=2)"
+    measure "$AFTER" run "$tmp/$m-i2.toml" --no-progress --summary-json "$tmp/s.json" >/dev/null
+    add "${m}_i2_fps" "$(summary "s['fps']")"
+    add "${m}_i2_steady_fps" "$(steady_fps "$tmp/$m-i2.jsonl")"
   done
 done
 
@@ -209,6 +223,11 @@ for m in "${models[@]}"; do
   for b in "${bins[@]}"; do row+=" $(fmt "${m}_${b}_out" 2) | |"; done; echo "$row"
   row="| $m: time outside ONNX Runtime, % of wall (steady state: first to last record) | — |"
   for b in "${bins[@]}"; do row+=" $(fmt "${m}_${b}_steady" 2) | |"; done; echo "$row"
+  # `instances = 2` rows: the new build only.
+  lead=""; [ -n "$BEFORE" ] && lead=" — | |"
+  echo "| $m, \`instances = 2\` × 1 thread: frames/s in steady state (percept / bare loop, 2 sessions × 1 thread) | $(fmt "${m}_bare2_fps" 1) |$lead $(fmt "${m}_i2_steady_fps" 1) | $(ratio "${m}_i2_steady_fps" "${m}_bare2_fps") |"
+  echo "| $m, \`instances = 2\` × 1 thread: frames/s in steady state (percept / bare loop, 1 session × 2 threads) | $(fmt "${m}_bare_fps" 1) |$lead $(fmt "${m}_i2_steady_fps" 1) | $(ratio "${m}_i2_steady_fps" "${m}_bare_fps") |"
+  echo "| $m, \`instances = 2\` × 1 thread: frames/s over the whole run (percept / bare loop, 1 session × 2 threads) | $(fmt "${m}_bare_fps" 1) |$lead $(fmt "${m}_i2_fps" 1) | $(ratio "${m}_i2_fps" "${m}_bare_fps") |"
 done
 if [ "$MEMORY" = 1 ]; then
   row="| memory, 60 s paced default.toml: RSS MiB after 1 s / peak / end | — |"

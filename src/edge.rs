@@ -211,7 +211,9 @@ impl<T> EdgeRx<T> {
         }
     }
 
-    fn note_depth(&self) {
+    /// Notes the queue's depth after an item was taken through
+    /// [`EdgeRx::receiver`] (the other receive calls note it themselves).
+    pub fn note_depth(&self) {
         let depth = self.rx.len();
         self.stats.depth.store(depth, Ordering::Relaxed);
         self.stats.max_depth.fetch_max(depth, Ordering::Relaxed);

@@ -138,4 +138,13 @@ pub trait StageSettings: std::fmt::Debug + Send + Sync {
     fn batch(&self) -> Option<BatchPolicy> {
         None
     }
+
+    /// How many copies of the stage work on frames at the same time
+    /// (`instances` of a `detect` stage), each built by [`StageSettings::build`]
+    /// and run on its own thread; frames still leave in order. Only for a
+    /// stage whose result for a frame does not depend on other frames.
+    /// Default 1.
+    fn instances(&self) -> usize {
+        1
+    }
 }

@@ -1,5 +1,6 @@
 //! Batching across streams (`batch = { max, timeout_ms }` of a `detect`
-//! stage): per-frame results equal unbatched runs, the summary counts the
+//! stage) and several detector instances (`instances = N`): per-frame
+//! results equal single runs, frames leave in order, the summary counts the
 //! batches, and the settings that cannot work are refused with their field.
 
 use std::collections::HashMap;
@@ -165,6 +166,39 @@ fn batched_detections_equal_unbatched_for_every_frame_of_four_streams() {
 }
 
 #[test]
+fn instances_give_every_frame_its_own_detections_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (single, _) = run_records(
+        d,
+        &four_streams(d, "squares_yolov8.onnx", "", "single"),
+        "single",
+    );
+    let p = four_streams(d, "squares_yolov8.onnx", "instances = 3", "three");
+    let (three, summary) = run_records(d, &p, "three");
+    // The same model and threads on each instance: the same numbers, bit for bit.
+    let (identical, compared) = assert_same_detections(&single, &three, "instances = 3");
+    assert!(compared > 0, "the comparison needs detections");
+    assert_eq!(identical, compared);
+    assert_eq!(
+        stage(&summary, "detect")["processed"].as_u64(),
+        Some(4 * FRAMES)
+    );
+    // Each stream's records in the file in capture order.
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for r in read_records(&d.join("three.jsonl")) {
+        let (stream, seq) = (
+            r["stream"].as_str().unwrap().to_string(),
+            u64_field(&r, "seq"),
+        );
+        if let Some(before) = last.insert(stream.clone(), seq) {
+            assert!(seq > before, "{stream}: {seq} after {before}");
+        }
+    }
+    assert_eq!(last.len(), 4);
+}
+
+#[test]
 fn batch_settings_that_cannot_work_are_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -188,6 +222,17 @@ fn batch_settings_that_cannot_work_are_refused_naming_the_field() {
             "squares_yolov8_batchN.onnx",
             "batch = { max = 4, wait_ms = 5 }",
             "wait_ms",
+        ),
+        (
+            "squares_yolov8.onnx",
+            "instances = 2\nschedule = \"async\"",
+            "stage[0].schedule",
+        ),
+        ("squares_yolov8.onnx", "instances = 0", "stage[0].instances"),
+        (
+            "squares_yolov8_batchN.onnx",
+            "instances = 2\nbatch = { max = 4 }",
+            "stage[0].instances",
         ),
     ];
     for (model, extra, field) in cases {

@@ -728,6 +728,19 @@ impl Resolver<'_> {
                 "`batch` works in line only: a batched stage cannot run beside the stream (schedule = \"inline\", or drop `batch`)",
             ));
         }
+        let instances = settings.instances().max(1);
+        if instances > 1 && schedule != Schedule::Inline {
+            let (span, name) = match (&spec.schedule, &spec.asynchronous) {
+                (Some(s), _) => (s.span(), "schedule"),
+                (None, Some(a)) => (a.span(), "async"),
+                (None, None) => (spec.kind.span(), "kind"),
+            };
+            return Err(self.invalid(
+                span,
+                format!("{field}.{name}"),
+                "`instances` works in line only: several instances cannot run beside the stream (schedule = \"inline\", or drop `instances`)",
+            ));
+        }
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
             kind: kind.name,
@@ -739,6 +752,7 @@ impl Resolver<'_> {
             simulate,
             schedule,
             batch,
+            instances,
         })
     }
 

@@ -123,6 +123,9 @@ pub struct StagePlan {
     /// Frames batched across streams (`batch` of a `detect` stage; only with
     /// `schedule = "inline"`); `None`: one frame at a time.
     pub batch: Option<crate::stage::BatchPolicy>,
+    /// Copies of the stage working on frames at once (`instances` of a
+    /// `detect` stage; only with `schedule = "inline"`), at least 1.
+    pub instances: usize,
 }
 
 /// Where a stage works on its frames (`schedule`; `async = true` is `"async"`).

@@ -108,7 +108,16 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         if let Some(info) = &stage.info {
             tracing::info!(stage = %stage_plan.id, "{}: loaded in {:.1} ms, warm-up {:.1} ms", info.description, info.load_ms, info.warmup_ms);
         }
-        built.push(stage);
+        // `instances`: more copies from the same settings, each its own session.
+        let mut extra = Vec::with_capacity(stage_plan.instances.saturating_sub(1));
+        for _ in 1..stage_plan.instances {
+            let copy = registry::build_stage(stage_plan).map_err(|source| Error::Model {
+                stage: stage_plan.id.clone(),
+                source,
+            })?;
+            extra.push(copy.stage);
+        }
+        built.push((stage, extra));
     }
     let names = registry::sink_names(&plan.sinks);
     let mut sinks: Vec<(String, Box<dyn Sink>, &crate::config::SinkPlan)> = Vec::new();
@@ -175,12 +184,13 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Error> {
         stats.edges.push(tx.stats().clone());
         let stage_stats = Arc::new(StageStats::new(&stage_plan.id));
         stats.stages.insert(0, stage_stats.clone());
-        let Some(built) = built.pop() else {
+        let Some((built, extra)) = built.pop() else {
             break;
         };
         let (end_tx, end_rx) = streams::end_channel();
         end_senders.push(end_tx);
-        let worker = StageWorker::new(stage_plan, built.stage, stage_stats, end_rx);
+        let worker =
+            StageWorker::new(stage_plan, built.stage, stage_stats, end_rx).with_instances(extra);
         let out = std::mem::replace(&mut downstream, Outputs::Stage(tx));
         let halt = halt.clone();
         threads.push(spawn(format!("stage:{}", stage_plan.id), move || {

@@ -15,6 +15,7 @@
 //! tests below run them on a virtual clock, exactly; only the worker loop
 //! reads the monotonic clock.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -315,6 +316,9 @@ pub(crate) struct StageWorker {
     /// [`Stage::camera`], asked once.
     camera: Option<Arc<CameraInfo>>,
     ends: Ends,
+    /// More copies of the stage (`instances = N`: N - 1 of them), each
+    /// working on its own frames beside the first; empty: one instance.
+    extra: Vec<Box<dyn Stage>>,
 }
 
 /// Streams that ended upstream, waiting until their last frame has passed
@@ -396,6 +400,8 @@ struct Finished {
     result: Result<(), StageError>,
     took_ns: u64,
     inline: bool,
+    /// [`Stage::fatal`] after a failure.
+    fatal: bool,
 }
 
 /// Stands in for a stage that moved to its helper thread.
@@ -405,6 +411,82 @@ impl Stage for Idle {
     fn process(&mut self, _: &Frame, _: &mut Record) -> Result<(), StageError> {
         Ok(())
     }
+}
+
+/// Starts a helper thread named `name` that owns `stage`: it starts the
+/// stage, works on each [`Task`] from `jobs` in turn and sends each result
+/// to `done`, until `jobs` closes or `done` is gone; then stops the stage.
+fn spawn_helper(
+    name: String,
+    mut stage: Box<dyn Stage>,
+    simulate: Option<Duration>,
+    jobs: crossbeam_channel::Receiver<Task>,
+    done: crossbeam_channel::Sender<Finished>,
+) -> std::io::Result<thread::JoinHandle<Result<(), StageError>>> {
+    thread::Builder::new()
+        .name(name)
+        .spawn(move || -> Result<(), StageError> {
+            stage.start()?;
+            while let Ok(task) = jobs.recv() {
+                let Job {
+                    frame,
+                    mut record,
+                    inline,
+                } = match task {
+                    Task::Frame(job) => job,
+                    Task::End(stream) => {
+                        stage.end_stream(&stream);
+                        continue;
+                    }
+                };
+                let t0 = clock::monotonic_ns();
+                let result = stage.process(&frame, &mut record);
+                if let Some(extra) = simulate {
+                    thread::sleep(extra);
+                }
+                let took = clock::monotonic_ns() - t0;
+                let finished = Finished {
+                    stream: frame.meta.stream.clone(),
+                    t_s: frame.meta.time_s(),
+                    fatal: result.is_err() && stage.fatal(),
+                    record,
+                    result,
+                    took_ns: took,
+                    inline,
+                };
+                if done.send(finished).is_err() {
+                    break;
+                }
+            }
+            stage.stop()
+        })
+}
+
+/// One model instance of a stage with `instances > 1`: its helper thread
+/// and the channels to it (one frame in flight at a time).
+struct Instance {
+    jobs: crossbeam_channel::Sender<Task>,
+    done: crossbeam_channel::Receiver<Finished>,
+    thread: thread::JoinHandle<Result<(), StageError>>,
+}
+
+/// What [`StageWorker::leave`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Nothing: only frames already finished leave.
+    Ready,
+    /// Instance `k`'s result (and the results before it).
+    For(usize),
+    /// Every result: the input has closed.
+    All,
+}
+
+/// A frame waiting to leave a stage with several instances, in arrival order.
+struct Waiting {
+    work: Work,
+    /// The instance working on it; `None`: it only waits its turn (skipped,
+    /// another stream's, or already finished).
+    on: Option<usize>,
 }
 
 impl StageWorker {
@@ -425,7 +507,15 @@ impl StageWorker {
             batch: plan.batch.filter(|b| b.max > 1),
             camera: stage.camera(),
             stage,
+            extra: Vec::new(),
         }
+    }
+
+    /// Adds copies of the stage (built from the same settings) that work on
+    /// frames at the same time as the first (`instances`; in line only).
+    pub(crate) fn with_instances(mut self, extra: Vec<Box<dyn Stage>>) -> Self {
+        self.extra = extra;
+        self
     }
 
     /// Puts the stage's calibration into a record that has none (an `Arc`
@@ -474,50 +564,20 @@ impl StageWorker {
     fn run_with_helper(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Task>(1);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<Finished>(1);
-        let mut stage = std::mem::replace(&mut self.stage, Box::new(Idle));
-        let simulate = self.simulate;
+        let stage = std::mem::replace(&mut self.stage, Box::new(Idle));
         let id = self.id.clone();
-        let helper = thread::Builder::new()
-            .name(format!("stage:{id}:async"))
-            .spawn(move || -> Result<(), StageError> {
-                stage.start()?;
-                while let Ok(task) = job_rx.recv() {
-                    let Job {
-                        frame,
-                        mut record,
-                        inline,
-                    } = match task {
-                        Task::Frame(job) => job,
-                        Task::End(stream) => {
-                            stage.end_stream(&stream);
-                            continue;
-                        }
-                    };
-                    let t0 = clock::monotonic_ns();
-                    let result = stage.process(&frame, &mut record);
-                    if let Some(extra) = simulate {
-                        thread::sleep(extra);
-                    }
-                    let took = clock::monotonic_ns() - t0;
-                    let finished = Finished {
-                        stream: frame.meta.stream.clone(),
-                        t_s: frame.meta.time_s(),
-                        record,
-                        result,
-                        took_ns: took,
-                        inline,
-                    };
-                    if done_tx.send(finished).is_err() {
-                        break;
-                    }
-                }
-                stage.stop()
-            })
-            .map_err(|e| Error::Stage {
-                stage: id.to_string(),
-                action: "spawn its helper thread",
-                message: e.to_string(),
-            })?;
+        let helper = spawn_helper(
+            format!("stage:{id}:async"),
+            stage,
+            self.simulate,
+            job_rx,
+            done_tx,
+        )
+        .map_err(|e| Error::Stage {
+            stage: id.to_string(),
+            action: "spawn its helper thread",
+            message: e.to_string(),
+        })?;
         let mut busy = false;
         let mut ready: Vec<Finished> = Vec::new();
         'frames: while let Some(mut work) = rx.recv() {
@@ -617,6 +677,9 @@ impl StageWorker {
         if self.schedule != Schedule::Inline {
             return self.run_with_helper(rx, out);
         }
+        if !self.extra.is_empty() {
+            return self.run_instances(rx, out);
+        }
         if let Some(policy) = self.batch {
             return self.run_batched(rx, out, policy);
         }
@@ -669,6 +732,219 @@ impl StageWorker {
             }
         }
         self.stage.stop().map_err(|e| stage_error("stop", e))
+    }
+
+    /// In line with several instances of the stage (`instances = N`): each
+    /// instance (its own model session) works on a helper thread, one frame
+    /// at a time, and the frames the scheduler admits go to them in turn, so
+    /// N frames are worked on at once. Every frame still leaves in arrival
+    /// order with its own result: a frame waits for the frames before it, and
+    /// a frame that finds its instance busy waits for it. This buys
+    /// throughput, not latency (each frame takes one instance's time). Frames
+    /// not worked on wait their turn beside them (at most [`HELD_MAX`]).
+    /// Buffers are sized once: no allocation per frame.
+    fn run_instances(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
+        let id = self.id.clone();
+        let first = std::mem::replace(&mut self.stage, Box::new(Idle));
+        let stages: Vec<Box<dyn Stage>> = std::iter::once(first)
+            .chain(std::mem::take(&mut self.extra))
+            .collect();
+        let mut instances = Vec::with_capacity(stages.len());
+        for (k, stage) in stages.into_iter().enumerate() {
+            let (jobs, job_rx) = crossbeam_channel::bounded::<Task>(1);
+            let (done_tx, done) = crossbeam_channel::bounded::<Finished>(1);
+            let thread = spawn_helper(
+                format!("stage:{id}:{k}"),
+                stage,
+                self.simulate,
+                job_rx,
+                done_tx,
+            )
+            .map_err(|e| Error::Stage {
+                stage: id.to_string(),
+                action: "spawn its instance threads",
+                message: e.to_string(),
+            })?;
+            instances.push(Instance { jobs, done, thread });
+        }
+        let mut waiting = VecDeque::with_capacity(instances.len() + HELD_MAX);
+        let outcome = self.instances_loop(rx, out, &instances, &mut waiting);
+        drop(waiting);
+        let mut failure = None;
+        for Instance { jobs, done, thread } in instances {
+            drop(jobs);
+            drop(done);
+            let result = thread
+                .join()
+                .unwrap_or_else(|_| Err(StageError::msg("panicked")));
+            if let Err(e) = result {
+                failure.get_or_insert(e);
+            }
+        }
+        outcome?;
+        match failure {
+            Some(e) => Err(Error::Stage {
+                stage: id.to_string(),
+                action: "run",
+                message: e.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The frame loop of [`StageWorker::run_instances`]: returns when the
+    /// input closes and every frame has left, when the outputs or an
+    /// instance are gone (the instance's own error is reported by its
+    /// thread), or with `Err` on a fatal failure.
+    fn instances_loop(
+        &mut self,
+        rx: &EdgeRx,
+        out: &Outputs,
+        instances: &[Instance],
+        waiting: &mut VecDeque<Waiting>,
+    ) -> Result<(), Error> {
+        let n = instances.len();
+        let capacity = waiting.capacity();
+        let mut next = 0;
+        'frames: loop {
+            if !self.leave(waiting, instances, out, Wait::Ready)? {
+                return Ok(());
+            }
+            let oldest = waiting.front().and_then(|w| w.on);
+            let mut work = match oldest {
+                // Wait for the next frame or the oldest result, whichever comes first.
+                Some(k) => crossbeam_channel::select! {
+                    recv(rx.receiver()) -> w => match w {
+                        Ok(w) => {
+                            rx.note_depth();
+                            w
+                        }
+                        Err(_) => break 'frames,
+                    },
+                    recv(instances[k].done) -> done => {
+                        let Ok(done) = done else { return Ok(()) };
+                        self.land(waiting, done)?;
+                        continue 'frames;
+                    }
+                },
+                None => match rx.recv() {
+                    Some(w) => w,
+                    None => break 'frames,
+                },
+            };
+            let mut on = None;
+            if self.applies_to(&work) {
+                self.stamp(&mut work.record);
+                let now = clock::monotonic_ns();
+                let newer = !rx.receiver().is_empty();
+                match self.scheduler.decide(&work.frame.meta, now, false, newer) {
+                    Decision::Skip(reason) => self.skip(&mut work.record, reason),
+                    Decision::Inline | Decision::Async => {
+                        if waiting.iter().any(|w| w.on == Some(next))
+                            && !self.leave(waiting, instances, out, Wait::For(next))?
+                        {
+                            return Ok(());
+                        }
+                        let job = Job {
+                            frame: work.frame.clone(),
+                            record: std::mem::take(&mut work.record),
+                            inline: true,
+                        };
+                        if instances[next].jobs.send(Task::Frame(job)).is_err() {
+                            return Ok(());
+                        }
+                        on = Some(next);
+                        next = (next + 1) % n;
+                    }
+                }
+            }
+            if waiting.len() == capacity {
+                let oldest = waiting.front().and_then(|w| w.on);
+                if let Some(k) = oldest
+                    && !self.leave(waiting, instances, out, Wait::For(k))?
+                {
+                    return Ok(());
+                }
+            }
+            waiting.push_back(Waiting { work, on });
+        }
+        self.leave(waiting, instances, out, Wait::All)?;
+        Ok(())
+    }
+
+    /// Sends on the frames at the front of `waiting` whose turn has come
+    /// (frames not worked on, and frames whose instance has finished), in
+    /// order; with [`Wait::For`] or [`Wait::All`] it waits for results.
+    /// `Ok(false)` when the outputs or an instance are gone.
+    fn leave(
+        &mut self,
+        waiting: &mut VecDeque<Waiting>,
+        instances: &[Instance],
+        out: &Outputs,
+        mut wait: Wait,
+    ) -> Result<bool, Error> {
+        while let Some(front) = waiting.front() {
+            if let Some(k) = front.on {
+                let done = match wait {
+                    Wait::Ready => match instances[k].done.try_recv() {
+                        Ok(d) => d,
+                        Err(crossbeam_channel::TryRecvError::Empty) => return Ok(true),
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(false),
+                    },
+                    Wait::For(_) | Wait::All => match instances[k].done.recv() {
+                        Ok(d) => d,
+                        Err(_) => return Ok(false),
+                    },
+                };
+                self.land(waiting, done)?;
+                if wait == Wait::For(k) {
+                    wait = Wait::Ready;
+                }
+            }
+            let Some(w) = waiting.pop_front() else {
+                break;
+            };
+            self.ends.after(&w.work.frame.meta, clock::monotonic_ns());
+            for stream in &self.ends.due {
+                self.scheduler.forget(stream);
+                for instance in instances {
+                    if instance.jobs.send(Task::End(stream.clone())).is_err() {
+                        return Ok(false);
+                    }
+                }
+            }
+            if out.send(w.work).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Puts an instance's result into the oldest waiting frame (the one it
+    /// worked on: each instance finishes its frames in order, and frames go
+    /// to the instances in turn). `Err` on a fatal failure.
+    fn land(&mut self, waiting: &mut VecDeque<Waiting>, done: Finished) -> Result<(), Error> {
+        self.finished(&done);
+        let Some(front) = waiting.front_mut() else {
+            return Ok(());
+        };
+        front.on = None;
+        front.work.record = done.record;
+        if let Err(e) = done.result {
+            if done.fatal {
+                // Frames already out are kept; this one and the rest are not.
+                return Err(Error::Stage {
+                    stage: self.id.to_string(),
+                    action: "process frames",
+                    message: e.to_string(),
+                });
+            }
+            front.work.record.failed.push(Failure {
+                stage: self.id.clone(),
+                error: e.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// A frame of the stage's own thread has passed: drops the state of
@@ -895,6 +1171,7 @@ mod tests {
             simulate: None,
             schedule,
             batch: None,
+            instances: 1,
         }
     }
 
@@ -1229,6 +1506,130 @@ mod tests {
             );
             assert_eq!(calls.load(Ordering::Relaxed), 2);
         }
+    }
+
+    /// One of several instances (`instances`): writes its index into each
+    /// detection (`bbox = [seq, index, …]`), counts how many instances work
+    /// at once, and notes the stream ends it hears.
+    struct Copy {
+        index: usize,
+        pool: VecPool<Detection>,
+        active: Arc<AtomicU64>,
+        most: Arc<AtomicU64>,
+        ends: Arc<std::sync::Mutex<Vec<(usize, String)>>>,
+    }
+
+    impl Stage for Copy {
+        fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
+            let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            thread::sleep(Duration::from_millis(5));
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            let mut d = self.pool.take();
+            d.push(Detection {
+                bbox: [frame.meta.seq as f32, self.index as f32, 1.0, 1.0],
+                class_id: 0,
+                class: Arc::from("x"),
+                score: 1.0,
+                position: None,
+            });
+            record.detections = Some(d);
+            Ok(())
+        }
+
+        fn end_stream(&mut self, stream: &str) {
+            if let Ok(mut ends) = self.ends.lock() {
+                ends.push((self.index, stream.to_string()));
+            }
+        }
+    }
+
+    #[test]
+    fn instances_work_at_once_and_every_frame_leaves_in_order_with_its_own_result() {
+        let mut p = plan(Interval::Every(2), false, Schedule::Inline);
+        p.streams = Some(vec!["a".into(), "b".into()]);
+        let (active, most) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let ends = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut copies = (0..3).map(|index| -> Box<dyn Stage> {
+            Box::new(Copy {
+                index,
+                pool: VecPool::default(),
+                active: active.clone(),
+                most: most.clone(),
+                ends: ends.clone(),
+            })
+        });
+        let first = copies.next().unwrap();
+        let (end_tx, end_rx) = crate::runtime::streams::end_channel();
+        let stats = Arc::new(StageStats::new("s"));
+        let w = StageWorker::new(&p, first, stats.clone(), end_rx).with_instances(copies.collect());
+        let (tx, rx, out, sink) = edges();
+        // Streams a and b interleaved, and c, which the stage does not work on.
+        let sent: Vec<(&str, u64)> = (0..12)
+            .flat_map(|seq| [("a", seq), ("b", seq), ("c", seq)])
+            .collect();
+        for &(stream, seq) in &sent {
+            tx.send(Work {
+                frame: frame(seq, stream, 0, None),
+                record: Record::default(),
+            })
+            .unwrap();
+        }
+        end_tx
+            .send(StreamEnd {
+                stream: Arc::from("a"),
+                last_seq: Some(11),
+                at_ns: clock::monotonic_ns(),
+            })
+            .unwrap();
+        drop(tx);
+        w.run(&rx, &out).unwrap();
+        drop(out);
+        let got: Vec<Shared> = std::iter::from_fn(|| sink.recv()).collect();
+        let order: Vec<(&str, u64)> = got
+            .iter()
+            .map(|w| (&*w.frame.meta.stream, w.frame.meta.seq))
+            .collect();
+        assert_eq!(order, sent, "frames leave in arrival order");
+        let mut used = [0; 3];
+        for w in &got {
+            let (stream, seq) = (&*w.frame.meta.stream, w.frame.meta.seq);
+            let worked = stream != "c" && seq % 2 == 0;
+            match &w.record.detections {
+                Some(d) if worked => {
+                    assert_eq!(d.len(), 1);
+                    assert_eq!(
+                        d[0].bbox[0], seq as f32,
+                        "{stream} {seq}: another frame's result"
+                    );
+                    used[d[0].bbox[1] as usize] += 1;
+                }
+                None if !worked => {
+                    let skips: Vec<_> = w.record.skipped.iter().map(|s| s.reason).collect();
+                    let want = if stream == "c" {
+                        vec![]
+                    } else {
+                        vec![SkipReason::Interval]
+                    };
+                    assert_eq!(skips, want, "{stream} {seq}");
+                }
+                other => panic!("{stream} {seq}: worked {worked}, detections {other:?}"),
+            }
+        }
+        // 12 frames worked on, in turn: 4 each; and more than one at a time.
+        assert_eq!(used, [4, 4, 4]);
+        assert_eq!(stats.processed.load(Ordering::Relaxed), 12);
+        assert!(
+            most.load(Ordering::SeqCst) >= 2,
+            "the instances never overlapped"
+        );
+        // Stream a's end reached every instance after its last frame.
+        let mut heard = ends.lock().unwrap().clone();
+        heard.sort();
+        assert_eq!(
+            heard,
+            [(0, "a".to_string()), (1, "a".into()), (2, "a".into())]
+        );
     }
 
     #[test]

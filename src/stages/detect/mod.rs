@@ -60,6 +60,9 @@ pub struct DetectSettings {
     /// Frames per model run across streams (ONNX only; the model's
     /// `max_batch` is set to `max`); `None`: one at a time.
     pub batch: Option<BatchPolicy>,
+    /// Copies of the detector working on frames at once (each its own
+    /// session and thread; frames leave in order), at least 1.
+    pub instances: usize,
 }
 
 enum Detector {

@@ -54,6 +54,9 @@ struct DetectSpec {
     hog: Option<Spanned<HogSpec>>,
     /// With ONNX: frames of several streams per model run (`{ max = N, timeout_ms = T }`).
     batch: Option<Spanned<BatchSpec>>,
+    /// Copies of the detector working on frames at the same time, 1 to
+    /// [`MAX_INSTANCES`] (default 1).
+    instances: Option<Spanned<usize>>,
 }
 
 /// `batch = { max = N, timeout_ms = T }`: up to N frames per model run; a
@@ -69,6 +72,9 @@ struct BatchSpec {
 
 /// The most frames a `detect` stage batches into one run.
 pub const MAX_BATCH: usize = 64;
+
+/// The most copies of a detector (`instances`) a `detect` stage runs.
+pub const MAX_INSTANCES: usize = 16;
 
 /// `batch.timeout_ms` when not given.
 const DEFAULT_BATCH_TIMEOUT_MS: f64 = 10.0;
@@ -116,6 +122,24 @@ fn detect(
 ) -> Result<DetectSettings, ConfigError> {
     let field = ctx.field;
     let batch = batch(r, spec.batch.as_ref(), field)?;
+    let instances = match &spec.instances {
+        None => 1,
+        Some(n) if !(1..=MAX_INSTANCES).contains(n.get_ref()) => {
+            return Err(r.invalid(
+                n.span(),
+                format!("{field}.instances"),
+                format!("must be 1 to {MAX_INSTANCES}"),
+            ));
+        }
+        Some(n) if *n.get_ref() > 1 && batch.is_some() => {
+            return Err(r.invalid(
+                n.span(),
+                format!("{field}.instances"),
+                "give `batch` or `instances`, not both: a batched stage runs one model at a time",
+            ));
+        }
+        Some(n) => *n.get_ref(),
+    };
     let backend_kind = spec
         .backend
         .as_ref()
@@ -210,6 +234,7 @@ fn detect(
         classes: spec.classes.as_ref().map(|c| c.get_ref().clone()),
         labels,
         batch,
+        instances,
     })
 }
 
@@ -328,7 +353,7 @@ impl StageSettings for DetectSettings {
 
     fn describe(&self) -> String {
         format!(
-            "confidence {}, NMS IoU {}, at most {} detections{}{}",
+            "confidence {}, NMS IoU {}, at most {} detections{}{}{}",
             self.confidence,
             self.iou,
             self.max_detections,
@@ -342,11 +367,20 @@ impl StageSettings for DetectSettings {
                     b.max,
                     b.timeout.as_secs_f64() * 1e3
                 ))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if self.instances > 1 {
+                format!(", {} instances", self.instances)
+            } else {
+                String::new()
+            }
         )
     }
 
     fn batch(&self) -> Option<BatchPolicy> {
         self.batch
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
     }
 }
