@@ -10,6 +10,11 @@
 //! deadline) and runs each with [`Stage::process_batch`]; frames it does not
 //! work on wait beside the open batch so every frame leaves in arrival order.
 //!
+//! A stage with several instances (`instances = N`: N copies built from the
+//! same settings) works on N frames at once, each copy on its own helper
+//! thread; the frames it works on go to the copies in turn, and every frame
+//! leaves in arrival order ([`StageWorker::run_instances`]).
+//!
 //! Every decision is a function of the frame, the stage's recent latency and
 //! a time passed in ([`Scheduler::decide`], [`BatchRule::close`]), so the unit
 //! tests below run them on a virtual clock, exactly; only the worker loop
