@@ -164,6 +164,11 @@ impl RecentLatency {
         self.len = (self.len + 1).min(LATENCY_WINDOW);
     }
 
+    /// The smallest value of the window; `None` before any sample.
+    pub fn min(&self) -> Option<u64> {
+        self.ring[..self.len].iter().copied().min()
+    }
+
     /// The 95th percentile of the window; `None` before any sample.
     pub fn p95(&mut self) -> Option<u64> {
         if self.len == 0 {

@@ -69,6 +69,9 @@ pub(crate) struct Scheduler {
     interval: Interval,
     schedule: Schedule,
     recent: RecentLatency,
+    /// How long after capture recent frames with a deadline reached the
+    /// stage (`now - capture`, the upstream stages' and the source's delay).
+    arrival: RecentLatency,
     /// Frames seen per stream, for `interval`.
     counters: Vec<(Arc<str>, u64)>,
     last_run_ns: u64,
@@ -85,6 +88,7 @@ impl Scheduler {
             interval: plan.interval,
             schedule: plan.schedule,
             recent: RecentLatency::new(),
+            arrival: RecentLatency::new(),
             counters: Vec::new(),
             last_run_ns: 0,
             warned: false,
@@ -127,10 +131,12 @@ impl Scheduler {
     ///    [`AUTO_BACK_INLINE`] of it): to the helper when it is free, else
     ///    skipped (`busy`). No deadline check: the result is late by design.
     /// 3. In line with admission control and a deadline: run when the recent
-    ///    p95 ends before the deadline. When the p95 exceeds the whole budget
-    ///    no frame can make it: run on the newest frame only (skip those with
-    ///    a later one waiting), at the rate the stage sustains, late, instead
-    ///    of starving. Otherwise skip (`deadline`), but run once after
+    ///    p95 ends before the deadline. When the p95 plus the least time a
+    ///    recent frame took to reach the stage after its capture (the last
+    ///    32 frames with a deadline) exceeds the whole budget, no frame can
+    ///    make it: run on the newest frame only (skip those with a later one
+    ///    waiting), at the rate the stage sustains, late, instead of
+    ///    starving. Otherwise skip (`deadline`), but run once after
     ///    [`PROBE_AFTER`] without a run so the estimate follows the load.
     pub(crate) fn decide(
         &mut self,
@@ -141,6 +147,9 @@ impl Scheduler {
     ) -> Decision {
         let period = Self::period_ns(meta);
         let p95 = self.recent.p95();
+        if meta.deadline_ns.is_some() {
+            self.arrival.record(now_ns.saturating_sub(meta.capture_ns));
+        }
         let every = match self.interval {
             Interval::Every(n) => u64::from(n),
             Interval::Auto => p95.map_or(1, |p| p.div_ceil(period).max(1)),
@@ -185,13 +194,18 @@ impl Scheduler {
             && now_ns + p95 > deadline
         {
             let budget = deadline.saturating_sub(meta.capture_ns);
-            if p95 > budget {
+            // The soonest a frame reaches this stage after its capture: even
+            // a stage that fits the budget on its own misses every deadline
+            // when the frames come this late.
+            let reach = self.arrival.min().unwrap_or(0);
+            if p95 + reach > budget {
                 if !self.warned {
                     self.warned = true;
                     tracing::warn!(
                         stage = %self.id,
-                        "recent p95 latency {:.1} ms exceeds the frame budget {:.1} ms: it works on the newest frame only, late; raise `budget_ms` or use `schedule = \"auto\"`",
+                        "recent p95 latency {:.1} ms, after frames reach the stage {:.1} ms past capture, exceeds the frame budget {:.1} ms: it works on the newest frame only, late; raise `budget_ms` or use `schedule = \"auto\"`",
                         p95 as f64 / 1e6,
+                        reach as f64 / 1e6,
                         budget as f64 / 1e6,
                     );
                 }
@@ -1252,13 +1266,26 @@ mod tests {
         budget_ms: u64,
         cost_ms: u64,
     ) -> (Vec<Decision>, Vec<(u64, u64)>) {
+        simulate_late(s, frames, period_ms, budget_ms, cost_ms, 0)
+    }
+
+    /// [`simulate`] with frames reaching the stage `lag_ms` after capture
+    /// (the source's and the stages' before it).
+    fn simulate_late(
+        s: &mut Scheduler,
+        frames: u64,
+        period_ms: u64,
+        budget_ms: u64,
+        cost_ms: u64,
+        lag_ms: u64,
+    ) -> (Vec<Decision>, Vec<(u64, u64)>) {
         let (period, cost) = (period_ms * MS, cost_ms * MS);
         let mut free_at = 0; // the stage thread (in line)
         let mut helper: Option<(u64, u64)> = None; // (frame, ready at)
         let (mut decisions, mut rides) = (Vec::new(), Vec::new());
         for seq in 0..frames {
             let capture = 1_000 * MS + seq * period;
-            let now = capture.max(free_at);
+            let now = (capture + lag_ms * MS).max(free_at);
             if let Some((from, ready)) = helper
                 && ready <= now
             {
@@ -1374,6 +1401,8 @@ mod tests {
         let mut s = scheduler(Interval::Every(1), true, Schedule::Inline);
         for _ in 0..8 {
             s.ran(50 * MS);
+            // Frames have reached the stage as soon as they were captured.
+            s.arrival.record(0);
         }
         let now = 10_000 * MS;
         s.last_run_ns = now - 10 * MS;
@@ -1418,6 +1447,23 @@ mod tests {
         let mut s = scheduler(Interval::Every(1), true, Schedule::Inline);
         let (d, _) = simulate(&mut s, 300, 20, 40, 15);
         assert_eq!(count(&d, Decision::Inline), 300);
+        // 28 ms of work fits a 30 ms budget, but frames reach the stage 3 ms
+        // after capture: no frame can make it either. It runs on the newest
+        // frame each time it is free (at least once per run plus one
+        // period), not once a second.
+        let mut s = scheduler(Interval::Every(1), true, Schedule::Inline);
+        let (d, _) = simulate_late(&mut s, 300, 15, 30, 28, 3);
+        let runs = count(&d, Decision::Inline);
+        assert!(
+            runs as f64 >= 300.0 * 15.0 / (28.0 + 15.0) && runs as f64 <= 300.0 * 15.0 / 28.0 + 1.0,
+            "{runs}: {d:?}"
+        );
+        // With frames that come at once, the same stage runs on every frame
+        // it can finish in time: every other one (the next has waited 13 ms
+        // behind each run).
+        let mut s = scheduler(Interval::Every(1), true, Schedule::Inline);
+        let (d, _) = simulate(&mut s, 300, 15, 30, 28);
+        assert_eq!(count(&d, Decision::Inline), 150, "{d:?}");
     }
 
     #[test]
