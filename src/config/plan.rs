@@ -716,30 +716,26 @@ impl Resolver<'_> {
             schedule = named;
         }
         let batch = settings.batch().filter(|b| b.max > 1);
-        if batch.is_some() && schedule != Schedule::Inline {
-            let (span, name) = match (&spec.schedule, &spec.asynchronous) {
-                (Some(s), _) => (s.span(), "schedule"),
-                (None, Some(a)) => (a.span(), "async"),
-                (None, None) => (spec.kind.span(), "kind"),
-            };
-            return Err(self.invalid(
-                span,
-                format!("{field}.{name}"),
-                "`batch` works in line only: a batched stage cannot run beside the stream (schedule = \"inline\", or drop `batch`)",
-            ));
-        }
         let instances = settings.instances().max(1);
-        if instances > 1 && schedule != Schedule::Inline {
+        let in_line_only = [
+            (
+                batch.is_some(),
+                "`batch` works in line only: a batched stage cannot run beside the stream (schedule = \"inline\", or drop `batch`)",
+            ),
+            (
+                instances > 1,
+                "`instances` works in line only: several instances cannot run beside the stream (schedule = \"inline\", or drop `instances`)",
+            ),
+        ];
+        if schedule != Schedule::Inline
+            && let Some((_, why)) = in_line_only.iter().find(|(used, _)| *used)
+        {
             let (span, name) = match (&spec.schedule, &spec.asynchronous) {
                 (Some(s), _) => (s.span(), "schedule"),
                 (None, Some(a)) => (a.span(), "async"),
                 (None, None) => (spec.kind.span(), "kind"),
             };
-            return Err(self.invalid(
-                span,
-                format!("{field}.{name}"),
-                "`instances` works in line only: several instances cannot run beside the stream (schedule = \"inline\", or drop `instances`)",
-            ));
+            return Err(self.invalid(span, format!("{field}.{name}"), *why));
         }
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),

@@ -481,8 +481,8 @@ fn spawn_helper(
         })
 }
 
-/// One model instance of a stage with `instances > 1`: its helper thread
-/// and the channels to it (one frame in flight at a time).
+/// A helper thread that owns a copy of the stage (asynchronous work, or one
+/// of `instances`), and the channels to it (one frame in flight at a time).
 struct Instance {
     jobs: crossbeam_channel::Sender<Task>,
     done: crossbeam_channel::Receiver<Finished>,
@@ -581,22 +581,13 @@ impl StageWorker {
     /// while the stage keeps up), the worker waits for the helper and the
     /// result goes into the frame's own record.
     fn run_with_helper(mut self, rx: &EdgeRx, out: &Outputs) -> Result<(), Error> {
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<Task>(1);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<Finished>(1);
         let stage = std::mem::replace(&mut self.stage, Box::new(Idle));
         let id = self.id.clone();
-        let helper = spawn_helper(
-            format!("stage:{id}:async"),
-            stage,
-            self.simulate,
-            job_rx,
-            done_tx,
-        )
-        .map_err(|e| Error::Stage {
-            stage: id.to_string(),
-            action: "spawn its helper thread",
-            message: e.to_string(),
-        })?;
+        let Instance {
+            jobs: job_tx,
+            done: done_rx,
+            thread: helper,
+        } = self.start_helper(format!("stage:{id}:async"), stage)?;
         let mut busy = false;
         let mut ready: Vec<Finished> = Vec::new();
         'frames: while let Some(mut work) = rx.recv() {
@@ -685,6 +676,37 @@ impl StageWorker {
         })
     }
 
+    /// Starts a helper thread named `name` that owns `stage` ([`spawn_helper`]),
+    /// with its channels (one frame in flight at a time).
+    fn start_helper(&self, name: String, stage: Box<dyn Stage>) -> Result<Instance, Error> {
+        let (jobs, job_rx) = crossbeam_channel::bounded::<Task>(1);
+        let (done_tx, done) = crossbeam_channel::bounded::<Finished>(1);
+        let thread = spawn_helper(name, stage, self.simulate, job_rx, done_tx).map_err(|e| {
+            Error::Stage {
+                stage: self.id.to_string(),
+                action: "spawn its helper thread",
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Instance { jobs, done, thread })
+    }
+
+    /// In line: stamps the record and asks the scheduler whether the stage
+    /// works on this frame now; a skip is counted and noted in the record.
+    /// `Some(now)`, the time of the decision, when it works on it.
+    fn admit(&mut self, work: &mut Work, rx: &EdgeRx) -> Option<u64> {
+        self.stamp(&mut work.record);
+        let now = clock::monotonic_ns();
+        let newer = !rx.receiver().is_empty();
+        match self.scheduler.decide(&work.frame.meta, now, false, newer) {
+            Decision::Skip(reason) => {
+                self.skip(&mut work.record, reason);
+                None
+            }
+            Decision::Inline | Decision::Async => Some(now),
+        }
+    }
+
     fn applies_to(&self, work: &Work) -> bool {
         self.streams
             .as_ref()
@@ -711,19 +733,13 @@ impl StageWorker {
         self.stage.start().map_err(|e| stage_error("start", e))?;
         while let Some(mut work) = rx.recv() {
             if self.applies_to(&work) {
-                self.stamp(&mut work.record);
-                let t0 = clock::monotonic_ns();
-                let newer = !rx.receiver().is_empty();
-                if let Decision::Skip(reason) =
-                    self.scheduler.decide(&work.frame.meta, t0, false, newer)
-                {
-                    self.skip(&mut work.record, reason);
+                let Some(t0) = self.admit(&mut work, rx) else {
                     self.passed(&work.frame.meta);
                     if out.send(work).is_err() {
                         break;
                     }
                     continue;
-                }
+                };
                 let result = self.stage.process(&work.frame, &mut work.record);
                 if let Some(extra) = self.simulate {
                     thread::sleep(extra);
@@ -770,21 +786,7 @@ impl StageWorker {
             .collect();
         let mut instances = Vec::with_capacity(stages.len());
         for (k, stage) in stages.into_iter().enumerate() {
-            let (jobs, job_rx) = crossbeam_channel::bounded::<Task>(1);
-            let (done_tx, done) = crossbeam_channel::bounded::<Finished>(1);
-            let thread = spawn_helper(
-                format!("stage:{id}:{k}"),
-                stage,
-                self.simulate,
-                job_rx,
-                done_tx,
-            )
-            .map_err(|e| Error::Stage {
-                stage: id.to_string(),
-                action: "spawn its instance threads",
-                message: e.to_string(),
-            })?;
-            instances.push(Instance { jobs, done, thread });
+            instances.push(self.start_helper(format!("stage:{id}:{k}"), stage)?);
         }
         let mut waiting = VecDeque::with_capacity(instances.len() + HELD_MAX);
         let outcome = self.instances_loop(rx, out, &instances, &mut waiting);
@@ -852,30 +854,22 @@ impl StageWorker {
                 },
             };
             let mut on = None;
-            if self.applies_to(&work) {
-                self.stamp(&mut work.record);
-                let now = clock::monotonic_ns();
-                let newer = !rx.receiver().is_empty();
-                match self.scheduler.decide(&work.frame.meta, now, false, newer) {
-                    Decision::Skip(reason) => self.skip(&mut work.record, reason),
-                    Decision::Inline | Decision::Async => {
-                        if waiting.iter().any(|w| w.on == Some(next))
-                            && !self.leave(waiting, instances, out, Wait::For(next))?
-                        {
-                            return Ok(());
-                        }
-                        let job = Job {
-                            frame: work.frame.clone(),
-                            record: std::mem::take(&mut work.record),
-                            inline: true,
-                        };
-                        if instances[next].jobs.send(Task::Frame(job)).is_err() {
-                            return Ok(());
-                        }
-                        on = Some(next);
-                        next = (next + 1) % n;
-                    }
+            if self.applies_to(&work) && self.admit(&mut work, rx).is_some() {
+                if waiting.iter().any(|w| w.on == Some(next))
+                    && !self.leave(waiting, instances, out, Wait::For(next))?
+                {
+                    return Ok(());
                 }
+                let job = Job {
+                    frame: work.frame.clone(),
+                    record: std::mem::take(&mut work.record),
+                    inline: true,
+                };
+                if instances[next].jobs.send(Task::Frame(job)).is_err() {
+                    return Ok(());
+                }
+                on = Some(next);
+                next = (next + 1) % n;
             }
             if waiting.len() == capacity {
                 let oldest = waiting.front().and_then(|w| w.on);
@@ -1027,17 +1021,11 @@ impl StageWorker {
                 }
             };
             let mut joins = false;
-            if self.applies_to(&work) {
-                self.stamp(&mut work.record);
-                let now = clock::monotonic_ns();
-                let newer = !rx.receiver().is_empty();
-                match self.scheduler.decide(&work.frame.meta, now, false, newer) {
-                    Decision::Skip(reason) => self.skip(&mut work.record, reason),
-                    Decision::Inline | Decision::Async => {
-                        batch.rule.add(now, work.frame.meta.deadline_ns);
-                        joins = true;
-                    }
-                }
+            if self.applies_to(&work)
+                && let Some(now) = self.admit(&mut work, rx)
+            {
+                batch.rule.add(now, work.frame.meta.deadline_ns);
+                joins = true;
             }
             if joins {
                 batch.works.push(work);
@@ -1163,17 +1151,26 @@ mod tests {
         fn process(&mut self, frame: &Frame, record: &mut Record) -> Result<(), StageError> {
             thread::sleep(Duration::from_millis(self.work_ms));
             self.calls.fetch_add(1, Ordering::Relaxed);
-            let mut d = self.pool.take();
-            d.push(Detection {
-                bbox: [frame.meta.seq as f32, 0.0, 1.0, 1.0],
-                class_id: 0,
-                class: Arc::from("x"),
-                score: 1.0,
-                position: None,
-            });
-            record.detections = Some(d);
+            detect_one(
+                &mut self.pool,
+                record,
+                [frame.meta.seq as f32, 0.0, 1.0, 1.0],
+            );
             Ok(())
         }
+    }
+
+    /// Writes one detection, box `bbox`, into `record`.
+    fn detect_one(pool: &mut VecPool<Detection>, record: &mut Record, bbox: [f32; 4]) {
+        let mut d = pool.take();
+        d.push(Detection {
+            bbox,
+            class_id: 0,
+            class: Arc::from("x"),
+            score: 1.0,
+            position: None,
+        });
+        record.detections = Some(d);
     }
 
     fn plan(interval: Interval, admission: bool, schedule: Schedule) -> StagePlan {
@@ -1576,15 +1573,8 @@ mod tests {
             self.most.fetch_max(now, Ordering::SeqCst);
             thread::sleep(Duration::from_millis(5));
             self.active.fetch_sub(1, Ordering::SeqCst);
-            let mut d = self.pool.take();
-            d.push(Detection {
-                bbox: [frame.meta.seq as f32, self.index as f32, 1.0, 1.0],
-                class_id: 0,
-                class: Arc::from("x"),
-                score: 1.0,
-                position: None,
-            });
-            record.detections = Some(d);
+            let bbox = [frame.meta.seq as f32, self.index as f32, 1.0, 1.0];
+            detect_one(&mut self.pool, record, bbox);
             Ok(())
         }
 
