@@ -70,8 +70,11 @@ pub(crate) struct Scheduler {
     schedule: Schedule,
     recent: RecentLatency,
     /// How long after capture recent frames with a deadline reached the
-    /// stage (`now - capture`, the upstream stages' and the source's delay).
+    /// stage while it was idle (the source's and earlier stages' delay, not
+    /// time spent in this stage's own queue): [`Scheduler::arrived`].
     arrival: RecentLatency,
+    /// Copies of the stage working at once (`instances`), at least 1.
+    instances: u64,
     /// Frames seen per stream, for `interval`.
     counters: Vec<(Arc<str>, u64)>,
     last_run_ns: u64,
@@ -89,6 +92,7 @@ impl Scheduler {
             schedule: plan.schedule,
             recent: RecentLatency::new(),
             arrival: RecentLatency::new(),
+            instances: plan.instances.max(1) as u64,
             counters: Vec::new(),
             last_run_ns: 0,
             warned: false,
@@ -104,6 +108,12 @@ impl Scheduler {
     /// Notes the cost of one run of the stage (one batch, when batching).
     pub(crate) fn ran(&mut self, took_ns: u64) {
         self.recent.record(took_ns);
+    }
+
+    /// Notes that a frame with a deadline reached the stage, idle, `lag_ns`
+    /// after its capture.
+    pub(crate) fn arrived(&mut self, lag_ns: u64) {
+        self.arrival.record(lag_ns);
     }
 
     /// The stage's recent p95 run time, ns; `None` before enough runs.
@@ -132,8 +142,9 @@ impl Scheduler {
     ///    skipped (`busy`). No deadline check: the result is late by design.
     /// 3. In line with admission control and a deadline: run when the recent
     ///    p95 ends before the deadline. When the p95 plus the least time a
-    ///    recent frame took to reach the stage after its capture (the last
-    ///    32 frames with a deadline) exceeds the whole budget, no frame can
+    ///    recent frame took to reach the idle stage after its capture (the
+    ///    last 32 such frames, [`Scheduler::arrived`]) exceeds the whole
+    ///    budget, no frame can
     ///    make it: run on the newest frame only (skip those with a later one
     ///    waiting), at the rate the stage sustains, late, instead of
     ///    starving. Otherwise skip (`deadline`), but run once after
@@ -147,12 +158,10 @@ impl Scheduler {
     ) -> Decision {
         let period = Self::period_ns(meta);
         let p95 = self.recent.p95();
-        if meta.deadline_ns.is_some() {
-            self.arrival.record(now_ns.saturating_sub(meta.capture_ns));
-        }
         let every = match self.interval {
             Interval::Every(n) => u64::from(n),
-            Interval::Auto => p95.map_or(1, |p| p.div_ceil(period).max(1)),
+            // `instances` copies work on that many frames at once.
+            Interval::Auto => p95.map_or(1, |p| p.div_ceil(period * self.instances).max(1)),
         };
         let index = match self.counters.iter().position(|(s, _)| *s == meta.stream) {
             Some(i) => i,
@@ -338,6 +347,9 @@ pub(crate) struct StageWorker {
     /// More copies of the stage (`instances = N`: N - 1 of them), each
     /// working on its own frames beside the first; empty: one instance.
     extra: Vec<Box<dyn Stage>>,
+    /// The frame in hand reached the stage while it waited for one (its
+    /// queue was empty): its delay since capture is the upstream's alone.
+    fresh: bool,
 }
 
 /// Streams that ended upstream, waiting until their last frame has passed
@@ -527,6 +539,7 @@ impl StageWorker {
             camera: stage.camera(),
             stage,
             extra: Vec::new(),
+            fresh: false,
         }
     }
 
@@ -590,7 +603,7 @@ impl StageWorker {
         } = self.start_helper(format!("stage:{id}:async"), stage)?;
         let mut busy = false;
         let mut ready: Vec<Finished> = Vec::new();
-        'frames: while let Some(mut work) = rx.recv() {
+        'frames: while let Some(mut work) = self.receive(rx) {
             if let Ok(done) = done_rx.try_recv() {
                 busy = false;
                 self.finished(&done);
@@ -605,7 +618,7 @@ impl StageWorker {
                         work.record.receive_late(&mut done.record, done.t_s);
                     }
                 }
-                let now = clock::monotonic_ns();
+                let now = self.arrival(&work.frame.meta);
                 let newer = !rx.receiver().is_empty();
                 match self.scheduler.decide(&work.frame.meta, now, busy, newer) {
                     Decision::Skip(reason) => self.skip(&mut work.record, reason),
@@ -692,19 +705,38 @@ impl StageWorker {
     }
 
     /// In line: stamps the record and asks the scheduler whether the stage
-    /// works on this frame now; a skip is counted and noted in the record.
-    /// `Some(now)`, the time of the decision, when it works on it.
-    fn admit(&mut self, work: &mut Work, rx: &EdgeRx) -> Option<u64> {
+    /// works on this frame, which it can start at `ready_ns` at the earliest
+    /// (an instance still busy; 0: now); a skip is counted and noted in the
+    /// record. `Some(start)`, when the work would start, when it works on it.
+    fn admit(&mut self, work: &mut Work, rx: &EdgeRx, ready_ns: u64) -> Option<u64> {
         self.stamp(&mut work.record);
-        let now = clock::monotonic_ns();
+        let now = self.arrival(&work.frame.meta);
+        let start = now.max(ready_ns);
         let newer = !rx.receiver().is_empty();
-        match self.scheduler.decide(&work.frame.meta, now, false, newer) {
+        match self.scheduler.decide(&work.frame.meta, start, false, newer) {
             Decision::Skip(reason) => {
                 self.skip(&mut work.record, reason);
                 None
             }
-            Decision::Inline | Decision::Async => Some(now),
+            Decision::Inline | Decision::Async => Some(start),
         }
+    }
+
+    /// The time now; notes a fresh frame's delay since capture
+    /// ([`Scheduler::arrived`]) when it has a deadline.
+    fn arrival(&mut self, meta: &FrameMeta) -> u64 {
+        let now = clock::monotonic_ns();
+        if self.fresh && meta.deadline_ns.is_some() {
+            self.scheduler.arrived(now.saturating_sub(meta.capture_ns));
+        }
+        now
+    }
+
+    /// The next frame (`None` once the input is closed and empty), noting
+    /// whether it came to an idle stage.
+    fn receive(&mut self, rx: &EdgeRx) -> Option<Work> {
+        self.fresh = rx.receiver().is_empty();
+        rx.recv()
     }
 
     fn applies_to(&self, work: &Work) -> bool {
@@ -731,9 +763,9 @@ impl StageWorker {
             message: e.to_string(),
         };
         self.stage.start().map_err(|e| stage_error("start", e))?;
-        while let Some(mut work) = rx.recv() {
+        while let Some(mut work) = self.receive(rx) {
             if self.applies_to(&work) {
-                let Some(t0) = self.admit(&mut work, rx) else {
+                let Some(t0) = self.admit(&mut work, rx, 0) else {
                     self.passed(&work.frame.meta);
                     if out.send(work).is_err() {
                         break;
@@ -827,11 +859,14 @@ impl StageWorker {
         let n = instances.len();
         let capacity = waiting.capacity();
         let mut next = 0;
+        // When each instance started (or is expected to start) its frame.
+        let mut started = vec![0_u64; n];
         'frames: loop {
             if !self.leave(waiting, instances, out, Wait::Ready)? {
                 return Ok(());
             }
             let oldest = waiting.front().and_then(|w| w.on);
+            self.fresh = rx.receiver().is_empty();
             let mut work = match oldest {
                 // Wait for the next frame or the oldest result, whichever comes first.
                 Some(k) => crossbeam_channel::select! {
@@ -854,10 +889,17 @@ impl StageWorker {
                 },
             };
             let mut on = None;
-            if self.applies_to(&work) && self.admit(&mut work, rx).is_some() {
-                if waiting.iter().any(|w| w.on == Some(next))
-                    && !self.leave(waiting, instances, out, Wait::For(next))?
-                {
+            // The next instance is free once the frame it works on is done.
+            let busy = waiting.iter().any(|w| w.on == Some(next));
+            let ready = match (busy, self.scheduler.p95()) {
+                (true, Some(p95)) => started[next] + p95,
+                _ => 0,
+            };
+            if self.applies_to(&work)
+                && let Some(start) = self.admit(&mut work, rx, ready)
+            {
+                started[next] = start;
+                if busy && !self.leave(waiting, instances, out, Wait::For(next))? {
                     return Ok(());
                 }
                 let job = Job {
@@ -996,7 +1038,7 @@ impl StageWorker {
         };
         loop {
             let mut work = if batch.rule.len() == 0 {
-                match rx.recv() {
+                match self.receive(rx) {
                     Some(w) => w,
                     None => break,
                 }
@@ -1009,6 +1051,7 @@ impl StageWorker {
                     }
                     continue;
                 }
+                self.fresh = rx.receiver().is_empty();
                 match rx.recv_timeout(Duration::from_nanos(until - now)) {
                     Ok(w) => w,
                     Err(false) => {
@@ -1022,7 +1065,7 @@ impl StageWorker {
             };
             let mut joins = false;
             if self.applies_to(&work)
-                && let Some(now) = self.admit(&mut work, rx)
+                && let Some(now) = self.admit(&mut work, rx, 0)
             {
                 batch.rule.add(now, work.frame.meta.deadline_ns);
                 joins = true;
@@ -1283,6 +1326,10 @@ mod tests {
         for seq in 0..frames {
             let capture = 1_000 * MS + seq * period;
             let now = (capture + lag_ms * MS).max(free_at);
+            if free_at <= capture + lag_ms * MS {
+                // It came to an idle stage: its delay is the upstream's.
+                s.arrived(now - capture);
+            }
             if let Some((from, ready)) = helper
                 && ready <= now
             {
@@ -1391,6 +1438,19 @@ mod tests {
             })
             .count();
         assert_eq!(runs, 3);
+        // Two instances work on two frames at once: every other frame.
+        let mut p = plan(Interval::Auto, false, Schedule::Inline);
+        p.instances = 2;
+        let mut s = Scheduler::new(&p);
+        for _ in 0..8 {
+            s.ran(250 * MS);
+        }
+        let runs = (0..10)
+            .filter(|q| {
+                s.decide(&frame(*q, "a", 0, None).meta, 0, false, false) == Decision::Inline
+            })
+            .count();
+        assert_eq!(runs, 5);
     }
 
     #[test]
@@ -1461,6 +1521,41 @@ mod tests {
         let mut s = scheduler(Interval::Every(1), true, Schedule::Inline);
         let (d, _) = simulate(&mut s, 300, 15, 30, 28);
         assert_eq!(count(&d, Decision::Inline), 150, "{d:?}");
+    }
+
+    #[test]
+    fn a_stage_back_within_its_budget_leaves_the_late_mode() {
+        // 15 ms frames, a 30 ms budget. The first 100 runs cost 40 ms: no
+        // frame can make it, and the stage works on the newest frame, late;
+        // its own queue then delays every frame it takes, which must not
+        // count as the upstream's delay. Then 29.97 ms runs, which fit: once
+        // the slow runs leave the p95 it runs every other frame, on time (the
+        // frame behind each run has waited 14.97 ms). Counted as upstream
+        // delay, the queue's wait (0.03 ms less at each run in the late
+        // mode) would keep it late for hundreds of frames more.
+        let mut s = scheduler(Interval::Every(1), true, Schedule::Inline);
+        let (period, budget) = (15 * MS, 30 * MS);
+        let mut free_at = 0;
+        let (mut runs, mut late) = (0, 0);
+        for seq in 0..600_u64 {
+            let capture = 1_000 * MS + seq * period;
+            let now = capture.max(free_at);
+            if free_at <= capture {
+                s.arrived(0);
+            }
+            let f = frame_at(seq, "a", 15, capture, Some(capture + budget));
+            let newer = now >= capture + period;
+            if s.decide(&f.meta, now, false, newer) == Decision::Inline {
+                let cost = if seq < 100 { 40 * MS } else { 29_970_000 };
+                s.ran(cost);
+                free_at = now + cost;
+                if seq >= 250 {
+                    runs += 1;
+                    late += u32::from(free_at > capture + budget);
+                }
+            }
+        }
+        assert_eq!((runs, late), (175, 0));
     }
 
     #[test]
