@@ -144,10 +144,9 @@ impl Scheduler {
     ///    p95 ends before the deadline. When the p95 plus the least time a
     ///    recent frame took to reach the idle stage after its capture (the
     ///    last 32 such frames, [`Scheduler::arrived`]) exceeds the whole
-    ///    budget, no frame can
-    ///    make it: run on the newest frame only (skip those with a later one
-    ///    waiting), at the rate the stage sustains, late, instead of
-    ///    starving. Otherwise skip (`deadline`), but run once after
+    ///    budget, no frame can make it: run on the newest frame only (skip
+    ///    those with a later one waiting), at the rate the stage sustains,
+    ///    late, instead of starving. Otherwise skip (`deadline`), but run once after
     ///    [`PROBE_AFTER`] without a run so the estimate follows the load.
     pub(crate) fn decide(
         &mut self,
