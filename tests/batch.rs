@@ -127,15 +127,18 @@ fn stage<'a>(summary: &'a Value, id: &str) -> &'a Value {
         .unwrap()
 }
 
+/// The four streams through one detector, one frame at a time, one instance:
+/// the reference the batched and multi-instance runs must equal.
+fn run_single(dir: &Path) -> (HashMap<(String, u64), Value>, Value) {
+    let p = four_streams(dir, "squares_yolov8.onnx", "", "single");
+    run_records(dir, &p, "single")
+}
+
 #[test]
 fn batched_detections_equal_unbatched_for_every_frame_of_four_streams() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (single, s1) = run_records(
-        d,
-        &four_streams(d, "squares_yolov8.onnx", "", "single"),
-        "single",
-    );
+    let (single, s1) = run_single(d);
     let frames = (4 * FRAMES) as usize;
     assert_eq!(single.len(), frames);
     assert_eq!(stage(&s1, "detect")["batches"], 0);
@@ -169,11 +172,7 @@ fn batched_detections_equal_unbatched_for_every_frame_of_four_streams() {
 fn instances_give_every_frame_its_own_detections_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (single, _) = run_records(
-        d,
-        &four_streams(d, "squares_yolov8.onnx", "", "single"),
-        "single",
-    );
+    let (single, _) = run_single(d);
     let p = four_streams(d, "squares_yolov8.onnx", "instances = 3", "three");
     let (three, summary) = run_records(d, &p, "three");
     // The same model and threads on each instance: the same numbers, bit for bit.

@@ -1427,29 +1427,22 @@ mod tests {
             s.decide(&frame(0, "a", 0, None).meta, 0, false, false),
             Decision::Inline
         );
-        // 250 ms of work per 100 ms frame: every third frame.
-        for _ in 0..8 {
-            s.ran(250 * MS);
-        }
-        let runs = (1..10)
-            .filter(|q| {
+        // Frames `seqs` after runs of 250 ms: how many the stage works on.
+        let runs_after_250_ms = |s: &mut Scheduler, seqs: std::ops::Range<u64>| {
+            for _ in 0..8 {
+                s.ran(250 * MS);
+            }
+            seqs.filter(|q| {
                 s.decide(&frame(*q, "a", 0, None).meta, 0, false, false) == Decision::Inline
             })
-            .count();
-        assert_eq!(runs, 3);
+            .count()
+        };
+        // 250 ms of work per 100 ms frame: every third frame.
+        assert_eq!(runs_after_250_ms(&mut s, 1..10), 3);
         // Two instances work on two frames at once: every other frame.
         let mut p = plan(Interval::Auto, false, Schedule::Inline);
         p.instances = 2;
-        let mut s = Scheduler::new(&p);
-        for _ in 0..8 {
-            s.ran(250 * MS);
-        }
-        let runs = (0..10)
-            .filter(|q| {
-                s.decide(&frame(*q, "a", 0, None).meta, 0, false, false) == Decision::Inline
-            })
-            .count();
-        assert_eq!(runs, 5);
+        assert_eq!(runs_after_250_ms(&mut Scheduler::new(&p), 0..10), 5);
     }
 
     #[test]
