@@ -171,12 +171,23 @@ impl RecentLatency {
 
     /// The 95th percentile of the window; `None` before any sample.
     pub fn p95(&mut self) -> Option<u64> {
+        self.percentile(95)
+    }
+
+    /// The median of the window (the lower one of an even count); `None`
+    /// before any sample.
+    pub fn p50(&mut self) -> Option<u64> {
+        self.percentile(50)
+    }
+
+    /// The `q`th percentile (nearest rank) of the window.
+    fn percentile(&mut self, q: usize) -> Option<u64> {
         if self.len == 0 {
             return None;
         }
         let s = &mut self.scratch[..self.len];
         s.copy_from_slice(&self.ring[..self.len]);
-        let k = (self.len * 95).div_ceil(100).saturating_sub(1);
+        let k = (self.len * q).div_ceil(100).saturating_sub(1);
         Some(*s.select_nth_unstable(k).1)
     }
 }

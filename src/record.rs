@@ -240,6 +240,10 @@ pub enum SkipReason {
     Busy,
     /// An asynchronous stage took this frame; its result rides on a later one.
     Async,
+    /// An asynchronous stage's helper was free, but this frame had waited
+    /// for its result so long that the next frame, started on when it
+    /// arrives, gives a result that rides one frame sooner.
+    Fresher,
 }
 
 impl SkipReason {
@@ -250,6 +254,7 @@ impl SkipReason {
             SkipReason::Interval => "interval",
             SkipReason::Busy => "busy",
             SkipReason::Async => "async",
+            SkipReason::Fresher => "fresher",
         }
     }
 }

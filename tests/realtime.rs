@@ -212,9 +212,11 @@ fn at_2x_overload_every_frame_comes_out_and_asynchronous_results_ride_on_later_f
         .iter()
         .filter(|r| r["skipped"][0]["reason"] == "async")
         .count();
+    // Busy with an earlier frame, or left for a fresher one after waiting
+    // for a result (the pipeline has a budget).
     let busy = records_async
         .iter()
-        .filter(|r| r["skipped"][0]["reason"] == "busy")
+        .filter(|r| matches!(r["skipped"][0]["reason"].as_str(), Some("busy" | "fresher")))
         .count();
     assert_eq!(ran + busy, 40);
     assert!(ran >= 2, "detection ran on {ran} frames");

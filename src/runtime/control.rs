@@ -275,6 +275,12 @@ pub fn exposition(stats: &RunStats, elapsed: Duration) -> String {
         &per_stage(&|s| load(&s.failed).to_string()),
     );
     family(
+        "percept_stage_waited_total",
+        "counter",
+        "Frames an asynchronous stage held, within their deadline, for a result due before the next frame.",
+        &per_stage(&|s| load(&s.waited).to_string()),
+    );
+    family(
         "percept_stage_batches_total",
         "counter",
         "Batched runs of a stage (`batch`).",

@@ -68,6 +68,9 @@ pub struct StageStats {
     pub skipped_interval: AtomicU64,
     /// Frames not worked on: an asynchronous stage was busy with an earlier frame.
     pub skipped_busy: AtomicU64,
+    /// Asynchronous: frames that waited for the helper's result, due before
+    /// the next frame, so it rode on them ([`StageSummary::waited_for_result`]).
+    pub waited: AtomicU64,
     /// Batched runs (`batch`): calls of `Stage::process_batch`.
     pub batches: AtomicU64,
     /// Frames in those runs (their mean size: `batched_frames / batches`).
@@ -85,6 +88,7 @@ impl StageStats {
             skipped_deadline: AtomicU64::new(0),
             skipped_interval: AtomicU64::new(0),
             skipped_busy: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             batched_frames: AtomicU64::new(0),
         }
@@ -216,6 +220,9 @@ pub struct StageSummary {
     pub skipped_interval: u64,
     /// Frames skipped while busy (asynchronous).
     pub skipped_busy: u64,
+    /// Asynchronous: frames that waited, within their deadline, for a result
+    /// due before the next frame (it then rode on them, one frame sooner).
+    pub waited_for_result: u64,
     /// Share of the frames it saw that it worked on.
     pub run_rate: f64,
     /// Batched runs (`batch`; 0 for a stage that works frame by frame).
@@ -358,6 +365,7 @@ impl RunStats {
                     skipped_deadline: deadline,
                     skipped_interval: interval,
                     skipped_busy: busy,
+                    waited_for_result: load(&s.waited),
                     run_rate: processed as f64
                         / (processed + deadline + interval + busy).max(1) as f64,
                     batches: load(&s.batches),
@@ -544,6 +552,11 @@ impl fmt::Display for Summary {
             } else {
                 String::new()
             };
+            let waited = if s.waited_for_result > 0 {
+                format!(", {} waited for its result", s.waited_for_result)
+            } else {
+                String::new()
+            };
             let batches = if s.batches > 0 {
                 format!(", {} batches of {:.2} frames", s.batches, s.mean_batch)
             } else {
@@ -551,7 +564,7 @@ impl fmt::Display for Summary {
             };
             writeln!(
                 f,
-                "  stage  {:<14} {} frames, {} failed{skips}{batches}, queue max {}/{}, {}",
+                "  stage  {:<14} {} frames, {} failed{skips}{waited}{batches}, queue max {}/{}, {}",
                 s.id, s.processed, s.failed, s.max_queue_depth, s.queue_capacity, s.latency
             )?;
         }

@@ -227,6 +227,51 @@ impl Scheduler {
         self.last_run_ns = now_ns;
         Decision::Inline
     }
+
+    /// Beside the stream, with the helper busy on an earlier frame of the
+    /// same stream since `started_ns`: whether this frame, at `now_ns`, waits
+    /// for that result so it rides on this frame rather than the next one.
+    /// It waits when the result is due (`started_ns` + the recent median
+    /// run time) before the next frame would arrive (one frame period from
+    /// now) and no later than this frame's deadline: the frame leaves about
+    /// as much later as it waits, within its budget, and the tracker gets
+    /// the detection one frame sooner. The median, not the p95: a result
+    /// later than due only holds this frame longer, up to its deadline.
+    /// Returns the time to wait until at the latest (the deadline); `None`:
+    /// pass the frame on now (no deadline, no run measured yet, or the
+    /// result is not due that soon).
+    pub(crate) fn wait_for_result(
+        &mut self,
+        meta: &FrameMeta,
+        now_ns: u64,
+        started_ns: u64,
+    ) -> Option<u64> {
+        let deadline = meta.deadline_ns?;
+        if !self.beside {
+            return None;
+        }
+        let due = started_ns + self.recent.p50()?;
+        (due <= deadline && due < now_ns + Self::period_ns(meta)).then_some(deadline)
+    }
+
+    /// After a frame waited for the helper's result ([`Scheduler::wait_for_result`]):
+    /// whether the helper should rather take the next frame. A result lands
+    /// on the last frame that arrives before it is ready, so its lag in
+    /// frames is (the frame's age when the helper takes it + the recent
+    /// median run time) / the period, rounded down. This frame is `now_ns` − capture
+    /// old; the next one will be as old as frames are when they reach the
+    /// stage (the least of the recent arrival delays). When that saves a
+    /// frame of lag, the helper waits for it: at the same detection rate,
+    /// results one frame fresher (`benches/track_replay.rs --cost`).
+    pub(crate) fn fresher_next(&mut self, meta: &FrameMeta, now_ns: u64) -> bool {
+        let Some(run) = self.recent.p50() else {
+            return false;
+        };
+        let period = Self::period_ns(meta);
+        let age = now_ns.saturating_sub(meta.capture_ns);
+        let reach = self.arrival.min().unwrap_or(0);
+        (age + run) / period > (reach + run) / period
+    }
 }
 
 /// Why a batch closed.
@@ -562,7 +607,7 @@ impl StageWorker {
         let counter = match reason {
             SkipReason::Deadline => Some(&self.stats.skipped_deadline),
             SkipReason::Interval => Some(&self.stats.skipped_interval),
-            SkipReason::Busy => Some(&self.stats.skipped_busy),
+            SkipReason::Busy | SkipReason::Fresher => Some(&self.stats.skipped_busy),
             SkipReason::Async => None,
         };
         if let Some(c) = counter {
@@ -601,14 +646,42 @@ impl StageWorker {
             thread: helper,
         } = self.start_helper(format!("stage:{id}:async"), stage)?;
         let mut busy = false;
+        // The stream of the frame the helper works on beside the stream, and
+        // when it took it.
+        let mut started: Option<(Arc<str>, u64)> = None;
         let mut ready: Vec<Finished> = Vec::new();
         'frames: while let Some(mut work) = self.receive(rx) {
-            if let Ok(done) = done_rx.try_recv() {
+            let applies = self.applies_to(&work);
+            let mut now = if applies {
+                self.arrival(&work.frame.meta)
+            } else {
+                clock::monotonic_ns()
+            };
+            let mut result = done_rx.try_recv().ok();
+            let mut waited = false;
+            if result.is_none()
+                && applies
+                && let Some((stream, since)) = &started
+                && *stream == work.frame.meta.stream
+                && let Some(until) = self
+                    .scheduler
+                    .wait_for_result(&work.frame.meta, now, *since)
+            {
+                // Its result is due before the next frame: it rides on this one.
+                self.stats.waited.fetch_add(1, Ordering::Relaxed);
+                result = done_rx
+                    .recv_timeout(Duration::from_nanos(until.saturating_sub(now)))
+                    .ok();
+                waited = result.is_some();
+                now = clock::monotonic_ns();
+            }
+            if let Some(done) = result {
                 busy = false;
+                started = None;
                 self.finished(&done);
                 ready.push(done);
             }
-            if self.applies_to(&work) {
+            if applies {
                 self.stamp(&mut work.record);
                 let stream = &work.frame.meta.stream;
                 if let Some(i) = ready.iter().position(|d| d.stream == *stream) {
@@ -617,12 +690,17 @@ impl StageWorker {
                         work.record.receive_late(&mut done.record, done.t_s);
                     }
                 }
-                let now = self.arrival(&work.frame.meta);
                 let newer = !rx.receiver().is_empty();
                 match self.scheduler.decide(&work.frame.meta, now, busy, newer) {
                     Decision::Skip(reason) => self.skip(&mut work.record, reason),
+                    Decision::Async
+                        if waited && self.scheduler.fresher_next(&work.frame.meta, now) =>
+                    {
+                        self.skip(&mut work.record, SkipReason::Fresher);
+                    }
                     Decision::Async => {
                         busy = true;
+                        started = Some((work.frame.meta.stream.clone(), now));
                         let job = Job {
                             frame: work.frame.clone(),
                             record: Record::default(),
@@ -1309,7 +1387,10 @@ mod tests {
     }
 
     /// [`simulate`] with frames reaching the stage `lag_ms` after capture
-    /// (the source's and the stages' before it).
+    /// (the source's and the stages' before it). `budget_ms` 0: frames have
+    /// no deadline. A frame that [`Scheduler::wait_for_result`] holds waits
+    /// for the helper's result (or until its deadline) and the result rides
+    /// on it.
     fn simulate_late(
         s: &mut Scheduler,
         frames: u64,
@@ -1319,32 +1400,47 @@ mod tests {
         lag_ms: u64,
     ) -> (Vec<Decision>, Vec<(u64, u64)>) {
         let (period, cost) = (period_ms * MS, cost_ms * MS);
-        let mut free_at = 0; // the stage thread (in line)
-        let mut helper: Option<(u64, u64)> = None; // (frame, ready at)
+        let mut free_at = 0; // the stage thread (in line, or waiting)
+        let mut helper: Option<(u64, u64, u64)> = None; // (frame, took it at, ready at)
         let (mut decisions, mut rides) = (Vec::new(), Vec::new());
         for seq in 0..frames {
             let capture = 1_000 * MS + seq * period;
-            let now = (capture + lag_ms * MS).max(free_at);
+            let mut now = (capture + lag_ms * MS).max(free_at);
             if free_at <= capture + lag_ms * MS {
                 // It came to an idle stage: its delay is the upstream's.
                 s.arrived(now - capture);
             }
-            if let Some((from, ready)) = helper
-                && ready <= now
-            {
-                rides.push((from, seq));
-                helper = None;
+            let deadline = (budget_ms > 0).then_some(capture + budget_ms * MS);
+            let f = frame_at(seq, "a", period_ms, capture, deadline);
+            let mut waited = false;
+            if let Some((from, took, ready)) = helper {
+                let until = if ready <= now {
+                    Some(now)
+                } else {
+                    s.wait_for_result(&f.meta, now, took)
+                };
+                if let Some(until) = until {
+                    waited = ready > now && ready <= until;
+                    now = now.max(ready.min(until));
+                    free_at = now;
+                    if ready <= now {
+                        rides.push((from, seq));
+                        helper = None;
+                    }
+                }
             }
             // Frames captured while this one waited are queued behind it.
             let newer = now >= capture + period;
-            let f = frame_at(seq, "a", period_ms, capture, Some(capture + budget_ms * MS));
-            let d = s.decide(&f.meta, now, helper.is_some(), newer);
+            let mut d = s.decide(&f.meta, now, helper.is_some(), newer);
+            if d == Decision::Async && waited && s.fresher_next(&f.meta, now) {
+                d = Decision::Skip(SkipReason::Fresher);
+            }
             match d {
                 Decision::Inline => {
                     s.ran(cost);
                     free_at = now + cost;
                 }
-                Decision::Async => helper = Some((seq, now + cost)),
+                Decision::Async => helper = Some((seq, now, now + cost)),
                 Decision::Skip(_) => {}
             }
             if d == Decision::Async {
@@ -1552,10 +1648,11 @@ mod tests {
 
     #[test]
     fn async_hands_off_one_frame_at_a_time_and_results_ride_on_the_next_free_frame() {
-        // 45 ms of work on 20 ms frames: the helper takes frame 0, is busy for
-        // frames 1 and 2, and its result rides on frame 3, which it takes next.
+        // 45 ms of work on 20 ms frames without deadlines: the helper takes
+        // frame 0, is busy for frames 1 and 2, and its result rides on frame
+        // 3, which it takes next.
         let mut s = scheduler(Interval::Every(1), false, Schedule::Async);
-        let (d, rides) = simulate(&mut s, 30, 20, 40, 45);
+        let (d, rides) = simulate(&mut s, 30, 20, 0, 45);
         assert_eq!(
             &d[..4],
             &[
@@ -1567,9 +1664,53 @@ mod tests {
         );
         assert_eq!(count(&d, Decision::Async), 10);
         assert_eq!(&rides[..3], &[(0, 3), (3, 6), (6, 9)]);
-        // Deadlines do not apply beside the stream: admission changes nothing.
+        // Deadlines do not skip frames beside the stream: admission changes nothing.
         let mut a = scheduler(Interval::Every(1), true, Schedule::Async);
-        assert_eq!(simulate(&mut a, 30, 20, 40, 45).0, d);
+        assert_eq!(simulate(&mut a, 30, 20, 0, 45).0, d);
+    }
+
+    #[test]
+    fn a_frame_waits_within_its_deadline_for_a_result_due_before_the_next() {
+        // The same stage with a 40 ms budget. Frame 2 arrives at 40 ms; frame
+        // 0's result is due at 45, before frame 3 (60) and within frame 2's
+        // deadline (80): frame 2 waits 5 ms and the result rides on it, two
+        // frames late instead of three, and the helper takes frame 2. The
+        // helper's 45 ms runs then drift 5 ms a cycle against the 40 ms of two
+        // frames. Frame 6 waits 15 ms: its own result would be 60 ms past its
+        // capture, three frames late, so the helper takes frame 7 instead,
+        // whose result rides on frame 9, two frames late.
+        let mut s = scheduler(Interval::Every(1), false, Schedule::Async);
+        let (d, rides) = simulate(&mut s, 30, 20, 40, 45);
+        assert_eq!(&rides[..4], &[(0, 2), (2, 4), (4, 6), (7, 9)]);
+        assert_eq!(d[6], Decision::Skip(SkipReason::Fresher));
+        assert!(rides.iter().all(|(from, on)| on - from == 2), "{rides:?}");
+        // More runs than without the wait (10 of 30), each two frames late.
+        let runs = count(&d, Decision::Async);
+        assert!(runs > 10, "{runs}: {d:?}");
+        // A budget the result does not fit (frame 2's deadline at 43 ms, the
+        // result at 45): nothing waits, results ride three frames late.
+        let mut tight = scheduler(Interval::Every(1), false, Schedule::Async);
+        let (_, rides) = simulate(&mut tight, 30, 20, 3, 45);
+        assert_eq!(&rides[..3], &[(0, 3), (3, 6), (6, 9)]);
+        // 55 ms of work: frame 2 waits 15 ms for frame 0's result, and would
+        // itself be 15 + 55 = 70 ms old when its result is ready, riding on
+        // frame 5 (three frames late); frame 3, 55 ms from its arrival, gives
+        // a result that rides on frame 5 two frames late. So the helper
+        // waits for frame 3: every third frame, each result two frames late
+        // (three without waiting, either way).
+        let mut s = scheduler(Interval::Every(1), false, Schedule::Async);
+        let (d, rides) = simulate(&mut s, 30, 20, 40, 55);
+        assert_eq!(&rides[..3], &[(0, 2), (3, 5), (6, 8)]);
+        assert_eq!(d[2], Decision::Skip(SkipReason::Fresher));
+        assert_eq!(d[3], Decision::Async);
+        let mut plain = scheduler(Interval::Every(1), false, Schedule::Async);
+        let (_, rides) = simulate(&mut plain, 30, 20, 0, 55);
+        assert_eq!(&rides[..3], &[(0, 3), (3, 6), (6, 9)]);
+        // In line, a frame never waits for a helper.
+        let mut inline = scheduler(Interval::Every(1), false, Schedule::Inline);
+        let f = frame_at(1, "a", 20, 20 * MS, Some(60 * MS));
+        inline.ran(45 * MS);
+        assert_eq!(inline.wait_for_result(&f.meta, 20 * MS, 0), None);
     }
 
     #[test]
@@ -1902,6 +2043,51 @@ mod tests {
         worker.join().unwrap().unwrap();
         assert_eq!(sink.recv().map(|w| w.frame.meta.seq), Some(1));
         assert_eq!(calls.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn with_a_deadline_a_result_due_before_the_next_frame_rides_on_this_one() {
+        // The threads for real: 30 ms of work on frames every 25 ms, each
+        // with a 200 ms budget. Without the wait, frame k's result (done at
+        // 30 ms) could only ride on frame k + 2 (50 ms); frames that wait for
+        // it carry it one frame after its own.
+        let (w, _, stats) = worker_for(&plan(Interval::Every(1), false, Schedule::Async), 30);
+        let (tx, rx, out, sink) = edges();
+        let producer = thread::Builder::new()
+            .name("producer".into())
+            .spawn(move || {
+                for seq in 0..16 {
+                    let capture = clock::monotonic_ns();
+                    let work = Work {
+                        frame: frame(seq, "a", capture, Some(capture + 200 * MS)),
+                        record: Record::default(),
+                    };
+                    if tx.send(work).is_err() {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(25));
+                }
+            })
+            .unwrap();
+        w.run(&rx, &out).unwrap();
+        drop(out);
+        producer.join().unwrap();
+        let records: Vec<Shared> = std::iter::from_fn(|| sink.recv()).collect();
+        let seqs: Vec<u64> = records.iter().map(|w| w.frame.meta.seq).collect();
+        assert_eq!(seqs, (0..16).collect::<Vec<_>>());
+        let lags: Vec<u64> = records
+            .iter()
+            .filter_map(|w| {
+                let from = w.record.late.as_ref()?.detections[0].bbox[0] as u64;
+                Some(w.frame.meta.seq - from)
+            })
+            .collect();
+        assert!(lags.iter().all(|l| *l >= 1), "{lags:?}");
+        assert!(
+            lags.contains(&1),
+            "no result rode on the next frame: {lags:?}"
+        );
+        assert!(stats.waited.load(Ordering::Relaxed) >= 1);
     }
 
     #[test]
