@@ -17,6 +17,21 @@
 //! one frame late (each record against the next frame's reference: what
 //! `percept eval --streaming` measures when output latency is under a period).
 //!
+//! With `--cost=C[,C...]` (the detector's cost in frame periods, e.g.
+//! `1.6,2.7`), two more rows per cost model the asynchronous stage's
+//! timeline: the helper takes the first frame after it is free, its result
+//! rides on the first frame after it is ready (`async C`), or, as the stage
+//! worker does for frames with a deadline, on a frame that arrives less than
+//! a period before it is ready and waits for it, within a budget of 2
+//! periods, the helper then taking that frame or, when its result would
+//! ride a frame sooner, the next (`async C, waits`). Their detection rate is
+//! in the row's name.
+//!
+//! `--phase=K` starts every schedule's detection on frame K instead of 0.
+//! The recording's motion is uneven from frame to frame (vtest repeats a
+//! pattern of short and long steps), so which frames a schedule detects on
+//! moves its scores by a few hundredths: compare schedules over all phases.
+//!
 //! Each schedule also has a drop-to-latest row (`latest N`: no tracker, the
 //! newest detection result, N frames old, held until the next, as
 //! `benches/baseline.py --latest` does); its ids are per-frame indices, so
@@ -33,7 +48,8 @@
 //! as JSON (`{"seq": [[id, x1, y1, x2, y2], ...]}`), the reference's too.
 //!
 //! Usage: `cargo bench --bench track_replay -- REFERENCE.jsonl [N...]
-//! [--gray=RAW --size=WxH] [--dump=DIR]` (default N: 2 3 4).
+//! [--gray=RAW --size=WxH] [--cost=C[,C...]] [--phase=K] [--dump=DIR]`
+//! (default N: 2 3 4).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -118,6 +134,42 @@ fn replay(frames: &[Frame], n: usize, asynchronous: bool, gray: Option<&Gray>) -
 /// `gray`, boxes move by optical flow between detections (as
 /// `TrackStage::process` does).
 fn replay_lag(frames: &[Frame], n: usize, lag: usize, gray: Option<&Gray>) -> Sequence {
+    // The first detected frame (`--phase`; every frame from the first when n = 1).
+    let first = if n > 1 { phase() } else { 0 };
+    let detected = |k: usize| k >= first && (k - first).is_multiple_of(n);
+    if lag == 0 {
+        return replay_with(frames, gray, |k| Ride::Inline(detected(k)));
+    }
+    let rides: Vec<Option<usize>> = (0..frames.len())
+        .map(|k| (k >= lag && detected(k - lag)).then(|| k - lag))
+        .collect();
+    replay_rides(frames, &rides, gray)
+}
+
+/// `--phase=K`: the frame the schedules first detect on (0 unless given).
+static PHASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn phase() -> usize {
+    PHASE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Frame `k` carries the result of frame `rides[k]` (late), if any.
+fn replay_rides(frames: &[Frame], rides: &[Option<usize>], gray: Option<&Gray>) -> Sequence {
+    replay_with(frames, gray, |k| match rides[k] {
+        Some(from) => Ride::Late(from),
+        None => Ride::Inline(false),
+    })
+}
+
+/// What frame `k` carries.
+enum Ride {
+    /// Its own detections (`true`) or none.
+    Inline(bool),
+    /// The detections of an earlier frame.
+    Late(usize),
+}
+
+fn replay_with(frames: &[Frame], gray: Option<&Gray>, ride: impl Fn(usize) -> Ride) -> Sequence {
     let mut tracker = Tracker::new(settings(gray.is_some()));
     let mut out: Vec<TrackOut> = Vec::new();
     let mut seq = Sequence::new();
@@ -140,14 +192,15 @@ fn replay_lag(frames: &[Frame], n: usize, lag: usize, gray: Option<&Gray>) -> Se
                 .unwrap_or_else(|e| panic!("{e}"));
             tracker.advance_flow(f.t_s, &shifts);
         }
-        if lag == 0 {
-            let dets = k.is_multiple_of(n).then_some(f.detections.as_slice());
-            tracker.update(f.t_s, dets, None, &mut out);
-        } else if k >= lag && (k - lag).is_multiple_of(n) {
-            let from = &frames[k - lag];
-            tracker.update_late(f.t_s, from.t_s, &from.detections, &mut out);
-        } else {
-            tracker.update(f.t_s, None, None, &mut out);
+        match ride(k) {
+            Ride::Inline(detected) => {
+                let dets = detected.then_some(f.detections.as_slice());
+                tracker.update(f.t_s, dets, None, &mut out);
+            }
+            Ride::Late(from) => {
+                let from = &frames[from];
+                tracker.update_late(f.t_s, from.t_s, &from.detections, &mut out);
+            }
         }
         if let Some((_, _, flow)) = &mut flow {
             births.clear();
@@ -172,6 +225,59 @@ fn replay_lag(frames: &[Frame], n: usize, lag: usize, gray: Option<&Gray>) -> Se
         );
     }
     seq
+}
+
+/// The asynchronous stage's timeline over `n` frames with a detector that
+/// costs `cost` frame periods (frames arrive at 0, 1, 2, ...; the stage's
+/// own work is free): per frame, whether the helper takes it and which
+/// frame's result rides on it. With `wait`, a frame that arrives less than a
+/// period before the result is ready, within its deadline (2 periods after
+/// it), waits for it (`Scheduler::wait_for_result`), and the helper takes
+/// it, or the next frame when that one's result would ride a frame sooner.
+fn timeline(n: usize, cost: f64, wait: bool) -> Vec<(bool, Option<usize>)> {
+    const BUDGET: f64 = 2.0;
+    let mut helper: Option<(usize, f64)> = None;
+    let mut free_at = 0.0f64;
+    let mut out = Vec::with_capacity(n);
+    for k in 0..n {
+        let arrival = k as f64;
+        let mut now = arrival.max(free_at);
+        let mut rides = None;
+        let mut waited = false;
+        if let Some((from, ready)) = helper {
+            waited = wait && ready > now && ready < now + 1.0 && ready <= arrival + BUDGET;
+            if ready <= now || waited {
+                now = now.max(ready);
+                free_at = now;
+                rides = Some(from);
+                helper = None;
+            }
+        }
+        // A frame that waited so long that the next one's result would ride
+        // a frame sooner is left for it (`Scheduler::fresher_next`).
+        let fresher_next = waited && (now - arrival + cost).floor() > cost.floor();
+        let takes = helper.is_none() && !fresher_next && k >= phase();
+        if takes {
+            helper = Some((k, now + cost));
+        }
+        out.push((takes, rides));
+    }
+    out
+}
+
+/// Runs the schedule of [`timeline`]: detections taken by the helper ride on
+/// later frames as late measurements. Returns the confirmed tracks per frame
+/// and the detection rate.
+fn replay_timeline(
+    frames: &[Frame],
+    cost: f64,
+    wait: bool,
+    gray: Option<&Gray>,
+) -> (Sequence, f64) {
+    let plan = timeline(frames.len(), cost, wait);
+    let rate = plan.iter().filter(|(t, _)| *t).count() as f64 / frames.len().max(1) as f64;
+    let rides: Vec<Option<usize>> = plan.iter().map(|(_, r)| *r).collect();
+    (replay_rides(frames, &rides, gray), rate)
 }
 
 /// Drop to latest, no tracker: the high-score boxes of the newest result
@@ -289,6 +395,9 @@ fn main() {
         }
     });
     let gray = gray.as_ref();
+    if let Some(k) = option("phase").and_then(|k| k.parse().ok()) {
+        PHASE.store(k, std::sync::atomic::Ordering::Relaxed);
+    }
     // The reference: the same tracker with detection on every frame, as the
     // offline run of the same pipeline.
     let gt = replay(&frames, 1, false, gray);
@@ -326,6 +435,21 @@ fn main() {
         for (name, seq) in &runs {
             dump(dir, name, seq);
             row(name, &gt, seq);
+        }
+    }
+    let costs: Vec<f64> = option("cost")
+        .map(|c| c.split(',').filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_default();
+    for &cost in &costs {
+        for wait in [false, true] {
+            let (seq, rate) = replay_timeline(&frames, cost, wait, gray);
+            let name = format!(
+                "async {cost} periods{} ({:.0} % detected)",
+                if wait { ", waits" } else { "" },
+                rate * 100.0
+            );
+            dump(dir, &name, &seq);
+            row(&name, &gt, &seq);
         }
     }
 }
