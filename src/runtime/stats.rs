@@ -69,7 +69,7 @@ pub struct StageStats {
     /// Frames not worked on: an asynchronous stage was busy with an earlier frame.
     pub skipped_busy: AtomicU64,
     /// Asynchronous: frames that waited for the helper's result, due before
-    /// the next frame, so it rode on them ([`StageSummary::waited_for_result`]).
+    /// the next frame, and carried it ([`StageSummary::waited_for_result`]).
     pub waited: AtomicU64,
     /// Batched runs (`batch`): calls of `Stage::process_batch`.
     pub batches: AtomicU64,
@@ -221,7 +221,7 @@ pub struct StageSummary {
     /// Frames skipped while busy (asynchronous).
     pub skipped_busy: u64,
     /// Asynchronous: frames that waited, within their deadline, for a result
-    /// due before the next frame (it then rode on them, one frame sooner).
+    /// due before the next frame, and carried it (one frame sooner).
     pub waited_for_result: u64,
     /// Share of the frames it saw that it worked on.
     pub run_rate: f64,

@@ -231,15 +231,15 @@ impl Scheduler {
     /// Beside the stream, with the helper busy on an earlier frame of the
     /// same stream since `started_ns`: whether this frame, at `now_ns`, waits
     /// for that result so it rides on this frame rather than the next one.
-    /// It waits when the result is due (`started_ns` + the recent median
-    /// run time) before the next frame would arrive (one frame period from
-    /// now) and no later than this frame's deadline: the frame leaves about
-    /// as much later as it waits, within its budget, and the tracker gets
-    /// the detection one frame sooner. The median, not the p95: a result
-    /// later than due only holds this frame longer, up to its deadline.
-    /// Returns the time to wait until at the latest (the deadline); `None`:
+    /// It waits when the result is due (`started_ns` + the recent median run
+    /// time) from now until the next frame would arrive (one frame period
+    /// from now), and no later than this frame's deadline. An overdue result
+    /// (a run longer than the median) is not waited for: a stalled helper
+    /// never holds frame after frame. Returns the time to wait until at the
+    /// latest (the next frame's arrival or the deadline, whichever is first;
+    /// the worker also stops waiting when another frame arrives); `None`:
     /// pass the frame on now (no deadline, no run measured yet, or the
-    /// result is not due that soon).
+    /// result is not due in that window).
     pub(crate) fn wait_for_result(
         &mut self,
         meta: &FrameMeta,
@@ -251,26 +251,33 @@ impl Scheduler {
             return None;
         }
         let due = started_ns + self.recent.p50()?;
-        (due <= deadline && due < now_ns + Self::period_ns(meta)).then_some(deadline)
+        let next_ns = now_ns + Self::period_ns(meta);
+        (now_ns <= due && due < next_ns && due <= deadline).then_some(next_ns.min(deadline))
     }
 
     /// After a frame waited for the helper's result ([`Scheduler::wait_for_result`]):
-    /// whether the helper should rather take the next frame. A result lands
-    /// on the last frame that arrives before it is ready, so its lag in
-    /// frames is (the frame's age when the helper takes it + the recent
-    /// median run time) / the period, rounded down. This frame is `now_ns` − capture
-    /// old; the next one will be as old as frames are when they reach the
-    /// stage (the least of the recent arrival delays). When that saves a
-    /// frame of lag, the helper waits for it: at the same detection rate,
-    /// results one frame fresher (`benches/track_replay.rs --cost`).
+    /// whether the helper should rather take the next frame. Frames reach
+    /// the stage `reach` after their capture (the least of the recent
+    /// arrival delays), and a result lands on the last frame that reaches
+    /// the stage before it is ready; started on a frame `age` after its
+    /// capture, it lands (`age` − `reach` + the recent median run time) /
+    /// the period frames after that frame, rounded down. The next frame,
+    /// taken as it arrives, would give (median run time / period). When that
+    /// is a frame less, the helper is left free for it: at the same
+    /// detection rate, results one frame fresher (`benches/track_replay.rs
+    /// --cost`). Only with a stage that works on every frame (`interval =
+    /// 1`): with a longer interval the helper's next frame is not the next one.
     pub(crate) fn fresher_next(&mut self, meta: &FrameMeta, now_ns: u64) -> bool {
+        if self.interval != Interval::Every(1) {
+            return false;
+        }
         let Some(run) = self.recent.p50() else {
             return false;
         };
         let period = Self::period_ns(meta);
         let age = now_ns.saturating_sub(meta.capture_ns);
         let reach = self.arrival.min().unwrap_or(0);
-        (age + run) / period > (reach + run) / period
+        (age.saturating_sub(reach) + run) / period > run / period
     }
 }
 
@@ -661,18 +668,26 @@ impl StageWorker {
             let mut waited = false;
             if result.is_none()
                 && applies
+                && rx.receiver().is_empty()
                 && let Some((stream, since)) = &started
                 && *stream == work.frame.meta.stream
                 && let Some(until) = self
                     .scheduler
                     .wait_for_result(&work.frame.meta, now, *since)
             {
-                // Its result is due before the next frame: it rides on this one.
-                self.stats.waited.fetch_add(1, Ordering::Relaxed);
-                result = done_rx
-                    .recv_timeout(Duration::from_nanos(until.saturating_sub(now)))
-                    .ok();
+                // Its result is due before the next frame: it rides on this
+                // one, unless another frame (of any stream) arrives first.
+                let mut select = crossbeam_channel::Select::new();
+                let done_op = select.recv(&done_rx);
+                select.recv(rx.receiver());
+                let timeout = Duration::from_nanos(until.saturating_sub(now));
+                if select.ready_timeout(timeout) == Ok(done_op) {
+                    result = done_rx.try_recv().ok();
+                }
                 waited = result.is_some();
+                if waited {
+                    self.stats.waited.fetch_add(1, Ordering::Relaxed);
+                }
                 now = clock::monotonic_ns();
             }
             if let Some(done) = result {
@@ -1413,20 +1428,27 @@ mod tests {
             let deadline = (budget_ms > 0).then_some(capture + budget_ms * MS);
             let f = frame_at(seq, "a", period_ms, capture, deadline);
             let mut waited = false;
+            // The next frame reaches the stage then (and ends a wait).
+            let next = capture + period + lag_ms * MS;
             if let Some((from, took, ready)) = helper {
                 let until = if ready <= now {
                     Some(now)
+                } else if now < next {
+                    s.wait_for_result(&f.meta, now, took).map(|u| u.min(next))
                 } else {
-                    s.wait_for_result(&f.meta, now, took)
+                    None
                 };
                 if let Some(until) = until {
                     waited = ready > now && ready <= until;
                     now = now.max(ready.min(until));
                     free_at = now;
-                    if ready <= now {
-                        rides.push((from, seq));
-                        helper = None;
-                    }
+                }
+                if ready <= now {
+                    rides.push((from, seq));
+                    helper = None;
+                    // The helper's cost, as the worker records it when the
+                    // result comes back.
+                    s.ran(cost);
                 }
             }
             // Frames captured while this one waited are queued behind it.
@@ -1442,10 +1464,6 @@ mod tests {
                 }
                 Decision::Async => helper = Some((seq, now, now + cost)),
                 Decision::Skip(_) => {}
-            }
-            if d == Decision::Async {
-                // The helper's cost, as it reports it when done.
-                s.ran(cost);
             }
             decisions.push(d);
         }
@@ -1671,38 +1689,51 @@ mod tests {
 
     #[test]
     fn a_frame_waits_within_its_deadline_for_a_result_due_before_the_next() {
-        // The same stage with a 40 ms budget. Frame 2 arrives at 40 ms; frame
-        // 0's result is due at 45, before frame 3 (60) and within frame 2's
-        // deadline (80): frame 2 waits 5 ms and the result rides on it, two
-        // frames late instead of three, and the helper takes frame 2. The
-        // helper's 45 ms runs then drift 5 ms a cycle against the 40 ms of two
-        // frames. Frame 6 waits 15 ms: its own result would be 60 ms past its
-        // capture, three frames late, so the helper takes frame 7 instead,
-        // whose result rides on frame 9, two frames late.
+        // The same stage with a 40 ms budget. The first result is not waited
+        // for (no run measured yet): it rides on frame 3, which the helper
+        // takes at 60 ms. Frame 5 arrives at 100; that result is due at 105,
+        // before frame 6 (120) and within frame 5's deadline (140): frame 5
+        // waits 5 ms and the result rides on it, two frames late instead of
+        // three, and the helper takes frame 5. Its 45 ms runs then drift 5 ms
+        // a cycle against two frames. Frame 9 waits 15 ms: its own result
+        // would be 60 ms past its capture, three frames late, so the helper
+        // takes frame 10 instead (`fresher`), whose result rides on frame 12.
         let mut s = scheduler(Interval::Every(1), false, Schedule::Async);
         let (d, rides) = simulate(&mut s, 30, 20, 40, 45);
-        assert_eq!(&rides[..4], &[(0, 2), (2, 4), (4, 6), (7, 9)]);
-        assert_eq!(d[6], Decision::Skip(SkipReason::Fresher));
-        assert!(rides.iter().all(|(from, on)| on - from == 2), "{rides:?}");
+        assert_eq!(&rides[..5], &[(0, 3), (3, 5), (5, 7), (7, 9), (10, 12)]);
+        assert_eq!(d[9], Decision::Skip(SkipReason::Fresher));
+        assert!(
+            rides[1..].iter().all(|(from, on)| on - from == 2),
+            "{rides:?}"
+        );
         // More runs than without the wait (10 of 30), each two frames late.
-        let runs = count(&d, Decision::Async);
-        assert!(runs > 10, "{runs}: {d:?}");
+        assert_eq!(count(&d, Decision::Async), 13);
         // A budget the result does not fit (frame 2's deadline at 43 ms, the
         // result at 45): nothing waits, results ride three frames late.
         let mut tight = scheduler(Interval::Every(1), false, Schedule::Async);
         let (_, rides) = simulate(&mut tight, 30, 20, 3, 45);
         assert_eq!(&rides[..3], &[(0, 3), (3, 6), (6, 9)]);
-        // 55 ms of work: frame 2 waits 15 ms for frame 0's result, and would
+        // 55 ms of work: frame 5 waits 15 ms for frame 3's result, and would
         // itself be 15 + 55 = 70 ms old when its result is ready, riding on
-        // frame 5 (three frames late); frame 3, 55 ms from its arrival, gives
-        // a result that rides on frame 5 two frames late. So the helper
-        // waits for frame 3: every third frame, each result two frames late
-        // (three without waiting, either way).
+        // frame 8 (three frames late); frame 6, taken as it arrives, gives a
+        // result that rides on frame 8 two frames late. So the helper waits
+        // for frame 6: every third frame, each result two frames late (three
+        // without waiting).
         let mut s = scheduler(Interval::Every(1), false, Schedule::Async);
         let (d, rides) = simulate(&mut s, 30, 20, 40, 55);
-        assert_eq!(&rides[..3], &[(0, 2), (3, 5), (6, 8)]);
-        assert_eq!(d[2], Decision::Skip(SkipReason::Fresher));
-        assert_eq!(d[3], Decision::Async);
+        assert_eq!(&rides[..4], &[(0, 3), (3, 5), (6, 8), (9, 11)]);
+        assert_eq!(d[5], Decision::Skip(SkipReason::Fresher));
+        assert_eq!(d[6], Decision::Async);
+        // Frames that reach the stage 10 ms after capture: every time moves
+        // by 10 ms, and the lag counts from the arrival, so the decisions and
+        // rides are those of the 45 ms run above (a 5 ms wait, 15 ms after
+        // capture, costs no frame).
+        let mut on_time = scheduler(Interval::Every(1), false, Schedule::Async);
+        let mut late = scheduler(Interval::Every(1), false, Schedule::Async);
+        assert_eq!(
+            simulate_late(&mut late, 30, 20, 50, 45, 10),
+            simulate(&mut on_time, 30, 20, 40, 45)
+        );
         let mut plain = scheduler(Interval::Every(1), false, Schedule::Async);
         let (_, rides) = simulate(&mut plain, 30, 20, 0, 55);
         assert_eq!(&rides[..3], &[(0, 3), (3, 6), (6, 9)]);
@@ -2049,8 +2080,9 @@ mod tests {
     fn with_a_deadline_a_result_due_before_the_next_frame_rides_on_this_one() {
         // The threads for real: 30 ms of work on frames every 25 ms, each
         // with a 200 ms budget. Without the wait, frame k's result (done at
-        // 30 ms) could only ride on frame k + 2 (50 ms); frames that wait for
-        // it carry it one frame after its own.
+        // 30 ms) could only ride on frame k + 2 (50 ms); a frame that waits
+        // for it carries it one frame after its own. (The first result is
+        // never waited for: no run is measured yet.)
         let (w, _, stats) = worker_for(&plan(Interval::Every(1), false, Schedule::Async), 30);
         let (tx, rx, out, sink) = edges();
         let producer = thread::Builder::new()
@@ -2059,7 +2091,7 @@ mod tests {
                 for seq in 0..16 {
                     let capture = clock::monotonic_ns();
                     let work = Work {
-                        frame: frame(seq, "a", capture, Some(capture + 200 * MS)),
+                        frame: frame_at(seq, "a", 25, capture, Some(capture + 200 * MS)),
                         record: Record::default(),
                     };
                     if tx.send(work).is_err() {
