@@ -2076,6 +2076,36 @@ mod tests {
         assert_eq!(calls.load(Ordering::Relaxed), 2);
     }
 
+    /// Runs `w` on frames `make(0..n)`, fed from a thread every
+    /// `period_ms`; returns what came out, in order.
+    fn run_fed(
+        w: StageWorker,
+        n: u64,
+        period_ms: u64,
+        make: impl Fn(u64) -> Frame + Send + 'static,
+    ) -> Vec<Shared> {
+        let (tx, rx, out, sink) = edges();
+        let producer = thread::Builder::new()
+            .name("producer".into())
+            .spawn(move || {
+                for seq in 0..n {
+                    let work = Work {
+                        frame: make(seq),
+                        record: Record::default(),
+                    };
+                    if tx.send(work).is_err() {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(period_ms));
+                }
+            })
+            .unwrap();
+        w.run(&rx, &out).unwrap();
+        drop(out);
+        producer.join().unwrap();
+        std::iter::from_fn(|| sink.recv()).collect()
+    }
+
     #[test]
     fn with_a_deadline_a_result_due_before_the_next_frame_rides_on_this_one() {
         // The threads for real: 30 ms of work on frames every 25 ms, each
@@ -2084,27 +2114,10 @@ mod tests {
         // for it carries it one frame after its own. (The first result is
         // never waited for: no run is measured yet.)
         let (w, _, stats) = worker_for(&plan(Interval::Every(1), false, Schedule::Async), 30);
-        let (tx, rx, out, sink) = edges();
-        let producer = thread::Builder::new()
-            .name("producer".into())
-            .spawn(move || {
-                for seq in 0..16 {
-                    let capture = clock::monotonic_ns();
-                    let work = Work {
-                        frame: frame_at(seq, "a", 25, capture, Some(capture + 200 * MS)),
-                        record: Record::default(),
-                    };
-                    if tx.send(work).is_err() {
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(25));
-                }
-            })
-            .unwrap();
-        w.run(&rx, &out).unwrap();
-        drop(out);
-        producer.join().unwrap();
-        let records: Vec<Shared> = std::iter::from_fn(|| sink.recv()).collect();
+        let records = run_fed(w, 16, 25, |seq| {
+            let capture = clock::monotonic_ns();
+            frame_at(seq, "a", 25, capture, Some(capture + 200 * MS))
+        });
         let seqs: Vec<u64> = records.iter().map(|w| w.frame.meta.seq).collect();
         assert_eq!(seqs, (0..16).collect::<Vec<_>>());
         let lags: Vec<u64> = records
@@ -2127,26 +2140,7 @@ mod tests {
         // The threads for real (the decisions are tested on a virtual clock
         // above): all frames come out, results only on later frames.
         let (w, calls) = worker(Interval::Every(1), Schedule::Async, 30);
-        let (tx, rx, out, sink) = edges();
-        let producer = thread::Builder::new()
-            .name("producer".into())
-            .spawn(move || {
-                for seq in 0..12 {
-                    let work = Work {
-                        frame: frame(seq, "a", 0, None),
-                        record: Record::default(),
-                    };
-                    if tx.send(work).is_err() {
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(10));
-                }
-            })
-            .unwrap();
-        w.run(&rx, &out).unwrap();
-        drop(out);
-        producer.join().unwrap();
-        let records: Vec<Shared> = std::iter::from_fn(|| sink.recv()).collect();
+        let records = run_fed(w, 12, 10, |seq| frame(seq, "a", 0, None));
         assert_eq!(records.len(), 12);
         assert_eq!(records[0].record.skipped[0].reason, SkipReason::Async);
         // Results never ride on their own frame; each late result comes from
