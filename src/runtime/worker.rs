@@ -657,6 +657,11 @@ impl StageWorker {
         // when it took it.
         let mut started: Option<(Arc<str>, u64)> = None;
         let mut ready: Vec<Finished> = Vec::new();
+        // Waiting for a result ends when it comes or another frame arrives;
+        // built once (a `Select` allocates its list of operations).
+        let mut select = crossbeam_channel::Select::new();
+        let done_op = select.recv(&done_rx);
+        select.recv(rx.receiver());
         'frames: while let Some(mut work) = self.receive(rx) {
             let applies = self.applies_to(&work);
             let mut now = if applies {
@@ -677,9 +682,6 @@ impl StageWorker {
             {
                 // Its result is due before the next frame: it rides on this
                 // one, unless another frame (of any stream) arrives first.
-                let mut select = crossbeam_channel::Select::new();
-                let done_op = select.recv(&done_rx);
-                select.recv(rx.receiver());
                 let timeout = Duration::from_nanos(until.saturating_sub(now));
                 if select.ready_timeout(timeout) == Ok(done_op) {
                     result = done_rx.try_recv().ok();
@@ -769,6 +771,7 @@ impl StageWorker {
                 break;
             }
         }
+        drop(select);
         drop(job_tx);
         drop(done_rx);
         let result = helper
