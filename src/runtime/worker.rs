@@ -652,9 +652,8 @@ impl StageWorker {
             done: done_rx,
             thread: helper,
         } = self.start_helper(format!("stage:{id}:async"), stage)?;
-        let mut busy = false;
         // The stream of the frame the helper works on beside the stream, and
-        // when it took it.
+        // when it took it (`Some` while the helper is busy with it).
         let mut started: Option<(Arc<str>, u64)> = None;
         let mut ready: Vec<Finished> = Vec::new();
         // Waiting for a result ends when it comes or another frame arrives;
@@ -693,7 +692,6 @@ impl StageWorker {
                 now = clock::monotonic_ns();
             }
             if let Some(done) = result {
-                busy = false;
                 started = None;
                 self.finished(&done);
                 ready.push(done);
@@ -708,6 +706,7 @@ impl StageWorker {
                     }
                 }
                 let newer = !rx.receiver().is_empty();
+                let busy = started.is_some();
                 match self.scheduler.decide(&work.frame.meta, now, busy, newer) {
                     Decision::Skip(reason) => self.skip(&mut work.record, reason),
                     Decision::Async
@@ -716,7 +715,6 @@ impl StageWorker {
                         self.skip(&mut work.record, SkipReason::Fresher);
                     }
                     Decision::Async => {
-                        busy = true;
                         started = Some((work.frame.meta.stream.clone(), now));
                         let job = Job {
                             frame: work.frame.clone(),
