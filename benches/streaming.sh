@@ -10,7 +10,11 @@
 # runs' `detect` p50 (`--summary-json`). Every pipeline is written from
 # default.toml's detect and track stages (model, decode and tracker settings):
 #   reference       offline, unpaced, every frame detected: the "ground truth"
-#   interval 2 / 3  in line, unpaced (per-frame scores only)
+#   interval 2 / 3  in line, unpaced (per-frame scores only), at every
+#                   interval_offset (interval 2: frames 0, 2, ... and 1, 3, ...),
+#                   and their mean: which frames a schedule detects on moves its
+#                   score (vtest's motion repeats short and long steps), and an
+#                   asynchronous stage's detected frames drift through all offsets
 #   async t1 / t2   paced (realtime, lossless delivery), async = true, 1 / 2 threads
 #   auto            paced, interval = "auto" + admission control, budget 2 periods
 #   schedule auto   paced, schedule = "auto" (in line while detection fits the
@@ -179,6 +183,17 @@ def fmt(x):
 def det_mota(m):
     return 1 - (m["fp"] + m["fn"]) / max(m["gt"], 1)
 
+def mean_row(args):
+    # mean-row NAME PERFRAME.json...: the mean of in-line runs' per-frame scores
+    name, files = args[0], args[1:]
+    ms = [json.load(open(f)) for f in files]
+    mean = lambda k: statistics.mean(m[k] for m in ms)
+    dm = statistics.mean(det_mota(m) for m in ms)
+    spread = " … ".join(fmt(m["mota"]) for m in ms)
+    cols = [name, "—", "—", "—", f"{fmt(mean('mota'))} / {fmt(mean('idf1'))} (MOTA {spread})",
+            "—", "—", "—", f"{fmt(dm)} / —"]
+    print("| " + " | ".join(cols) + " |")
+
 def row(args):
     # row NAME SUMMARY(.json|-) KIND(percept|python) PERFRAME.json STREAMING.json|- EXTRAPOLATED.json|- NOFORECAST.json|-
     name, summary, kind, pf, st, ex, nf = args
@@ -217,7 +232,7 @@ def pacing(args):
           f"(period {period:g}); {len(caps)} frames over {span:.2f} s (paced {(len(caps) - 1) * period / 1e3:.2f} s)")
 
 {"pipeline": pipeline, "baseline-args": baseline_args, "detect-ms": detect_ms, "retime": retime,
- "row": row, "pacing": pacing}[sys.argv[1]](sys.argv[2:])
+ "row": row, "mean-row": mean_row, "pacing": pacing}[sys.argv[1]](sys.argv[2:])
 PY
 helper() { python3 "$tmp/helper.py" "$@"; }
 # retime needs OpenCV: the venv's python.
@@ -290,14 +305,17 @@ for fps in "${fpss[@]}"; do
   t0=$SECONDS
   ref="$tmp/reference.jsonl"
   run reference "$video" 0 "$period"
-  run interval2 "$video" 0 "$period" interval=2 admission=false
-  run interval3 "$video" 0 "$period" interval=3 admission=false
+  for n in 2 3; do
+    for k in $(seq 0 $((n - 1))); do
+      run "interval$n-$k" "$video" 0 "$period" interval=$n interval_offset=$k admission=false
+    done
+  done
   fc='tracker.forecast_s="auto"'
   run async1 "$video" 1 "$period" async=true threads=1 "$fc"
   run async2 "$video" 1 "$period" async=true threads=2 "$fc"
   run auto "$video" 1 "$period" 'interval="auto"' admission=true "$fc"
   run sched "$video" 1 "$period" 'schedule="auto"' admission=true "$fc"
-  for r in interval2 interval3; do score $r "$ref" 0; done
+  for r in interval2-0 interval2-1 interval3-0 interval3-1 interval3-2; do score $r "$ref" 0; done
   for r in async1 async2 auto sched; do score $r "$ref" 2; done
   # The Python loop: its own offline run is its reference.
   "$py" benches/baseline.py "${base_args[0]}" "$video" "$frames" 2 "${base_args[@]:1}" \
@@ -326,8 +344,15 @@ for fps in "${fpss[@]}"; do
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     helper row "reference: offline, every frame" "$tmp/reference.json" offline \
       <(echo '{"mota":1,"idf1":1,"fp":0,"fn":0,"gt":1}') - - -
-    helper row "in line, interval = 2 (unpaced)" "$tmp/interval2.json" offline "$tmp/interval2.eval.json" - - -
-    helper row "in line, interval = 3 (unpaced)" "$tmp/interval3.json" offline "$tmp/interval3.eval.json" - - -
+    for n in 2 3; do
+      for k in $(seq 0 $((n - 1))); do
+        helper row "in line, interval = $n, interval_offset = $k (unpaced)" "$tmp/interval$n-$k.json" offline \
+          "$tmp/interval$n-$k.eval.json" - - -
+      done
+      # shellcheck disable=SC2046
+      helper mean-row "in line, interval = $n: mean over the offsets" \
+        $(for k in $(seq 0 $((n - 1))); do echo "$tmp/interval$n-$k.eval.json"; done)
+    done
     for r in "async1:paced, async, 1 thread" "async2:paced, async, 2 threads" \
       "auto:paced, interval = \"auto\" + admission" "sched:paced, schedule = \"auto\" + admission"; do
       n=${r%%:*}

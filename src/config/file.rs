@@ -100,6 +100,11 @@ pub struct StageSpec {
     /// Work on every Nth frame of a stream, or `"auto"` (N from the stage's
     /// latency and the frame period). Default 1.
     pub interval: Option<Spanned<IntervalSpec>>,
+    /// With `interval = N`: work on a stream's frames K, K + N, K + 2N, ...
+    /// (counted from 0, the stream's first frame) instead of 0, N, 2N, ...;
+    /// 0 <= K < N. Staggers stages that share the CPU, e.g. two `interval =
+    /// 2` stages on alternate frames. Default 0.
+    pub interval_offset: Option<Spanned<u32>>,
     /// Run beside the stream instead of in it (kinds that allow it: `detect`):
     /// frames pass while a detection runs on an earlier one, whose result reaches the tracker late.
     #[serde(rename = "async")]
@@ -113,13 +118,14 @@ pub struct StageSpec {
 }
 
 /// The keys of [`StageSpec`]: every other key of a stage table is its kind's.
-pub const STAGE_COMMON_FIELDS: [&str; 9] = [
+pub const STAGE_COMMON_FIELDS: [&str; 10] = [
     "id",
     "kind",
     "streams",
     "queue",
     "admission",
     "interval",
+    "interval_offset",
     "async",
     "schedule",
     "simulate_ms",

@@ -654,6 +654,26 @@ impl Resolver<'_> {
                 }
             },
         };
+        let interval_offset = match (&spec.interval_offset, interval) {
+            (None, _) => 0,
+            (Some(k), Interval::Every(n)) if *k.get_ref() < n => *k.get_ref(),
+            (Some(k), Interval::Every(n)) => {
+                return Err(self.invalid(
+                    k.span(),
+                    format!("{field}.interval_offset"),
+                    format!(
+                        "must be below the interval ({n}): a frame index within each run of {n}"
+                    ),
+                ));
+            }
+            (Some(k), Interval::Auto) => {
+                return Err(self.invalid(
+                    k.span(),
+                    format!("{field}.interval_offset"),
+                    "needs a whole-number `interval` (with \"auto\" the interval changes as the load does)",
+                ));
+            }
+        };
         let simulate = match &spec.simulate_ms {
             None => None,
             Some(v) if (0.0..=60_000.0).contains(v.get_ref()) => {
@@ -745,6 +765,7 @@ impl Resolver<'_> {
             settings,
             admission,
             interval,
+            interval_offset,
             simulate,
             schedule,
             batch,
@@ -977,6 +998,37 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("`sink[0].path`: depth_png writes one file per frame"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn interval_offset_is_a_frame_within_the_interval() {
+        let stage = |extra: &str| {
+            format!(
+                "{TEST_SOURCE}[[stage]]\nid = \"d\"\nkind = \"delay\"\ndelay_ms = 5\n{extra}\n[[sink]]\nkind = \"jsonl\"\npath = \"-\"\n"
+            )
+        };
+        let p = plan(&stage("interval = 3\ninterval_offset = 2")).unwrap();
+        assert_eq!(
+            (p.stages[0].interval, p.stages[0].interval_offset),
+            (Interval::Every(3), 2)
+        );
+        assert_eq!(plan(&stage("")).unwrap().stages[0].interval_offset, 0);
+        let err = plan(&stage("interval = 3\ninterval_offset = 3")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`stage[0].interval_offset`: must be below the interval (3)"),
+            "{err}"
+        );
+        assert_eq!(err.line(), Some(10), "{err}");
+        // Without an interval it is 1: the only offset is 0.
+        let err = plan(&stage("interval_offset = 1")).unwrap_err();
+        assert!(err.to_string().contains("below the interval (1)"), "{err}");
+        let err = plan(&stage("interval = \"auto\"\ninterval_offset = 1")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`stage[0].interval_offset`: needs a whole-number `interval`"),
             "{err}"
         );
     }

@@ -116,6 +116,8 @@ pub struct StagePlan {
     pub admission: bool,
     /// How often it works on a stream's frames.
     pub interval: Interval,
+    /// With `Interval::Every(n)`: the first frame worked on, `0..n`.
+    pub interval_offset: u32,
     /// Extra time spent on each frame worked on (load tests).
     pub simulate: Option<Duration>,
     /// In line, beside the stream, or chosen from the measured cost.

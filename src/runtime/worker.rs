@@ -67,6 +67,8 @@ pub(crate) struct Scheduler {
     id: Arc<str>,
     admission: bool,
     interval: Interval,
+    /// With `Interval::Every(n)`: the frame index, modulo n, worked on.
+    interval_offset: u64,
     schedule: Schedule,
     recent: RecentLatency,
     /// How long after capture recent frames with a deadline reached the
@@ -89,6 +91,7 @@ impl Scheduler {
             id: Arc::from(plan.id.as_str()),
             admission: plan.admission,
             interval: plan.interval,
+            interval_offset: u64::from(plan.interval_offset),
             schedule: plan.schedule,
             recent: RecentLatency::new(),
             arrival: RecentLatency::new(),
@@ -134,8 +137,9 @@ impl Scheduler {
     /// thread still works on an earlier frame, `newer_waiting` when a later
     /// frame already waits in the stage's queue.
     ///
-    /// 1. `interval`: every Nth frame of each stream (`"auto"`: N =
-    ///    ceil(recent p95 / frame period)); the others are skipped (`interval`).
+    /// 1. `interval`: every Nth frame of each stream, from its frame
+    ///    `interval_offset` (`"auto"`: N = ceil(recent p95 / frame period),
+    ///    from its first frame); the others are skipped (`interval`).
     /// 2. Beside the stream (`schedule = "async"`, or `"auto"` while the
     ///    recent p95 exceeds the frame period, back in line below
     ///    [`AUTO_BACK_INLINE`] of it): to the helper when it is free, else
@@ -170,7 +174,9 @@ impl Scheduler {
             }
         };
         let count = &mut self.counters[index].1;
-        let turn = (*count).is_multiple_of(every);
+        // `interval_offset` is below `every` when the interval is a number
+        // (checked by the plan), 0 with "auto".
+        let turn = *count % every == self.interval_offset % every;
         *count += 1;
         if !turn {
             return Decision::Skip(SkipReason::Interval);
@@ -1320,6 +1326,7 @@ mod tests {
             }),
             admission,
             interval,
+            interval_offset: 0,
             simulate: None,
             schedule,
             batch: None,
@@ -1532,6 +1539,22 @@ mod tests {
         // Frames 0 and 3 of each stream.
         assert_eq!(runs, vec![0, 1, 6, 7]);
         assert_eq!(count(&got, Decision::Skip(SkipReason::Interval)), 8);
+    }
+
+    #[test]
+    fn interval_offset_moves_each_stream_s_turn() {
+        let mut p = plan(Interval::Every(3), false, Schedule::Inline);
+        p.interval_offset = 2;
+        let mut s = Scheduler::new(&p);
+        let runs: Vec<u64> = (0..8)
+            .filter(|seq| {
+                s.decide(&frame(*seq, "a", 0, None).meta, 0, false, false) == Decision::Inline
+            })
+            .collect();
+        assert_eq!(runs, vec![2, 5]);
+        // A stream that starts later counts from its own first frame.
+        let first = s.decide(&frame(8, "b", 0, None).meta, 0, false, false);
+        assert_eq!(first, Decision::Skip(SkipReason::Interval));
     }
 
     #[test]
