@@ -501,20 +501,39 @@ impl Stage for Idle {
     }
 }
 
+/// How a helper thread ended: `Err((action, error))` names what failed
+/// (`"start"`, `"stop"`, or `"run"` for a panic) for [`Error::Stage`].
+type HelperEnd = Result<(), (&'static str, StageError)>;
+
+/// Waits for the helper thread of stage `id` and turns its failure into the
+/// run's error.
+fn join_helper(id: &str, thread: thread::JoinHandle<HelperEnd>) -> Result<(), Error> {
+    thread
+        .join()
+        .unwrap_or_else(|_| Err(("run", StageError::msg("panicked"))))
+        .map_err(|(action, e)| Error::Stage {
+            stage: id.to_string(),
+            action,
+            message: e.to_string(),
+        })
+}
+
 /// Starts a helper thread named `name` that owns `stage`: it starts the
 /// stage, works on each [`Task`] from `jobs` in turn and sends each result
 /// to `done`, until `jobs` closes or `done` is gone; then stops the stage.
+/// A failed start ends the thread at once, so the worker's next send fails
+/// and [`join_helper`] reports the start's error.
 fn spawn_helper(
     name: String,
     mut stage: Box<dyn Stage>,
     simulate: Option<Duration>,
     jobs: crossbeam_channel::Receiver<Task>,
     done: crossbeam_channel::Sender<Finished>,
-) -> std::io::Result<thread::JoinHandle<Result<(), StageError>>> {
+) -> std::io::Result<thread::JoinHandle<HelperEnd>> {
     thread::Builder::new()
         .name(name)
-        .spawn(move || -> Result<(), StageError> {
-            stage.start()?;
+        .spawn(move || -> HelperEnd {
+            stage.start().map_err(|e| ("start", e))?;
             while let Ok(task) = jobs.recv() {
                 let Job {
                     frame,
@@ -546,7 +565,7 @@ fn spawn_helper(
                     break;
                 }
             }
-            stage.stop()
+            stage.stop().map_err(|e| ("stop", e))
         })
 }
 
@@ -555,7 +574,7 @@ fn spawn_helper(
 struct Instance {
     jobs: crossbeam_channel::Sender<Task>,
     done: crossbeam_channel::Receiver<Finished>,
-    thread: thread::JoinHandle<Result<(), StageError>>,
+    thread: thread::JoinHandle<HelperEnd>,
 }
 
 /// What [`StageWorker::leave`] waits for.
@@ -778,14 +797,7 @@ impl StageWorker {
         drop(select);
         drop(job_tx);
         drop(done_rx);
-        let result = helper
-            .join()
-            .unwrap_or_else(|_| Err(StageError::msg("panicked")));
-        result.map_err(|e| Error::Stage {
-            stage: id.to_string(),
-            action: "run",
-            message: e.to_string(),
-        })
+        join_helper(&id, helper)
     }
 
     /// Starts a helper thread named `name` that owns `stage` ([`spawn_helper`]),
@@ -922,26 +934,17 @@ impl StageWorker {
         let mut waiting = VecDeque::with_capacity(instances.len() + HELD_MAX);
         let outcome = self.instances_loop(rx, out, &instances, &mut waiting);
         drop(waiting);
-        let mut failure = None;
+        let mut failure = Ok(());
         for Instance { jobs, done, thread } in instances {
             drop(jobs);
             drop(done);
-            let result = thread
-                .join()
-                .unwrap_or_else(|_| Err(StageError::msg("panicked")));
-            if let Err(e) = result {
-                failure.get_or_insert(e);
+            let ended = join_helper(&id, thread);
+            if failure.is_ok() {
+                failure = ended;
             }
         }
         outcome?;
-        match failure {
-            Some(e) => Err(Error::Stage {
-                stage: id.to_string(),
-                action: "run",
-                message: e.to_string(),
-            }),
-            None => Ok(()),
-        }
+        failure
     }
 
     /// The frame loop of [`StageWorker::run_instances`]: returns when the
@@ -1954,6 +1957,52 @@ mod tests {
             heard,
             [(0, "a".to_string()), (1, "a".into()), (2, "a".into())]
         );
+    }
+
+    /// A stage whose start fails, as a model that cannot load does.
+    struct NoStart;
+
+    impl Stage for NoStart {
+        fn start(&mut self) -> Result<(), StageError> {
+            Err(StageError::msg("model.onnx: no such file"))
+        }
+
+        fn process(&mut self, _: &Frame, _: &mut Record) -> Result<(), StageError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_helper_that_cannot_start_is_reported_as_a_failed_start() {
+        for (schedule, copies) in [(Schedule::Async, 0), (Schedule::Inline, 2)] {
+            let p = plan(Interval::Every(1), false, schedule);
+            let (_end_tx, end_rx) = crate::runtime::streams::end_channel();
+            let stats = Arc::new(StageStats::new("s"));
+            let extra: Vec<Box<dyn Stage>> = (0..copies)
+                .map(|_| -> Box<dyn Stage> { Box::new(NoStart) })
+                .collect();
+            let w = StageWorker::new(&p, Box::new(NoStart), stats, end_rx).with_instances(extra);
+            let (tx, rx, out, _sink) = edges();
+            for seq in 0..3 {
+                tx.send(Work {
+                    frame: frame(seq, "a", 0, None),
+                    record: Record::default(),
+                })
+                .unwrap();
+            }
+            drop(tx);
+            match w.run(&rx, &out) {
+                Err(Error::Stage {
+                    stage,
+                    action,
+                    message,
+                }) => {
+                    assert_eq!((stage.as_str(), action), ("s", "start"), "{schedule:?}");
+                    assert!(message.contains("model.onnx"), "{message}");
+                }
+                other => panic!("{schedule:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]
