@@ -20,6 +20,7 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gstreamer as gst;
@@ -97,7 +98,7 @@ fn stereo(c: &mut Criterion) {
         let calibration_path = repo.join(cal);
         let calibration = StereoCalibration::load(&calibration_path).expect("calibration");
         let mut pair = frame(&media(l));
-        pair.right = Some(Box::new(frame(&media(r))));
+        pair.right = Some(Arc::new(frame(&media(r))));
 
         let gray = |p: &str| {
             imgcodecs::imread(

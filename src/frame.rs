@@ -98,7 +98,7 @@ pub struct Frame {
     /// Layout of `buffer`: format, size, strides. Shared while caps do not change.
     pub info: Arc<gst_video::VideoInfo>,
     /// The right view of a stereo pair (this frame is the left one).
-    pub right: Option<Box<Frame>>,
+    pub right: Option<Arc<Frame>>,
 }
 
 impl Frame {

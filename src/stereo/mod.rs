@@ -202,7 +202,7 @@ impl Pairer {
         };
         work.frame.meta.stream = self.id.clone();
         work.frame.meta.seq = self.seq;
-        work.frame.right = Some(Box::new(right.work.frame));
+        work.frame.right = Some(Arc::new(right.work.frame));
         work.record.pair = Some(info);
         self.seq += 1;
         self.stats.pairs.fetch_add(1, Ordering::Relaxed);
@@ -296,7 +296,7 @@ impl SideBySide {
             clock: time_of(&work.frame).1,
         });
         work.frame.meta.stream = self.id.clone();
-        work.frame.right = Some(Box::new(right));
+        work.frame.right = Some(Arc::new(right));
         self.stats.pairs.fetch_add(1, Ordering::Relaxed);
         self.stats.skew.record_ns(0);
         Ok(work)
