@@ -218,6 +218,17 @@ def row(args):
             f"{fmt(det_mota(p))} / {fmt(det_mota(q))}" if q else f"{fmt(det_mota(p))} / —"]
     print("| " + " | ".join(cols) + " |")
 
+def lags(args):
+    # lags NAME SUMMARY.json: how late the detect stage's results rode, in frames
+    name, summary = args
+    d = next(x for x in json.load(open(summary))["stages"] if x["id"] == "detect")
+    bins = d.get("result_lag_frames", [])
+    if bins:
+        used = [(k, n) for k, n in enumerate(bins) if n]
+        lag = " / ".join(f"{k + 1}{'+' if k + 1 == 8 else ''}" for k, _ in used)
+        print(f"{name}: results late by {lag} frames: {' / '.join(str(n) for _, n in used)}"
+              f" ({d['waited_for_result']} rode after a wait)")
+
 def pacing(args):
     # pacing NAME JSONL PERIOD_MS: capture spacing of a paced percept run
     name, path, period = args[0], args[1], float(args[2])
@@ -232,7 +243,8 @@ def pacing(args):
           f"(period {period:g}); {len(caps)} frames over {span:.2f} s (paced {(len(caps) - 1) * period / 1e3:.2f} s)")
 
 {"pipeline": pipeline, "baseline-args": baseline_args, "detect-ms": detect_ms, "retime": retime,
- "row": row, "mean-row": mean_row, "pacing": pacing}[sys.argv[1]](sys.argv[2:])
+ "row": row, "mean-row": mean_row, "pacing": pacing,
+ "lags": lags}[sys.argv[1]](sys.argv[2:])
 PY
 helper() { python3 "$tmp/helper.py" "$@"; }
 # retime needs OpenCV: the venv's python.
@@ -371,6 +383,10 @@ for fps in "${fpss[@]}"; do
     echo "The Python loop stamps the schedule too and reports its reader's release lag."
     echo
     for r in async1 async2 auto sched; do echo "- $(helper pacing "$r" "$tmp/$r.jsonl" "$period")"; done
+    for r in async1 async2 sched; do
+      l=$(helper lags "$r" "$tmp/$r.json")
+      [ -z "$l" ] || echo "- $l"
+    done
     for t in 1 2; do
       python3 -c "import json; s = json.load(open('$tmp/py$t.json')); print(f\"- py$t: {s['frames']} frames; the reader released them late against the schedule by p50 {s['release_lag_p50_ms']:.1f} / p99 {s['release_lag_p99_ms']:.1f} / max {s['release_lag_max_ms']:.1f} ms\")"
     done

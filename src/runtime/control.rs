@@ -280,6 +280,27 @@ pub fn exposition(stats: &RunStats, elapsed: Duration) -> String {
         "Frames an asynchronous stage held, within their deadline, for a result due before the next frame.",
         &per_stage(&|s| load(&s.waited).to_string()),
     );
+    let lags: Vec<(String, String)> = stats
+        .stages
+        .iter()
+        .flat_map(|s| {
+            s.result_lag.iter().enumerate().filter_map(move |(k, n)| {
+                let n = load(n);
+                let last = k + 1 == super::stats::LAG_BINS;
+                (n > 0).then(|| {
+                    let late = format!("{}{}", k + 1, if last { "+" } else { "" });
+                    let labels = format!("{{stage=\"{}\",frames_late=\"{late}\"}}", label(&s.id));
+                    (labels, n.to_string())
+                })
+            })
+        })
+        .collect();
+    family(
+        "percept_stage_late_results_total",
+        "counter",
+        "Results of an asynchronous stage by how many frames after their own frame they reached the stream (8+: 8 or more).",
+        &lags,
+    );
     family(
         "percept_stage_batches_total",
         "counter",
@@ -444,4 +465,36 @@ pub fn exposition(stats: &RunStats, elapsed: Duration) -> String {
         )],
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::stats::StageStats;
+
+    #[test]
+    fn late_results_are_exposed_per_stage_and_lag() {
+        let detect = Arc::new(StageStats::new("detect"));
+        for late in [2, 2, 3, 12] {
+            detect.rode(late);
+        }
+        let mut stats = RunStats::default();
+        stats.stages = vec![detect, Arc::new(StageStats::new("track"))];
+        let text = exposition(&stats, Duration::from_secs(1));
+        let family = "percept_stage_late_results_total";
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .collect();
+        assert_eq!(
+            samples,
+            [
+                "percept_stage_late_results_total{stage=\"detect\",frames_late=\"2\"} 2",
+                "percept_stage_late_results_total{stage=\"detect\",frames_late=\"3\"} 1",
+                "percept_stage_late_results_total{stage=\"detect\",frames_late=\"8+\"} 1",
+            ],
+            "{text}"
+        );
+        assert!(text.contains(&format!("# TYPE {family} counter")));
+    }
 }

@@ -51,6 +51,9 @@ pub struct MemorySummary {
     pub rss_end_kb: u64,
 }
 
+/// Bins of [`StageStats::result_lag`]: 1 to 7 frames late, then 8 or more.
+pub const LAG_BINS: usize = 8;
+
 /// Counters of one stage.
 #[derive(Debug)]
 pub struct StageStats {
@@ -71,6 +74,9 @@ pub struct StageStats {
     /// Asynchronous: frames that waited for the helper's result, due before
     /// the next frame, and carried it ([`StageSummary::waited_for_result`]).
     pub waited: AtomicU64,
+    /// Asynchronous: results by how many frames after their own frame they
+    /// rode (index k: k + 1 frames; the last, [`LAG_BINS`] or more).
+    pub result_lag: [AtomicU64; LAG_BINS],
     /// Batched runs (`batch`): calls of `Stage::process_batch`.
     pub batches: AtomicU64,
     /// Frames in those runs (their mean size: `batched_frames / batches`).
@@ -89,10 +95,37 @@ impl StageStats {
             skipped_interval: AtomicU64::new(0),
             skipped_busy: AtomicU64::new(0),
             waited: AtomicU64::new(0),
+            result_lag: std::array::from_fn(|_| AtomicU64::new(0)),
             batches: AtomicU64::new(0),
             batched_frames: AtomicU64::new(0),
         }
     }
+
+    /// Notes that an asynchronous result rode on a frame `frames_late`
+    /// frames after the one it was computed on (at least 1).
+    pub fn rode(&self, frames_late: u64) {
+        let bin = (frames_late.max(1).min(LAG_BINS as u64) - 1) as usize;
+        self.result_lag[bin].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The text summary's account of [`StageSummary::result_lag_frames`]:
+/// `", results late by 2 / 3 / 8+ frames: 181 / 52 / 1"` (lags with no
+/// result left out); empty when there are none.
+fn lag_text(bins: &[u64]) -> String {
+    let used = || bins.iter().enumerate().filter(|(_, n)| **n > 0);
+    if used().next().is_none() {
+        return String::new();
+    }
+    let lags: Vec<String> = used()
+        .map(|(k, _)| format!("{}{}", k + 1, if k + 1 == LAG_BINS { "+" } else { "" }))
+        .collect();
+    let counts: Vec<String> = used().map(|(_, n)| n.to_string()).collect();
+    format!(
+        ", results late by {} frames: {}",
+        lags.join(" / "),
+        counts.join(" / ")
+    )
 }
 
 /// Counters of one sink.
@@ -223,6 +256,11 @@ pub struct StageSummary {
     /// Asynchronous: frames that waited, within their deadline, for a result
     /// due before the next frame, and carried it (one frame sooner).
     pub waited_for_result: u64,
+    /// Asynchronous: how late its results reached the stream, in frames of
+    /// their stream: element k counts the results that rode on the frame k +
+    /// 1 frames after the one they were computed on (the last element: 8 or
+    /// more). Empty for a stage whose results were never late.
+    pub result_lag_frames: Vec<u64>,
     /// Share of the frames it saw that it worked on.
     pub run_rate: f64,
     /// Batched runs (`batch`; 0 for a stage that works frame by frame).
@@ -366,6 +404,11 @@ impl RunStats {
                     skipped_interval: interval,
                     skipped_busy: busy,
                     waited_for_result: load(&s.waited),
+                    result_lag_frames: {
+                        let bins: Vec<u64> = s.result_lag.iter().map(load).collect();
+                        let used = bins.iter().rposition(|n| *n > 0).map_or(0, |i| i + 1);
+                        bins[..used].to_vec()
+                    },
                     run_rate: processed as f64
                         / (processed + deadline + interval + busy).max(1) as f64,
                     batches: load(&s.batches),
@@ -557,6 +600,7 @@ impl fmt::Display for Summary {
             } else {
                 String::new()
             };
+            let lag = lag_text(&s.result_lag_frames);
             let batches = if s.batches > 0 {
                 format!(", {} batches of {:.2} frames", s.batches, s.mean_batch)
             } else {
@@ -564,7 +608,7 @@ impl fmt::Display for Summary {
             };
             writeln!(
                 f,
-                "  stage  {:<14} {} frames, {} failed{skips}{waited}{batches}, queue max {}/{}, {}",
+                "  stage  {:<14} {} frames, {} failed{skips}{waited}{lag}{batches}, queue max {}/{}, {}",
                 s.id, s.processed, s.failed, s.max_queue_depth, s.queue_capacity, s.latency
             )?;
         }
@@ -611,5 +655,30 @@ impl fmt::Display for Summary {
         } else {
             write!(f, "  drops: {}", list(&self.drops))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lags_are_binned_by_frames_and_told_in_the_summary() {
+        let s = StageStats::new("detect");
+        for late in [2, 2, 3, 1, 9, 8, 0] {
+            s.rode(late);
+        }
+        let bins: Vec<u64> = s
+            .result_lag
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect();
+        // 0 counts as 1 (a result rides on a later frame); 8 and 9: 8+.
+        assert_eq!(bins, [2, 2, 1, 0, 0, 0, 0, 2]);
+        assert_eq!(
+            lag_text(&bins),
+            ", results late by 1 / 2 / 3 / 8+ frames: 2 / 2 / 1 / 2"
+        );
+        assert_eq!(lag_text(&[]), "");
     }
 }

@@ -482,6 +482,8 @@ struct Job {
 /// A finished frame, back from the helper thread.
 struct Finished {
     stream: Arc<str>,
+    /// The frame's sequence number in its stream.
+    seq: u64,
     /// The frame's time, seconds.
     t_s: f64,
     record: Record,
@@ -554,6 +556,7 @@ fn spawn_helper(
                 let took = clock::monotonic_ns() - t0;
                 let finished = Finished {
                     stream: frame.meta.stream.clone(),
+                    seq: frame.meta.seq,
                     t_s: frame.meta.time_s(),
                     fatal: result.is_err() && stage.fatal(),
                     record,
@@ -728,6 +731,8 @@ impl StageWorker {
                     let mut done = ready.swap_remove(i);
                     if done.result.is_ok() {
                         work.record.receive_late(&mut done.record, done.t_s);
+                        self.stats
+                            .rode(work.frame.meta.seq.saturating_sub(done.seq));
                     }
                 }
                 let newer = !rx.receiver().is_empty();
@@ -2206,6 +2211,17 @@ mod tests {
             "no result rode on the next frame: {lags:?}"
         );
         assert!(stats.waited.load(Ordering::Relaxed) >= 1);
+        // The summary's account of the lags is the records'.
+        let counted: Vec<u64> = stats
+            .result_lag
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect();
+        let mut want = [0_u64; crate::runtime::stats::LAG_BINS];
+        for l in &lags {
+            want[(*l as usize).min(want.len()) - 1] += 1;
+        }
+        assert_eq!(counted, want, "{lags:?}");
     }
 
     #[test]
