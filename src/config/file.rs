@@ -100,10 +100,11 @@ pub struct StageSpec {
     /// Work on every Nth frame of a stream, or `"auto"` (N from the stage's
     /// latency and the frame period). Default 1.
     pub interval: Option<Spanned<IntervalSpec>>,
-    /// With `interval = N`: work on a stream's frames K, K + N, K + 2N, ...
-    /// (counted from 0, the stream's first frame) instead of 0, N, 2N, ...;
-    /// 0 <= K < N. Staggers stages that share the CPU, e.g. two `interval =
-    /// 2` stages on alternate frames. Default 0.
+    /// With `interval = N`: work on frames K, K + N, K + 2N, ... of those of
+    /// a stream that reach the stage (counted from 0) instead of 0, N, 2N,
+    /// ...; 0 <= K < N. Staggers stages that share the CPU, e.g. two
+    /// `interval = 2` stages on alternate frames (while no frame is dropped
+    /// between them). Default 0.
     pub interval_offset: Option<Spanned<u32>>,
     /// Run beside the stream instead of in it (kinds that allow it: `detect`):
     /// frames pass while a detection runs on an earlier one, whose result reaches the tracker late.

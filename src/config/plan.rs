@@ -662,7 +662,12 @@ impl Resolver<'_> {
                     k.span(),
                     format!("{field}.interval_offset"),
                     format!(
-                        "must be below the interval ({n}): a frame index within each run of {n}"
+                        "must be below the interval ({n}{}): a frame index within each run of {n}",
+                        if spec.interval.is_none() {
+                            ", the default"
+                        } else {
+                            ""
+                        }
                     ),
                 ));
             }
@@ -1024,7 +1029,11 @@ mod tests {
         assert_eq!(err.line(), Some(10), "{err}");
         // Without an interval it is 1: the only offset is 0.
         let err = plan(&stage("interval_offset = 1")).unwrap_err();
-        assert!(err.to_string().contains("below the interval (1)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("below the interval (1, the default)"),
+            "{err}"
+        );
         let err = plan(&stage("interval = \"auto\"\ninterval_offset = 1")).unwrap_err();
         assert!(
             err.to_string()

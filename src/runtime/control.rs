@@ -280,25 +280,26 @@ pub fn exposition(stats: &RunStats, elapsed: Duration) -> String {
         "Frames an asynchronous stage held, within their deadline, for a result due before the next frame.",
         &per_stage(&|s| load(&s.waited).to_string()),
     );
+    // Every bin of every stage, zeros included, as the other per-stage
+    // counters: a series exists before its first increment.
+    let bins = super::stats::LAG_BINS;
     let lags: Vec<(String, String)> = stats
         .stages
         .iter()
         .flat_map(|s| {
-            s.result_lag.iter().enumerate().filter_map(move |(k, n)| {
-                let n = load(n);
-                let last = k + 1 == super::stats::LAG_BINS;
-                (n > 0).then(|| {
-                    let late = format!("{}{}", k + 1, if last { "+" } else { "" });
-                    let labels = format!("{{stage=\"{}\",frames_late=\"{late}\"}}", label(&s.id));
-                    (labels, n.to_string())
-                })
+            s.result_lag.iter().enumerate().map(move |(k, n)| {
+                let late = format!("{}{}", k + 1, if k + 1 == bins { "+" } else { "" });
+                let labels = format!("{{stage=\"{}\",frames_late=\"{late}\"}}", label(&s.id));
+                (labels, load(n).to_string())
             })
         })
         .collect();
     family(
         "percept_stage_late_results_total",
         "counter",
-        "Results of an asynchronous stage by how many frames after their own frame they reached the stream (8+: 8 or more).",
+        &format!(
+            "Results of an asynchronous stage by how many frames after their own frame they reached the stream ({bins}+: {bins} or more)."
+        ),
         &lags,
     );
     family(
@@ -484,7 +485,7 @@ mod tests {
         let family = "percept_stage_late_results_total";
         let samples: Vec<&str> = text
             .lines()
-            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .filter(|l| l.starts_with(&format!("{family}{{stage=\"detect\"")) && !l.ends_with(" 0"))
             .collect();
         assert_eq!(
             samples,
@@ -495,6 +496,13 @@ mod tests {
             ],
             "{text}"
         );
+        // Every bin of every stage, zeros included.
+        let all = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .count();
+        assert_eq!(all, 2 * crate::runtime::stats::LAG_BINS, "{text}");
+        assert!(text.contains(&format!("{family}{{stage=\"track\",frames_late=\"1\"}} 0")));
         assert!(text.contains(&format!("# TYPE {family} counter")));
     }
 }

@@ -102,7 +102,9 @@ impl StageStats {
     }
 
     /// Notes that an asynchronous result rode on a frame `frames_late`
-    /// frames after the one it was computed on (at least 1).
+    /// frames after the one it was computed on. A result always rides on a
+    /// later frame, so 0 (which a stream's numbering going backwards would
+    /// give) counts as 1.
     pub fn rode(&self, frames_late: u64) {
         let bin = (frames_late.max(1).min(LAG_BINS as u64) - 1) as usize;
         self.result_lag[bin].fetch_add(1, Ordering::Relaxed);
@@ -257,9 +259,10 @@ pub struct StageSummary {
     /// due before the next frame, and carried it (one frame sooner).
     pub waited_for_result: u64,
     /// Asynchronous: how late its results reached the stream, in frames of
-    /// their stream: element k counts the results that rode on the frame k +
-    /// 1 frames after the one they were computed on (the last element: 8 or
-    /// more). Empty for a stage whose results were never late.
+    /// their stream: [`LAG_BINS`] elements, element k counting the results
+    /// that rode on the frame k + 1 frames after the one they were computed
+    /// on (element 7, the last: 8 or more). Empty for a stage none of whose
+    /// results rode late (in line, or no result yet).
     pub result_lag_frames: Vec<u64>,
     /// Share of the frames it saw that it worked on.
     pub run_rate: f64,
@@ -406,8 +409,11 @@ impl RunStats {
                     waited_for_result: load(&s.waited),
                     result_lag_frames: {
                         let bins: Vec<u64> = s.result_lag.iter().map(load).collect();
-                        let used = bins.iter().rposition(|n| *n > 0).map_or(0, |i| i + 1);
-                        bins[..used].to_vec()
+                        if bins.iter().any(|n| *n > 0) {
+                            bins
+                        } else {
+                            Vec::new()
+                        }
                     },
                     run_rate: processed as f64
                         / (processed + deadline + interval + busy).max(1) as f64,
