@@ -287,8 +287,8 @@ pub fn exposition(stats: &RunStats, elapsed: Duration) -> String {
         .stages
         .iter()
         .flat_map(|s| {
-            s.result_lag.iter().enumerate().map(move |(k, n)| {
-                let late = format!("{}{}", k + 1, if k + 1 == bins { "+" } else { "" });
+            s.result_lag.iter().enumerate().map(|(k, n)| {
+                let late = super::stats::lag_label(k);
                 let labels = format!("{{stage=\"{}\",frames_late=\"{late}\"}}", label(&s.id));
                 (labels, load(n).to_string())
             })

@@ -111,6 +111,12 @@ impl StageStats {
     }
 }
 
+/// The lag of bin `k` of [`StageStats::result_lag`] as the summary and
+/// the metrics name it: `"3"` (frames) for k = 2, `"8+"` for the last bin.
+pub fn lag_label(k: usize) -> String {
+    format!("{}{}", k + 1, if k + 1 == LAG_BINS { "+" } else { "" })
+}
+
 /// The text summary's account of [`StageSummary::result_lag_frames`]:
 /// `", results late by 2 / 3 / 8+ frames: 181 / 52 / 1"` (lags with no
 /// result left out); empty when there are none.
@@ -119,9 +125,7 @@ fn lag_text(bins: &[u64]) -> String {
     if used().next().is_none() {
         return String::new();
     }
-    let lags: Vec<String> = used()
-        .map(|(k, _)| format!("{}{}", k + 1, if k + 1 == LAG_BINS { "+" } else { "" }))
-        .collect();
+    let lags: Vec<String> = used().map(|(k, _)| lag_label(k)).collect();
     let counts: Vec<String> = used().map(|(_, n)| n.to_string()).collect();
     format!(
         ", results late by {} frames: {}",
