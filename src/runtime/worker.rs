@@ -1801,6 +1801,14 @@ mod tests {
         assert_eq!(d.last(), Some(&Decision::Inline), "{d:?}");
     }
 
+    /// A frame with an empty record, as a source sends it.
+    fn work(frame: Frame) -> Work {
+        Work {
+            frame,
+            record: Record::default(),
+        }
+    }
+
     fn edges() -> (edge::EdgeTx, EdgeRx, Outputs, EdgeRx<Shared>) {
         let plan = EdgePlan {
             capacity: 64,
@@ -1817,11 +1825,7 @@ mod tests {
             let (w, calls) = worker(Interval::Every(2), schedule, 0);
             let (tx, rx, out, sink) = edges();
             for seq in 0..4 {
-                tx.send(Work {
-                    frame: frame(seq, "a", 0, None),
-                    record: Record::default(),
-                })
-                .unwrap();
+                tx.send(work(frame(seq, "a", 0, None))).unwrap();
             }
             drop(tx);
             w.run(&rx, &out).unwrap();
@@ -1903,11 +1907,7 @@ mod tests {
             .flat_map(|seq| [("a", seq), ("b", seq), ("c", seq)])
             .collect();
         for &(stream, seq) in &sent {
-            tx.send(Work {
-                frame: frame(seq, stream, 0, None),
-                record: Record::default(),
-            })
-            .unwrap();
+            tx.send(work(frame(seq, stream, 0, None))).unwrap();
         }
         end_tx
             .send(StreamEnd {
@@ -1991,11 +1991,7 @@ mod tests {
             let w = StageWorker::new(&p, Box::new(NoStart), stats, end_rx).with_instances(extra);
             let (tx, rx, out, _sink) = edges();
             for seq in 0..3 {
-                tx.send(Work {
-                    frame: frame(seq, "a", 0, None),
-                    record: Record::default(),
-                })
-                .unwrap();
+                tx.send(work(frame(seq, "a", 0, None))).unwrap();
             }
             drop(tx);
             match w.run(&rx, &out) {
@@ -2071,11 +2067,7 @@ mod tests {
         let mut sent = Vec::new();
         for seq in 0..10 {
             for stream in ["a", "b", "c"] {
-                tx.send(Work {
-                    frame: frame(seq, stream, 0, None),
-                    record: Record::default(),
-                })
-                .unwrap();
+                tx.send(work(frame(seq, stream, 0, None))).unwrap();
                 sent.push((stream.to_string(), seq));
             }
         }
@@ -2124,17 +2116,9 @@ mod tests {
         let producer = thread::Builder::new()
             .name("producer".into())
             .spawn(move || {
-                tx.send(Work {
-                    frame: frame(0, "a", 0, None),
-                    record: Record::default(),
-                })
-                .unwrap();
+                tx.send(work(frame(0, "a", 0, None))).unwrap();
                 thread::sleep(Duration::from_millis(300));
-                tx.send(Work {
-                    frame: frame(1, "a", 0, None),
-                    record: Record::default(),
-                })
-                .unwrap();
+                tx.send(work(frame(1, "a", 0, None))).unwrap();
             })
             .unwrap();
         let started = std::time::Instant::now();
@@ -2169,11 +2153,7 @@ mod tests {
             .name("producer".into())
             .spawn(move || {
                 for seq in 0..n {
-                    let work = Work {
-                        frame: make(seq),
-                        record: Record::default(),
-                    };
-                    if tx.send(work).is_err() {
+                    if tx.send(work(make(seq))).is_err() {
                         break;
                     }
                     thread::sleep(Duration::from_millis(period_ms));
