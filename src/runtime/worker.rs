@@ -174,10 +174,10 @@ impl Scheduler {
             }
         };
         let count = &mut self.counters[index].1;
-        // `interval_offset` is below `every` when the interval is a number
-        // (checked by the plan), 0 with "auto".
         // Counted over the frames that reach the stage, so a stage works on
-        // 1 in N of them whatever was dropped upstream.
+        // 1 in N of them whatever was dropped upstream. `interval_offset` is
+        // below `every` for a numeric interval (checked by the plan), 0 with
+        // "auto".
         let turn = *count % every == self.interval_offset % every;
         *count += 1;
         if !turn {
