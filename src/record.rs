@@ -240,9 +240,10 @@ pub enum SkipReason {
     Busy,
     /// An asynchronous stage took this frame; its result rides on a later one.
     Async,
-    /// An asynchronous stage's helper was free, but this frame had waited
-    /// for its result so long that the next frame, started on when it
-    /// arrives, gives a result that rides one frame sooner.
+    /// An asynchronous stage's helper was free, but this frame came to it so
+    /// late (after waiting for a result, or queued behind a frame that did)
+    /// that the next frame, started on when it arrives, gives a result that
+    /// rides sooner after its own frame.
     Fresher,
 }
 

@@ -64,6 +64,16 @@ const CASES: &[(&str, Option<usize>, &str)] = &[
         Some(10),
         "`stage[0].schedule`: one of \"inline\", \"async\", \"auto\"",
     ),
+    (
+        "wait_for_result_unknown.toml",
+        Some(10),
+        "`stage[0].wait_for_result`: \"next_frame\" or \"deadline\"",
+    ),
+    (
+        "wait_for_result_inline.toml",
+        Some(10),
+        "`stage[0].wait_for_result`: applies to a stage beside the stream only",
+    ),
     // Issue 13: a sink kind's own options, checked by the kind.
     (
         "mcap_bad_images.toml",

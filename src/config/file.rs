@@ -114,12 +114,18 @@ pub struct StageSpec {
     /// `"auto"`: in line while the stage's recent p95 latency fits the frame
     /// period, beside the stream when it does not.
     pub schedule: Option<Spanned<String>>,
+    /// Beside the stream, with a deadline (`budget_ms`): how long a frame
+    /// may wait for the helper's result, due soon, so that it rides on this
+    /// frame. `"next_frame"` (default): until the next frame arrives;
+    /// `"deadline"`: until the frame's deadline (fresher results, later
+    /// outputs; `docs/realtime.md`).
+    pub wait_for_result: Option<Spanned<String>>,
     /// Load tests: spend this many more milliseconds on every frame the stage works on.
     pub simulate_ms: Option<Spanned<f64>>,
 }
 
 /// The keys of [`StageSpec`]: every other key of a stage table is its kind's.
-pub const STAGE_COMMON_FIELDS: [&str; 10] = [
+pub const STAGE_COMMON_FIELDS: [&str; 11] = [
     "id",
     "kind",
     "streams",
@@ -129,6 +135,7 @@ pub const STAGE_COMMON_FIELDS: [&str; 10] = [
     "interval_offset",
     "async",
     "schedule",
+    "wait_for_result",
     "simulate_ms",
 ];
 

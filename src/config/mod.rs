@@ -15,7 +15,8 @@ pub use crate::sink::{OutputPath, SinkKind};
 pub use file::{Delivery, EdgePolicy};
 pub use plan::Overrides;
 pub use types::{
-    EdgePlan, Interval, Plan, Schedule, SinkPlan, SourcePlan, StagePlan, StereoInput, StereoPlan,
+    EdgePlan, Interval, Plan, ResultWait, Schedule, SinkPlan, SourcePlan, StagePlan, StereoInput,
+    StereoPlan,
 };
 
 /// A pipeline file that cannot be used.

@@ -762,6 +762,30 @@ impl Resolver<'_> {
             };
             return Err(self.invalid(span, format!("{field}.{name}"), *why));
         }
+        let wait_for_result = match &spec.wait_for_result {
+            None => ResultWait::NextFrame,
+            Some(w) => {
+                let wait = match w.get_ref().as_str() {
+                    "next_frame" => ResultWait::NextFrame,
+                    "deadline" => ResultWait::Deadline,
+                    _ => {
+                        return Err(self.invalid(
+                            w.span(),
+                            format!("{field}.wait_for_result"),
+                            "\"next_frame\" or \"deadline\"",
+                        ));
+                    }
+                };
+                if schedule == Schedule::Inline {
+                    return Err(self.invalid(
+                        w.span(),
+                        format!("{field}.wait_for_result"),
+                        "applies to a stage beside the stream only (async = true, or schedule = \"async\" or \"auto\")",
+                    ));
+                }
+                wait
+            }
+        };
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),
             kind: kind.name,
@@ -773,6 +797,7 @@ impl Resolver<'_> {
             interval_offset,
             simulate,
             schedule,
+            wait_for_result,
             batch,
             instances,
         })

@@ -122,6 +122,8 @@ pub struct StagePlan {
     pub simulate: Option<Duration>,
     /// In line, beside the stream, or chosen from the measured cost.
     pub schedule: Schedule,
+    /// Beside the stream: how long a frame may wait for the helper's result.
+    pub wait_for_result: ResultWait,
     /// Frames batched across streams (`batch` of a `detect` stage; only with
     /// `schedule = "inline"`); `None`: one frame at a time.
     pub batch: Option<crate::stage::BatchPolicy>,
@@ -141,6 +143,19 @@ pub enum Schedule {
     /// In line while the recent p95 fits the frame period, else beside the
     /// stream (`detect` only; the rule is in `runtime::worker::Scheduler::decide`).
     Auto,
+}
+
+/// How long a frame may wait for an asynchronous stage's result, due soon,
+/// so that the result rides on it (`wait_for_result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResultWait {
+    /// Until the next frame arrives, within the frame's deadline: outputs
+    /// leave at most about a period late (the default).
+    #[default]
+    NextFrame,
+    /// Until the frame's deadline: results ride on fresher frames, outputs
+    /// leave up to the whole budget late.
+    Deadline,
 }
 
 /// How often a stage works on a stream's frames.

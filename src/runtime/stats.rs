@@ -71,8 +71,9 @@ pub struct StageStats {
     pub skipped_interval: AtomicU64,
     /// Frames not worked on: an asynchronous stage was busy with an earlier frame.
     pub skipped_busy: AtomicU64,
-    /// Asynchronous: frames that waited for the helper's result, due before
-    /// the next frame, and carried it ([`StageSummary::waited_for_result`]).
+    /// Asynchronous: frames that waited for the helper's result (until the
+    /// next frame or their deadline, `wait_for_result`) and carried it
+    /// ([`StageSummary::waited_for_result`]).
     pub waited: AtomicU64,
     /// Asynchronous: results by how many frames after their own frame they
     /// rode (index k: k + 1 frames; the last, [`LAG_BINS`] or more).
@@ -260,7 +261,8 @@ pub struct StageSummary {
     /// Frames skipped while busy (asynchronous).
     pub skipped_busy: u64,
     /// Asynchronous: frames that waited, within their deadline, for a result
-    /// due before the next frame, and carried it (one frame sooner).
+    /// due soon (before the next frame, or with `wait_for_result =
+    /// "deadline"` by their deadline), and carried it (a frame sooner).
     pub waited_for_result: u64,
     /// Asynchronous: how late its results reached the stream, in frames of
     /// their stream: [`LAG_BINS`] elements, element k counting the results
