@@ -18,6 +18,8 @@
 #   async t1 / t2   paced (realtime, lossless delivery), async = true, 1 / 2 threads;
 #                   under the table, how many frames late their results rode
 #                   (the summary's result_lag_frames)
+#   ... held        the same with wait_for_result = "deadline": frames wait up to
+#                   their deadline for a result, so it rides on a fresher frame
 #   auto            paced, interval = "auto" + admission control, budget 2 periods
 #   schedule auto   paced, schedule = "auto" (in line while detection fits the
 #                   frame period, else beside the stream) + admission control
@@ -329,10 +331,13 @@ for fps in "${fpss[@]}"; do
   fc='tracker.forecast_s="auto"'
   run async1 "$video" 1 "$period" async=true threads=1 "$fc"
   run async2 "$video" 1 "$period" async=true threads=2 "$fc"
+  hold='wait_for_result="deadline"'
+  run async1h "$video" 1 "$period" async=true threads=1 "$hold" "$fc"
+  run async2h "$video" 1 "$period" async=true threads=2 "$hold" "$fc"
   run auto "$video" 1 "$period" 'interval="auto"' admission=true "$fc"
   run sched "$video" 1 "$period" 'schedule="auto"' admission=true "$fc"
   for r in "${inline_runs[@]}"; do score "$r" "$ref" 0; done
-  for r in async1 async2 auto sched; do score $r "$ref" 2; done
+  for r in async1 async2 async1h async2h auto sched; do score $r "$ref" 2; done
   # The Python loop: its own offline run is its reference.
   "$py" benches/baseline.py "${base_args[0]}" "$video" "$frames" 2 "${base_args[@]:1}" \
     --jsonl "$tmp/py-ref.jsonl" >"$tmp/py-ref.json"
@@ -371,6 +376,8 @@ for fps in "${fpss[@]}"; do
       helper mean-row "in line, interval = $n: mean over the offsets" "${evals[@]}"
     done
     for r in "async1:paced, async, 1 thread" "async2:paced, async, 2 threads" \
+      "async1h:paced, async, 1 thread, wait_for_result = \"deadline\"" \
+      "async2h:paced, async, 2 threads, wait_for_result = \"deadline\"" \
       "auto:paced, interval = \"auto\" + admission" "sched:paced, schedule = \"auto\" + admission"; do
       n=${r%%:*}
       helper row "${r#*:}" "$tmp/$n.json" percept "$tmp/$n.eval.json" "$tmp/$n.stream.json" \
@@ -387,8 +394,8 @@ for fps in "${fpss[@]}"; do
     echo "clock + PTS), so its spacing is exact by construction; lateness shows as output latency."
     echo "The Python loop stamps the schedule too and reports its reader's release lag."
     echo
-    for r in async1 async2 auto sched; do echo "- $(helper pacing "$r" "$tmp/$r.jsonl" "$period")"; done
-    for r in async1 async2 sched; do
+    for r in async1 async2 async1h async2h auto sched; do echo "- $(helper pacing "$r" "$tmp/$r.jsonl" "$period")"; done
+    for r in async1 async2 async1h async2h sched; do
       l=$(helper lags "$r" "$tmp/$r.json")
       [ -z "$l" ] || echo "- $l"
     done

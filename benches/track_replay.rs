@@ -18,14 +18,16 @@
 //! `percept eval --streaming` measures when output latency is under a period).
 //!
 //! With `--cost=C[,C...]` (the detector's cost in frame periods, e.g.
-//! `1.6,2.7`), two more rows per cost model the asynchronous stage's
+//! `1.6,2.7`), three more rows per cost model the asynchronous stage's
 //! timeline: the helper takes the first frame after it is free, its result
 //! rides on the first frame after it is ready (`async C`), or, as the stage
 //! worker does for frames with a deadline, on a frame that arrives less than
 //! a period before it is ready and waits for it, within a budget of 2
 //! periods, the helper then taking that frame or, when its result would
-//! ride a frame sooner, the next (`async C, waits`). Their detection rate is
-//! in the row's name.
+//! ride a frame sooner, the next (`async C, waits`), or, with
+//! `wait_for_result = "deadline"`, on the first frame whose deadline (2
+//! periods after it) is at or after it is ready, held for it (`async C,
+//! held to the deadline`). Their detection rate is in the row's name.
 //!
 //! `--phase=K` starts every schedule's detection on frame K instead of 0.
 //! The recording's motion is uneven from frame to frame (vtest repeats a
@@ -234,8 +236,16 @@ fn replay_with(frames: &[Frame], gray: Option<&Gray>, ride: impl Fn(usize) -> Ri
 /// period before the result is ready, within its deadline (2 periods after
 /// it), waits for it (`Scheduler::wait_for_result`), and the helper takes
 /// it, or the next frame when that one's result would ride a frame sooner.
-fn timeline(n: usize, cost: f64, wait: bool) -> Vec<(bool, Option<usize>)> {
+/// With `Wait::Deadline` (`wait_for_result = "deadline"`), a frame whose
+/// deadline is at or after the result is ready is held for it, frames
+/// behind it queue, and the helper skips a frame when the next one's result
+/// would ride fewer frames after it.
+fn timeline(n: usize, cost: f64, wait: Wait) -> Vec<(bool, Option<usize>)> {
     const BUDGET: f64 = 2.0;
+    if wait == Wait::Deadline {
+        return held_timeline(n, cost, BUDGET);
+    }
+    let wait = wait == Wait::NextFrame;
     let mut helper: Option<(usize, f64)> = None;
     let mut free_at = 0.0f64;
     let mut out = Vec::with_capacity(n);
@@ -265,13 +275,57 @@ fn timeline(n: usize, cost: f64, wait: bool) -> Vec<(bool, Option<usize>)> {
     out
 }
 
+/// How long a frame waits for the helper's result (`wait_for_result`).
+#[derive(Clone, Copy, PartialEq)]
+enum Wait {
+    /// Never.
+    No,
+    /// Less than a period, before the next frame arrives.
+    NextFrame,
+    /// Until its deadline.
+    Deadline,
+}
+
+/// [`timeline`] with frames held until their deadline (`budget` periods
+/// after arrival) for a result ready by then; a frame is released when it
+/// gets the result (or, not held, when the one before it was).
+fn held_timeline(n: usize, cost: f64, budget: f64) -> Vec<(bool, Option<usize>)> {
+    // Frames after its own that a result started `age` periods after a
+    // frame's arrival rides on (`Scheduler::fresher_next`).
+    let lands = |age: f64| ((age + cost - budget - 1e-9).ceil() as i64).max(1);
+    let mut out = Vec::with_capacity(n);
+    let mut helper: Option<(usize, f64)> = None;
+    let mut released = 0.0f64;
+    for k in 0..n {
+        let arrival = k as f64;
+        let mut now = arrival.max(released);
+        let mut rides = None;
+        if let Some((from, ready)) = helper
+            && (ready <= now || ready <= arrival + budget)
+        {
+            now = now.max(ready);
+            rides = Some(from);
+            helper = None;
+        }
+        let age = now - arrival;
+        let fresher = lands((age - 1.0).max(0.0)) < lands(age);
+        let takes = helper.is_none() && !fresher && k >= phase();
+        if takes {
+            helper = Some((k, now + cost));
+        }
+        released = now;
+        out.push((takes, rides));
+    }
+    out
+}
+
 /// Runs the schedule of [`timeline`]: detections taken by the helper ride on
 /// later frames as late measurements. Returns the confirmed tracks per frame
 /// and the detection rate.
 fn replay_timeline(
     frames: &[Frame],
     cost: f64,
-    wait: bool,
+    wait: Wait,
     gray: Option<&Gray>,
 ) -> (Sequence, f64) {
     let plan = timeline(frames.len(), cost, wait);
@@ -441,11 +495,15 @@ fn main() {
         .map(|c| c.split(',').filter_map(|v| v.parse().ok()).collect())
         .unwrap_or_default();
     for &cost in &costs {
-        for wait in [false, true] {
+        for wait in [Wait::No, Wait::NextFrame, Wait::Deadline] {
             let (seq, rate) = replay_timeline(&frames, cost, wait, gray);
             let name = format!(
                 "async {cost} periods{} ({:.0} % detected)",
-                if wait { ", waits" } else { "" },
+                match wait {
+                    Wait::No => "",
+                    Wait::NextFrame => ", waits",
+                    Wait::Deadline => ", held to the deadline",
+                },
                 rate * 100.0
             );
             dump(dir, &name, &seq);
