@@ -307,8 +307,9 @@ fn held_timeline(n: usize, cost: f64, budget: f64) -> Vec<(bool, Option<usize>)>
             rides = Some(from);
             helper = None;
         }
+        // Only a frame that waited or queued (`Scheduler::fresher_next`).
         let age = now - arrival;
-        let fresher = lands((age - 1.0).max(0.0)) < lands(age);
+        let fresher = age > 1e-9 && lands((age - 1.0).max(0.0)) < lands(age);
         let takes = helper.is_none() && !fresher && k >= phase();
         if takes {
             helper = Some((k, now + cost));

@@ -251,11 +251,13 @@ impl Scheduler {
     ///   worker also stops waiting when another frame arrives.
     /// - `"deadline"`: it waits when the result is due by its deadline,
     ///   until the result comes, the deadline, or the recent p95 run time
-    ///   after `started_ns`, whichever is first (a stalled helper holds
-    ///   frames no longer); frames behind it queue (their deadlines are
-    ///   later). Each frame of lag costs per-frame accuracy, one frame the
-    ///   least (`benches/track_replay.rs` on vtest, detection on one frame
-    ///   in three: per-frame MOTA 0.926 in line, 0.924 one frame late, 0.886
+    ///   and a quarter after `started_ns` (the run time is the stage's own
+    ///   work; the hand-off to and from the helper thread comes on top),
+    ///   whichever is first (a stalled helper holds frames no longer);
+    ///   frames that arrive meanwhile, of any stream, queue behind it. Each
+    ///   frame of lag costs per-frame accuracy, one frame the least
+    ///   (`benches/track_replay.rs` on vtest, detection on one frame in
+    ///   three: per-frame MOTA 0.926 in line, 0.924 one frame late, 0.886
     ///   two, 0.853 three), and outputs leave up to the budget late.
     ///
     /// Returns the time to wait until at the latest; `None`: pass the frame
@@ -280,14 +282,15 @@ impl Scheduler {
             }
             ResultWait::Deadline => {
                 let p95 = self.recent.p95().unwrap_or(run).max(run);
-                let until = deadline.min(started_ns + p95);
+                let until = deadline.min(started_ns + p95 + p95 / 4);
                 (due <= deadline && now_ns < until).then_some(until)
             }
         }
     }
 
     /// With the helper free, before it takes this frame (at `now_ns`;
-    /// `waited`: the frame waited for the last result): whether it should
+    /// `waited`: the frame waited for the last result; `queued`: it came
+    /// while the stage was busy, not to an idle stage): whether it should
     /// rather be left free for the next frame, whose result would ride
     /// fewer frames after it than this one's after this one (at the same
     /// detection rate, fresher results). Frames reach the stage `reach`
@@ -297,16 +300,24 @@ impl Scheduler {
     /// (deadline − capture), a result started `age` after its frame's
     /// capture rides on the frame that many periods later:
     /// - `"next_frame"`: the last frame that reaches the stage before it is
-    ///   ready, (age − reach + run) / P rounded down; only after a wait,
-    ///   (the frames that are late to start).
+    ///   ready, (age − reach + run) / P rounded down; only after a wait.
     /// - `"deadline"`: the first whose deadline is at or after it is ready,
-    ///   (age + run − B) / P rounded up, at least 1; a frame that waited, or
-    ///   queued behind one that did, is often late to start.
+    ///   (age + run − B) / P rounded up, at least 1; only after a wait or
+    ///   in a queue (often behind a frame that waited). A frame that came
+    ///   to an idle stage is never skipped, however late after capture it
+    ///   came: the next frame would come as late (a stream with more
+    ///   upstream delay than another through the stage is not starved).
     ///
     /// Only with a deadline and a stage that works on every frame
     /// (`interval = 1`: with a longer interval the helper's next frame is
     /// not the next one).
-    pub(crate) fn fresher_next(&mut self, meta: &FrameMeta, now_ns: u64, waited: bool) -> bool {
+    pub(crate) fn fresher_next(
+        &mut self,
+        meta: &FrameMeta,
+        now_ns: u64,
+        waited: bool,
+        queued: bool,
+    ) -> bool {
         if self.interval != Interval::Every(1) {
             return false;
         }
@@ -320,12 +331,13 @@ impl Scheduler {
             ResultWait::NextFrame => {
                 waited && (age.saturating_sub(reach) + run) / period > run / period
             }
-            ResultWait::Deadline => {
+            ResultWait::Deadline if waited || queued => {
                 let budget = deadline.saturating_sub(meta.capture_ns);
                 let lands = |age: u64| (age + run).saturating_sub(budget).div_ceil(period).max(1);
                 let next_age = age.max(period + reach) - period;
                 lands(next_age) < lands(age)
             }
+            ResultWait::Deadline => false,
         }
     }
 }
@@ -789,7 +801,12 @@ impl StageWorker {
                 match self.scheduler.decide(&work.frame.meta, now, busy, newer) {
                     Decision::Skip(reason) => self.skip(&mut work.record, reason),
                     Decision::Async
-                        if self.scheduler.fresher_next(&work.frame.meta, now, waited) =>
+                        if self.scheduler.fresher_next(
+                            &work.frame.meta,
+                            now,
+                            waited,
+                            !self.fresh,
+                        ) =>
                     {
                         self.skip(&mut work.record, SkipReason::Fresher);
                     }
@@ -1495,7 +1512,8 @@ mod tests {
         for seq in 0..frames {
             let capture = 1_000 * MS + seq * period;
             let mut now = (capture + lag_ms * MS).max(free_at);
-            if free_at <= capture + lag_ms * MS {
+            let queued = free_at > capture + lag_ms * MS;
+            if !queued {
                 // It came to an idle stage: its delay is the upstream's.
                 s.arrived(now - capture);
             }
@@ -1531,7 +1549,7 @@ mod tests {
             // Frames captured while this one waited are queued behind it.
             let newer = now >= capture + period;
             let mut d = s.decide(&f.meta, now, helper.is_some(), newer);
-            if d == Decision::Async && s.fresher_next(&f.meta, now, waited) {
+            if d == Decision::Async && s.fresher_next(&f.meta, now, waited, queued) {
                 d = Decision::Skip(SkipReason::Fresher);
             }
             match d {
@@ -1906,6 +1924,54 @@ mod tests {
         let f = frame_at(1, "a", 20, 20 * MS, Some(60 * MS));
         inline.ran(45 * MS);
         assert_eq!(inline.wait_for_result(&f.meta, 20 * MS, 0), None);
+    }
+
+    #[test]
+    fn a_held_frame_waits_a_margin_past_the_p95_and_no_longer() {
+        // 18 runs of 40 ms, then two of 48: p50 40, p95 48. A frame held
+        // for a result started at 0 waits until 48 + 12 = 60 ms (the
+        // hand-off to and from the helper comes on top of the run), within
+        // its 100 ms deadline; past that the helper is stalled and no frame
+        // is held.
+        let mut s = holding();
+        for _ in 0..18 {
+            s.ran(40 * MS);
+        }
+        s.ran(48 * MS);
+        s.ran(48 * MS);
+        let f = frame_at(1, "a", 20, 20 * MS, Some(100 * MS));
+        assert_eq!(s.wait_for_result(&f.meta, 25 * MS, 0), Some(60 * MS));
+        assert_eq!(s.wait_for_result(&f.meta, 60 * MS, 0), None);
+        // A deadline before that ends the hold; one before the result is
+        // due (40 ms) means no hold at all.
+        let f = frame_at(1, "a", 20, 20 * MS, Some(50 * MS));
+        assert_eq!(s.wait_for_result(&f.meta, 25 * MS, 0), Some(50 * MS));
+        let f = frame_at(1, "a", 20, 20 * MS, Some(39 * MS));
+        assert_eq!(s.wait_for_result(&f.meta, 25 * MS, 0), None);
+    }
+
+    #[test]
+    fn a_frame_that_comes_to_an_idle_stage_is_never_left_for_the_next() {
+        // Holding until the deadline, 35 ms of work on 20 ms frames with a
+        // 40 ms budget; stream "a" reaches the stage 1 ms after capture,
+        // stream "b" 12 ms. A frame of "b" started 12 ms after capture lands
+        // ceil((12 + 35 - 40) / 20) = 1 frame later, as its next frame would:
+        // taken. 30 ms after capture (2 frames later) it is skipped only if
+        // it waited or was queued; fresh from upstream it is taken, or a
+        // stream slower upstream than another would never be detected.
+        let mut s = holding();
+        for _ in 0..20 {
+            s.ran(35 * MS);
+        }
+        s.arrived(MS);
+        s.arrived(12 * MS);
+        let capture = 1_000 * MS;
+        let f = frame_at(7, "b", 20, capture, Some(capture + 40 * MS));
+        let at = |ms: u64| capture + ms * MS;
+        assert!(!s.fresher_next(&f.meta, at(12), false, true));
+        assert!(!s.fresher_next(&f.meta, at(30), false, false));
+        assert!(s.fresher_next(&f.meta, at(30), false, true));
+        assert!(s.fresher_next(&f.meta, at(30), true, false));
     }
 
     #[test]
