@@ -1417,6 +1417,15 @@ mod tests {
         Scheduler::new(&p)
     }
 
+    /// [`holding`] after runs of these costs, ms.
+    fn holding_after(runs_ms: &[u64]) -> Scheduler {
+        let mut s = holding();
+        for ms in runs_ms {
+            s.ran(ms * MS);
+        }
+        s
+    }
+
     fn scheduler(interval: Interval, admission: bool, schedule: Schedule) -> Scheduler {
         Scheduler::new(&plan(interval, admission, schedule))
     }
@@ -1835,24 +1844,10 @@ mod tests {
         assert_eq!(&rides[..4], &[(0, 3), (3, 5), (6, 8), (9, 11)]);
         assert_eq!(d[5], Decision::Skip(SkipReason::Fresher));
         assert_eq!(d[6], Decision::Async);
-        // Frames that reach the stage 10 ms after capture: every time moves
-        // by 10 ms, and the lag counts from the arrival, so the decisions and
-        // rides are those of the 45 ms run above (a 5 ms wait, 15 ms after
-        // capture, costs no frame).
-        let mut on_time = scheduler(Interval::Every(1), false, Schedule::Async);
-        let mut late = scheduler(Interval::Every(1), false, Schedule::Async);
-        assert_eq!(
-            simulate_late(&mut late, 30, 20, 50, 45, 10),
-            simulate(&mut on_time, 30, 20, 40, 45)
-        );
-        let mut plain = scheduler(Interval::Every(1), false, Schedule::Async);
-        let (_, rides) = simulate(&mut plain, 30, 20, 0, 55);
-        assert_eq!(&rides[..3], &[(0, 3), (3, 6), (6, 9)]);
-        // In line, a frame never waits for a helper.
-        let mut inline = scheduler(Interval::Every(1), false, Schedule::Inline);
-        let f = frame_at(1, "a", 20, 20 * MS, Some(60 * MS));
-        inline.ran(45 * MS);
-        assert_eq!(inline.wait_for_result(&f.meta, 20 * MS, 0), None);
+        // Frames that reach the stage 10 ms after capture give the decisions
+        // of the 45 ms run above (a 5 ms wait, 15 ms after capture, costs no
+        // frame).
+        same_in_either_wait(ResultWait::NextFrame);
     }
 
     #[test]
@@ -1907,20 +1902,28 @@ mod tests {
             rides[1..].iter().all(|(from, on)| on - from == 2),
             "{rides:?}"
         );
-        // Frames that reach the stage 10 ms after capture, with a budget 10
-        // ms longer: every time moves by 10 ms, so the decisions and rides
-        // are those of the 45 ms run above.
-        let mut on_time = holding();
-        let mut late = holding();
+        same_in_either_wait(ResultWait::Deadline);
+    }
+
+    /// What holds with either `wait_for_result`: frames that reach the
+    /// stage 10 ms after capture, with a budget 10 ms longer, give the
+    /// decisions and rides of on-time ones (45 ms of work, 20 ms frames, 40
+    /// ms budget); without deadlines nothing waits (55 ms of work: results
+    /// three frames late); an in-line stage never waits for a helper.
+    fn same_in_either_wait(wait: ResultWait) {
+        let make = |schedule| {
+            let mut p = plan(Interval::Every(1), false, schedule);
+            p.wait_for_result = wait;
+            Scheduler::new(&p)
+        };
+        let (mut on_time, mut late) = (make(Schedule::Async), make(Schedule::Async));
         assert_eq!(
             simulate_late(&mut late, 30, 20, 50, 45, 10),
             simulate(&mut on_time, 30, 20, 40, 45)
         );
-        let mut plain = holding();
-        let (_, rides) = simulate(&mut plain, 30, 20, 0, 55);
+        let (_, rides) = simulate(&mut make(Schedule::Async), 30, 20, 0, 55);
         assert_eq!(&rides[..3], &[(0, 3), (3, 6), (6, 9)]);
-        // In line, a frame never waits for a helper.
-        let mut inline = scheduler(Interval::Every(1), false, Schedule::Inline);
+        let mut inline = make(Schedule::Inline);
         let f = frame_at(1, "a", 20, 20 * MS, Some(60 * MS));
         inline.ran(45 * MS);
         assert_eq!(inline.wait_for_result(&f.meta, 20 * MS, 0), None);
@@ -1933,12 +1936,7 @@ mod tests {
         // hand-off to and from the helper comes on top of the run), within
         // its 100 ms deadline; past that the helper is stalled and no frame
         // is held.
-        let mut s = holding();
-        for _ in 0..18 {
-            s.ran(40 * MS);
-        }
-        s.ran(48 * MS);
-        s.ran(48 * MS);
+        let mut s = holding_after(&[&[40; 18][..], &[48; 2]].concat());
         let f = frame_at(1, "a", 20, 20 * MS, Some(100 * MS));
         assert_eq!(s.wait_for_result(&f.meta, 25 * MS, 0), Some(60 * MS));
         assert_eq!(s.wait_for_result(&f.meta, 60 * MS, 0), None);
@@ -1959,10 +1957,7 @@ mod tests {
         // taken. 30 ms after capture (2 frames later) it is skipped only if
         // it waited or was queued; fresh from upstream it is taken, or a
         // stream slower upstream than another would never be detected.
-        let mut s = holding();
-        for _ in 0..20 {
-            s.ran(35 * MS);
-        }
+        let mut s = holding_after(&[35; 20]);
         s.arrived(MS);
         s.arrived(12 * MS);
         let capture = 1_000 * MS;
@@ -2362,6 +2357,28 @@ mod tests {
         std::iter::from_fn(|| sink.recv()).collect()
     }
 
+    /// Feeds 16 frames every `period_ms`, each with a 200 ms budget, to a
+    /// worker of `p` over a [`Fake`] stage of `work_ms` (the threads for
+    /// real); checks that every frame comes out in order. Returns how many
+    /// frames after its own each result rode, and the stage's counters.
+    fn paced_lags(p: &StagePlan, work_ms: u64, period_ms: u64) -> (Vec<u64>, Arc<StageStats>) {
+        let (w, _, stats) = worker_for(p, work_ms);
+        let records = run_fed(w, 16, period_ms, move |seq| {
+            let capture = clock::monotonic_ns();
+            frame_at(seq, "a", period_ms, capture, Some(capture + 200 * MS))
+        });
+        let seqs: Vec<u64> = records.iter().map(|w| w.frame.meta.seq).collect();
+        assert_eq!(seqs, (0..16).collect::<Vec<_>>());
+        let lags = records
+            .iter()
+            .filter_map(|w| {
+                let from = w.record.late.as_ref()?.detections[0].bbox[0] as u64;
+                Some(w.frame.meta.seq - from)
+            })
+            .collect();
+        (lags, stats)
+    }
+
     #[test]
     fn with_a_deadline_a_result_due_before_the_next_frame_rides_on_this_one() {
         // The threads for real: 30 ms of work on frames every 25 ms, each
@@ -2369,20 +2386,8 @@ mod tests {
         // 30 ms) could only ride on frame k + 2 (50 ms); a frame that waits
         // for it carries it one frame after its own. (The first result is
         // never waited for: no run is measured yet.)
-        let (w, _, stats) = worker_for(&plan(Interval::Every(1), false, Schedule::Async), 30);
-        let records = run_fed(w, 16, 25, |seq| {
-            let capture = clock::monotonic_ns();
-            frame_at(seq, "a", 25, capture, Some(capture + 200 * MS))
-        });
-        let seqs: Vec<u64> = records.iter().map(|w| w.frame.meta.seq).collect();
-        assert_eq!(seqs, (0..16).collect::<Vec<_>>());
-        let lags: Vec<u64> = records
-            .iter()
-            .filter_map(|w| {
-                let from = w.record.late.as_ref()?.detections[0].bbox[0] as u64;
-                Some(w.frame.meta.seq - from)
-            })
-            .collect();
+        let p = plan(Interval::Every(1), false, Schedule::Async);
+        let (lags, stats) = paced_lags(&p, 30, 25);
         assert!(lags.iter().all(|l| *l >= 1), "{lags:?}");
         assert!(
             lags.contains(&1),
@@ -2410,20 +2415,7 @@ mod tests {
         // only until the next frame, it would ride on frame k + 2 or later.
         let mut p = plan(Interval::Every(1), false, Schedule::Async);
         p.wait_for_result = ResultWait::Deadline;
-        let (w, _, stats) = worker_for(&p, 50);
-        let records = run_fed(w, 16, 20, |seq| {
-            let capture = clock::monotonic_ns();
-            frame_at(seq, "a", 20, capture, Some(capture + 200 * MS))
-        });
-        let seqs: Vec<u64> = records.iter().map(|w| w.frame.meta.seq).collect();
-        assert_eq!(seqs, (0..16).collect::<Vec<_>>());
-        let lags: Vec<u64> = records
-            .iter()
-            .filter_map(|w| {
-                let from = w.record.late.as_ref()?.detections[0].bbox[0] as u64;
-                Some(w.frame.meta.seq - from)
-            })
-            .collect();
+        let (lags, stats) = paced_lags(&p, 50, 20);
         // The first result is not held for (no run measured yet).
         assert!(lags.len() >= 4, "{lags:?}");
         assert!(lags[1..].iter().all(|l| *l == 1), "{lags:?}");
