@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use percept::config::{EdgePlan, Interval, Plan, Schedule, StereoInput};
+use percept::config::{EdgePlan, Interval, Plan, ResultWait, Schedule, StereoInput};
 use percept::registry;
 use percept::runtime;
 use percept::stage::StageInfo as DetectorInfo;
@@ -109,6 +109,9 @@ fn describe(plan: &Plan, launches: &[String], detectors: &[Option<DetectorInfo>]
                     .into(),
             ),
             Schedule::Inline => {}
+        }
+        if st.wait_for_result == ResultWait::Deadline {
+            schedule.push("frames wait for results until their deadline".into());
         }
         if st.admission && st.schedule != Schedule::Async {
             schedule.push("admission control for frames with deadlines".into());
