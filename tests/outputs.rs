@@ -264,9 +264,7 @@ fn mcap_of_a_stereo_run_has_its_calibration_objects_and_depth() {
     // The synthetic pair: two squares at known depths, detected, tracked and
     // placed by stereo_depth.
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo().join("pipelines/stereo-objects.toml"))
-        .unwrap()
-        .replace("../", &format!("{}/", repo().display()));
+    let text = example_pipeline("stereo-objects.toml");
     let mcap_path = dir.path().join("so.mcap");
     let jsonl = dir.path().join("so.jsonl");
     let p = pipeline(

@@ -117,9 +117,7 @@ fn skipped_detections_are_predicted_by_the_tracker_and_intervals_are_counted() {
     // Detection on every third frame: the frames between carry the reason and
     // predicted tracks; ids never change.
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo().join("pipelines/tracking.toml"))
-        .unwrap()
-        .replace("../", &format!("{}/", repo().display()))
+    let text = example_pipeline("tracking.toml")
         .replace("layout = \"yolov8\"", "layout = \"yolov8\"\ninterval = 3");
     let p = pipeline(dir.path(), "every3.toml", &text);
     let out = dir.path().join("out.jsonl");
@@ -155,19 +153,8 @@ fn skipped_detections_are_predicted_by_the_tracker_and_intervals_are_counted() {
 /// run dropped from full queues.
 fn overload(mode: &str) -> (Value, Value, Vec<Value>, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.jsonl");
-    let summary = dir.path().join("summary.json");
     let p = repo().join(format!("pipelines/overload-{mode}.toml"));
-    run(&[
-        "run",
-        p.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ])
-    .assert_code(0);
-    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let (out, records, s) = run_summarised(&p, dir.path());
     let dropped = s["drops"]
         .as_array()
         .unwrap()
@@ -179,7 +166,7 @@ fn overload(mode: &str) -> (Value, Value, Vec<Value>, u64) {
     (
         eval_json(&gt, &out, &["--streaming"]),
         eval_json(&gt, &out, &[]),
-        read_records(&out),
+        records,
         dropped,
     )
 }
@@ -238,9 +225,7 @@ fn at_2x_overload_every_frame_comes_out_and_asynchronous_results_ride_on_later_f
 /// The classification of every record of the cascade example with `edit` applied.
 fn cascade(edit: impl Fn(String) -> String) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo().join("pipelines/cascade.toml"))
-        .unwrap()
-        .replace("../", &format!("{}/", repo().display()));
+    let text = example_pipeline("cascade.toml");
     let p = pipeline(dir.path(), "cascade.toml", &edit(text));
     let out = dir.path().join("out.jsonl");
     run(&["run", p.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert_code(0);
@@ -367,13 +352,10 @@ fn held_until_their_deadline_frames_carry_results_one_frame_after_their_own() {
     // frame late. `percept check` says so; every frame still comes out, in
     // order.
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo().join("pipelines/overload-async.toml"))
-        .unwrap()
-        .replace("../", &format!("{}/", repo().display()))
-        .replace(
-            "async = true ",
-            "async = true\nwait_for_result = \"deadline\" ",
-        );
+    let text = example_pipeline("overload-async.toml").replace(
+        "async = true ",
+        "async = true\nwait_for_result = \"deadline\" ",
+    );
     let p = pipeline(dir.path(), "held.toml", &text);
     let check = run(&["check", p.to_str().unwrap()]);
     check.assert_code(0);
@@ -384,21 +366,9 @@ fn held_until_their_deadline_frames_carry_results_one_frame_after_their_own() {
         "{}",
         check.stdout
     );
-    let out = dir.path().join("out.jsonl");
-    let summary = dir.path().join("summary.json");
-    run(&[
-        "run",
-        p.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ])
-    .assert_code(0);
-    let records = read_records(&out);
+    let (_, records, s) = run_summarised(&p, dir.path());
     assert_eq!(records.len(), 40);
     assert_contiguous(&records);
-    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     let detect = &s["stages"][0];
     let lags: Vec<u64> = detect["result_lag_frames"]
         .as_array()

@@ -142,8 +142,6 @@ fn two_streams_pair_by_time_and_every_unpaired_frame_is_counted() {
     // Left at 30 fps; right at 25 fps, 3 ms late: frames pair only where
     // their times come within 10 ms, the rest are dropped as unpaired.
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.jsonl");
-    let summary = dir.path().join("summary.json");
     let p = pipeline(
         dir.path(),
         "pair.toml",
@@ -168,18 +166,7 @@ kind = "image_stats"
 streams = ["lr"]
 "#,
     );
-    run(&[
-        "run",
-        p.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ])
-    .assert_code(0);
-    let records = read_records(&out);
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let (_, records, s) = run_summarised(&p, dir.path());
     let pair = &s["stereo"][0];
     let n = pair["pairs"].as_u64().unwrap();
     assert_eq!(n as usize, records.len());
@@ -391,9 +378,7 @@ fn tracks_get_positions_too_and_side_by_side_frames_give_the_same_answer() {
     assert_positions(&r["tracks"], "stereo", 0.02);
     // The same views side by side in one 800x300 image.
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo().join("pipelines/stereo-objects.toml"))
-        .unwrap()
-        .replace("../", &format!("{}/", repo().display()));
+    let text = example_pipeline("stereo-objects.toml");
     let (head, rest) = text.split_once("[[source]]").unwrap();
     let (_, after) = rest.split_once("[[stage]]").unwrap();
     let sbs = format!(
@@ -448,9 +433,7 @@ fn mono_depth_places_objects_with_a_fixed_scale_or_one_fitted_to_stereo() {
 #[test]
 fn a_mono_depth_stage_without_stereo_or_scale_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo().join("pipelines/mono-depth.toml"))
-        .unwrap()
-        .replace("../", &format!("{}/", repo().display()))
+    let text = example_pipeline("mono-depth.toml")
         .replace("scale = 2.0", "")
         .replace("shift = -0.2", "");
     let p = pipeline(dir.path(), "mono.toml", &text);

@@ -102,6 +102,33 @@ pub fn u64_field(v: &Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("`{key}` missing or not a number in {v}"))
 }
 
+/// The text of `pipelines/NAME` with its relative paths (`../`) made
+/// absolute, to write elsewhere with [`pipeline`] after editing.
+pub fn example_pipeline(name: &str) -> String {
+    std::fs::read_to_string(repo().join("pipelines").join(name))
+        .unwrap_or_else(|e| panic!("pipelines/{name}: {e}"))
+        .replace("../", &format!("{}/", repo().display()))
+}
+
+/// Runs pipeline `p` (must exit 0), its records into `out.jsonl` and its
+/// summary into `summary.json` in `dir`. Returns the path of the records,
+/// the records, and the summary.
+pub fn run_summarised(p: &Path, dir: &Path) -> (PathBuf, Vec<Value>, Value) {
+    let out = dir.join("out.jsonl");
+    let summary = dir.join("summary.json");
+    run(&[
+        "run",
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ])
+    .assert_code(0);
+    let s = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    (out.clone(), read_records(&out), s)
+}
+
 /// Writes a pipeline file into `dir`.
 pub fn pipeline(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
