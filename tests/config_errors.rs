@@ -67,7 +67,7 @@ const CASES: &[(&str, Option<usize>, &str)] = &[
     (
         "wait_for_result_unknown.toml",
         Some(10),
-        "`stage[0].wait_for_result`: \"next_frame\" or \"deadline\"",
+        "`stage.wait_for_result`: unknown variant `always`, expected `next_frame` or `deadline`",
     ),
     (
         "wait_for_result_inline.toml",

@@ -119,7 +119,7 @@ pub struct StageSpec {
     /// frame. `"next_frame"` (default): until the next frame arrives;
     /// `"deadline"`: until the frame's deadline (fresher results, later
     /// outputs; `docs/realtime.md`).
-    pub wait_for_result: Option<Spanned<String>>,
+    pub wait_for_result: Option<Spanned<super::types::ResultWait>>,
     /// Load tests: spend this many more milliseconds on every frame the stage works on.
     pub simulate_ms: Option<Spanned<f64>>,
 }

@@ -764,27 +764,14 @@ impl Resolver<'_> {
         }
         let wait_for_result = match &spec.wait_for_result {
             None => ResultWait::NextFrame,
-            Some(w) => {
-                let wait = match w.get_ref().as_str() {
-                    "next_frame" => ResultWait::NextFrame,
-                    "deadline" => ResultWait::Deadline,
-                    _ => {
-                        return Err(self.invalid(
-                            w.span(),
-                            format!("{field}.wait_for_result"),
-                            "\"next_frame\" or \"deadline\"",
-                        ));
-                    }
-                };
-                if schedule == Schedule::Inline {
-                    return Err(self.invalid(
-                        w.span(),
-                        format!("{field}.wait_for_result"),
-                        "applies to a stage beside the stream only (async = true, or schedule = \"async\" or \"auto\")",
-                    ));
-                }
-                wait
+            Some(w) if schedule == Schedule::Inline => {
+                return Err(self.invalid(
+                    w.span(),
+                    format!("{field}.wait_for_result"),
+                    "applies to a stage beside the stream only (async = true, or schedule = \"async\" or \"auto\")",
+                ));
             }
+            Some(w) => *w.get_ref(),
         };
         Ok(StagePlan {
             id: spec.id.get_ref().clone(),

@@ -147,7 +147,8 @@ pub enum Schedule {
 
 /// How long a frame may wait for an asynchronous stage's result, due soon,
 /// so that the result rides on it (`wait_for_result`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ResultWait {
     /// Until the next frame arrives, within the frame's deadline: outputs
     /// leave at most about a period late (the default).

@@ -318,7 +318,10 @@ impl Scheduler {
         waited: bool,
         queued: bool,
     ) -> bool {
-        if self.interval != Interval::Every(1) {
+        // Only a frame late to start: after a wait, or (holding until the
+        // deadline) queued.
+        let late = waited || (queued && self.wait == ResultWait::Deadline);
+        if !late || self.interval != Interval::Every(1) {
             return false;
         }
         let (Some(deadline), Some(run)) = (meta.deadline_ns, self.recent.p50()) else {
@@ -328,16 +331,13 @@ impl Scheduler {
         let age = now_ns.saturating_sub(meta.capture_ns);
         let reach = self.arrival.min().unwrap_or(0);
         match self.wait {
-            ResultWait::NextFrame => {
-                waited && (age.saturating_sub(reach) + run) / period > run / period
-            }
-            ResultWait::Deadline if waited || queued => {
+            ResultWait::NextFrame => (age.saturating_sub(reach) + run) / period > run / period,
+            ResultWait::Deadline => {
                 let budget = deadline.saturating_sub(meta.capture_ns);
                 let lands = |age: u64| (age + run).saturating_sub(budget).div_ceil(period).max(1);
                 let next_age = age.max(period + reach) - period;
                 lands(next_age) < lands(age)
             }
-            ResultWait::Deadline => false,
         }
     }
 }
